@@ -1,0 +1,73 @@
+"""Settings, read from ``ACE_*`` environment variables (and a ``.env`` file) with documented defaults.
+
+Every setting can be overridden per run by the CLI's options; library code takes a ``Settings``
+object (or the defaults) and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Phrases that signal an exciting moment in a live sale or game show (English and Chinese).
+DEFAULT_KEYWORDS: tuple[str, ...] = (
+    "link is up",
+    "three two one",
+    "3 2 1",
+    "go go go",
+    "limited time",
+    "flash sale",
+    "sold out",
+    "right now",
+    "oh my god",
+    "let's go",
+    "wow",
+    "amazing",
+    "incredible",
+    "秒杀",
+    "上链接",
+    "抢",
+    "三二一",
+    "库存",
+    "太棒了",
+)
+
+
+class Settings(BaseSettings):
+    """ACE's settings. Environment variables are the field names upper-cased with ``ACE_`` in front
+    (``ACE_DATA_DIR``, ``ACE_DATABASE_URL``, ``ACE_MODEL``, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="ACE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data", description="Where ACE keeps its database, caches, Ray's temp files and the sample show.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/ace.db. PostgreSQL: postgresql+psycopg://user:pw@host/db")
+    model: str = Field("tiny.en", description="Speech model: a name (tiny.en, base, ...), a local CTranslate2 folder, or a hub id.")
+    device: str = Field("auto", description="auto | cpu | cuda. auto uses CUDA when a GPU is present.")
+    compute_type: str = Field("auto", description="CTranslate2 compute type; auto is float16 on CUDA, int8 on CPU.")
+    beam_size: int = Field(1, ge=1, le=10, description="Beam size for speech recognition (1 is greedy and fastest).")
+    language: str | None = Field(None, description="Spoken language code; None lets the model detect it (English-only models force 'en').")
+    cpu_threads: int = Field(0, ge=0, description="Threads for speech recognition on the CPU; 0 means all cores.")
+    analysis_fps: float = Field(4.0, gt=0, le=30, description="Frames per second the visual detector looks at.")
+    analysis_width: int = Field(160, ge=32, le=1920, description="Width of the grey frames the visual detector looks at.")
+    clip_min: float = Field(8.0, gt=0, description="Shortest clip, seconds.")
+    clip_max: float = Field(60.0, gt=0, description="Longest clip, seconds.")
+    clip_mode: str = Field("exact", description="exact (frame-accurate smart cut) or fast (stream copy from the keyframe before).")
+    threshold: float = Field(0.45, gt=0, lt=1, description="Fused score a peak must reach to become a moment.")
+    keywords: tuple[str, ...] = Field(DEFAULT_KEYWORDS, description="Excitement phrases for the speech detector.")
+    eval_data: Path = Field(Path("../shared/data"), description="Folder of public recordings with ground truth (ace eval, some tests).")
+    ray_address: str | None = Field(None, description="Existing Ray cluster to join; None starts a local one.")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ace.db').resolve()}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+def get_settings(**overrides) -> Settings:
+    """Settings from the environment, with keyword overrides (``None`` values are ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

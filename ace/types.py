@@ -1,0 +1,200 @@
+"""Core value types shared by every part of ACE.
+
+All times are float seconds on the show's (or stream's) media clock. Wall-clock time appears
+only at the edges (the store's ``created_at`` columns, the CLI's progress). Every type here is a
+frozen dataclass with slots: cheap to create, safe to pass between threads and Ray workers, and
+convertible to plain JSON with :func:`to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Interaction kinds ACE understands. ``viewers`` carries the concurrent viewer count in ``value``.
+EVENT_KINDS: tuple[str, ...] = (
+    "chat",
+    "like",
+    "gift",
+    "follow",
+    "share",
+    "cart",
+    "order",
+    "viewers",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What ``ffprobe`` says about a media file or stream."""
+
+    path: str
+    duration: float
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    video_codec: str = ""
+    audio_codec: str = ""
+    #: seconds of the first video frame on the media clock (usually 0 for files)
+    start_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A few seconds of a stream on local disk (the live rolling buffer)."""
+
+    stream_id: str
+    seq: int
+    start: float
+    end: float
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word, in show time."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A transcript segment as faster-whisper returns it (roughly one sentence), in show time."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One audience interaction. ``value`` is 1 for countable kinds, the gift's worth for gifts and
+    the viewer count for ``viewers``."""
+
+    t: float
+    kind: str
+    user: str = ""
+    value: float = 1.0
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One detector's evidence at one instant: ``score`` in [0, 1], ``reason`` for humans."""
+
+    source: str
+    t: float
+    score: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a moment was chosen: one source's peak contribution inside the moment."""
+
+    source: str
+    score: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A highlight: an interval of the show worth re-watching."""
+
+    show_id: str
+    start: float
+    end: float
+    score: float
+    peak: float
+    reasons: tuple[Reason, ...] = ()
+    transcript: str = ""
+
+    @property
+    def id(self) -> str:
+        """Stable id: the same show, interval and settings give the same id on every run."""
+        return moment_id(self.show_id, self.start, self.end)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def moment_id(show_id: str, start: float, end: float) -> str:
+    key = f"{show_id}:{start:.2f}:{end:.2f}".encode()
+    return hashlib.sha1(key).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPlan:
+    """Where to cut: the moment's interval after snapping, and how."""
+
+    moment_id: str
+    start: float
+    end: float
+    mode: str = "exact"  # "fast" (stream copy, keyframe-aligned) or "exact" (frame-accurate)
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A rendered clip: the actual interval in the source and the files written."""
+
+    moment_id: str
+    path: str
+    start: float
+    end: float
+    mode: str
+    srt_path: str = ""
+    thumb_path: str = ""
+    seconds: float = 0.0  # wall time spent cutting
+
+
+@dataclass(frozen=True, slots=True)
+class RampDecision:
+    """The promoted-traffic share a room gets next tick, and why."""
+
+    stream_id: str
+    t: float
+    level: str
+    share: float
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ShowResult:
+    """What processing one show produced (or why it failed)."""
+
+    show_id: str
+    path: str
+    ok: bool
+    duration: float = 0.0
+    seconds: float = 0.0
+    moments: list[Moment] = field(default_factory=list)
+    clips: list[Clip] = field(default_factory=list)
+    error: str = ""
+    out_dir: str = ""
+
+    @property
+    def realtime(self) -> float:
+        return self.duration / self.seconds if self.seconds > 0 else 0.0
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-JSON view of any ACE dataclass (recursively), with derived ids included."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        if isinstance(obj, Moment):
+            out["id"] = obj.id
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
