@@ -180,6 +180,9 @@ class ShowResult:
     clips: list[Clip] = field(default_factory=list)
     error: str = ""
     out_dir: str = ""
+    warnings: list[str] = field(default_factory=list)
+    #: wall seconds per stage (probe, decode, transcribe, fuse, clip, ...)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def realtime(self) -> float:

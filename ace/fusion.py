@@ -1,0 +1,248 @@
+"""Fusion: signals from every detector → a scored per-second timeline → highlight moments.
+
+1. **Timeline** — each source's evidence is binned per second (max score in the bin), spread
+   over ``±spread_s`` seconds so evidence that arrives a little apart lines up; interaction
+   evidence is moved ``interaction_lag`` seconds earlier, because an audience reacts after the
+   moment it reacts to.
+2. **Score** — a weighted noisy-OR, ``1 - Π(1 - w_s·x_s)``: one strong source can make a moment
+   on its own only if its weight allows it (a keyword, a cheer, an engagement spike), while weak
+   sources (a scene cut, an exclamation) need company.
+3. **Peaks** — hysteresis: a region starts where the score passes ``high`` and extends while it
+   stays above ``low``; regions closer than ``merge_gap`` merge.
+4. **Boundaries** — a lead-in and a tail are added, the length is brought within
+   [``clip_min``, ``clip_max``], then each edge is snapped to a sentence start/end or a scene cut
+   nearby, and never left inside a spoken word. Overlapping moments merge.
+5. **Reasons** — every moment lists each contributing source with its strongest evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ace.types import Moment, Reason, Sentence, Signal, Word
+
+DEFAULT_WEIGHTS = {
+    "keyword": 0.6,
+    "speech": 0.35,
+    "audio": 0.5,
+    "visual": 0.4,
+    "interaction": 0.6,
+}
+
+
+@dataclass(frozen=True)
+class FusionOptions:
+    weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    spread_s: int = 2  #: a signal counts this many seconds either side
+    interaction_lag: float = 3.0  #: seconds the audience lags behind what it reacts to
+    high: float = 0.45  #: score a peak must reach
+    low: float = 0.25  #: score a region extends over
+    merge_gap: float = 4.0  #: regions closer than this merge
+    pre_roll: float = 4.0  #: lead-in before the region
+    post_roll: float = 3.0  #: tail after the region
+    clip_min: float = 8.0
+    clip_max: float = 60.0
+    snap_window: float = 4.0  #: how far an edge may move to reach a sentence edge or a cut
+    word_pad: float = 0.12  #: silence kept between a clip edge and the nearest word
+
+
+@dataclass
+class Timeline:
+    """Per-second evidence: ``sources[name][i]`` is source ``name``'s score in second ``i``."""
+
+    duration: float
+    sources: dict[str, np.ndarray]
+    fused: np.ndarray
+
+
+def build_timeline(signals: Sequence[Signal], duration: float, o: FusionOptions) -> Timeline:
+    n = max(1, int(math.ceil(duration)))
+    sources: dict[str, np.ndarray] = {}
+    for s in signals:
+        t = s.t - (o.interaction_lag if s.source == "interaction" else 0.0)
+        i = int(math.floor(t))
+        if not 0 <= i < n:
+            i = min(max(i, 0), n - 1)
+        arr = sources.setdefault(s.source, np.zeros(n))
+        arr[i] = max(arr[i], min(max(s.score, 0.0), 1.0))
+    spread = {}
+    for name, arr in sources.items():
+        spread[name] = _max_filter(arr, o.spread_s)
+    fused = np.zeros(n)
+    miss = np.ones(n)
+    for name, arr in spread.items():
+        w = o.weights.get(name, 0.0)
+        miss *= 1.0 - w * arr
+    fused = 1.0 - miss
+    return Timeline(duration, spread, fused)
+
+
+def _max_filter(arr: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0:
+        return arr.copy()
+    padded = np.pad(arr, radius)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
+    return windows.max(axis=1)
+
+
+def find_regions(fused: np.ndarray, high: float, low: float, merge_gap: float) -> list[tuple[int, int]]:
+    """Hysteresis regions ``[a, b]`` (inclusive seconds) that reach ``high`` and extend over ``low``."""
+    regions: list[tuple[int, int]] = []
+    above = fused >= low
+    i, n = 0, len(fused)
+    while i < n:
+        if above[i]:
+            j = i
+            while j + 1 < n and above[j + 1]:
+                j += 1
+            if fused[i : j + 1].max() >= high:
+                regions.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    merged: list[tuple[int, int]] = []
+    for a, b in regions:
+        if merged and a - merged[-1][1] - 1 < merge_gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def find_moments(
+    show_id: str,
+    signals: Sequence[Signal],
+    duration: float,
+    sentences: Sequence[Sentence] = (),
+    cuts: Sequence[float] = (),
+    options: FusionOptions | None = None,
+) -> tuple[list[Moment], Timeline]:
+    """All moments of a show (batch), best first in time order, with the timeline behind them."""
+    o = options or FusionOptions()
+    tl = build_timeline(signals, duration, o)
+    words = sorted((w for s in sentences for w in s.words), key=lambda w: w.start)
+    spans: list[tuple[float, float, int, int]] = []
+    for a, b in find_regions(tl.fused, o.high, o.low, o.merge_gap):
+        start, end = _bounds(a, b, tl.fused, duration, o)
+        start = snap_start(start, sentences, cuts, words, o)
+        end = snap_end(end, sentences, cuts, words, o, duration)
+        if end - start > o.clip_max + o.snap_window:
+            end = _free_point(start + o.clip_max, words, o.word_pad, backwards=True)
+        if end > start:
+            spans.append((start, end, a, b))
+    spans.sort()
+    merged: list[list] = []
+    for start, end, a, b in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][3] = max(merged[-1][3], b)
+        else:
+            merged.append([start, end, a, b])
+    moments = [_moment(show_id, s, e, tl, signals, words, o) for s, e, _a, _b in merged]
+    return moments, tl
+
+
+def _bounds(a: int, b: int, fused: np.ndarray, duration: float, o: FusionOptions) -> tuple[float, float]:
+    start = a - o.pre_roll
+    end = b + 1 + o.post_roll
+    if end - start < o.clip_min:
+        grow = (o.clip_min - (end - start)) / 2
+        start, end = start - grow, end + grow
+    if end - start > o.clip_max:
+        # keep the clip_max window with the most evidence
+        width = int(o.clip_max)
+        lo, hi = max(0, int(start)), min(len(fused), int(math.ceil(end)))
+        seg = fused[lo:hi]
+        if len(seg) > width:
+            sums = np.convolve(seg, np.ones(width), mode="valid")
+            k = int(np.argmax(sums))
+            start, end = float(lo + k), float(lo + k + width)
+        else:
+            end = start + o.clip_max
+    if start < 0:
+        end, start = min(duration, end - start), 0.0
+    if end > duration:
+        start, end = max(0.0, start - (end - duration)), duration
+    return max(0.0, start), min(duration, end)
+
+
+def _inside_word(t: float, words: Sequence[Word], pad: float) -> Word | None:
+    for w in words:
+        if w.start - pad < t < w.end + pad:
+            return w
+        if w.start > t + pad:
+            break
+    return None
+
+
+def _free_point(t: float, words: Sequence[Word], pad: float, backwards: bool) -> float:
+    """The nearest time at or around ``t`` that is not inside (or within ``pad`` of) a word."""
+    for _ in range(50):
+        w = _inside_word(t, words, pad)
+        if w is None:
+            return max(0.0, t)
+        t = (w.start - pad) if backwards else (w.end + pad)
+    return max(0.0, t)
+
+
+def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions) -> float:
+    lo = start - o.snap_window
+    for s in sentences:
+        if s.start < start < s.end and s.start >= lo:
+            return _free_point(s.start - o.word_pad, words, o.word_pad, backwards=True)
+    near_cuts = [c for c in cuts if abs(c - start) <= o.snap_window / 2]
+    if near_cuts:
+        c = min(near_cuts, key=lambda c: abs(c - start))
+        if _inside_word(c, words, o.word_pad) is None:
+            return c
+    return _free_point(start, words, o.word_pad, backwards=True)
+
+
+def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, duration: float) -> float:
+    hi = end + o.snap_window
+    for s in sentences:
+        if s.start < end < s.end and s.end <= hi:
+            return min(duration, _free_point(s.end + o.word_pad, words, o.word_pad, backwards=False))
+    near_cuts = [c for c in cuts if abs(c - end) <= o.snap_window / 2]
+    if near_cuts:
+        c = min(near_cuts, key=lambda c: abs(c - end))
+        if _inside_word(c, words, o.word_pad) is None:
+            return min(duration, c)
+    return min(duration, _free_point(end, words, o.word_pad, backwards=False))
+
+
+def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Sequence[Signal], words: Sequence[Word], o: FusionOptions) -> Moment:
+    lo, hi = max(0, int(math.floor(start))), min(len(tl.fused), int(math.ceil(end)))
+    seg = tl.fused[lo:hi] if hi > lo else tl.fused[lo : lo + 1]
+    score = float(seg.max()) if seg.size else 0.0
+    peak = float(lo + int(np.argmax(seg)) + 0.5) if seg.size else start
+    reasons = []
+    for name, arr in tl.sources.items():
+        part = arr[lo:hi]
+        if part.size == 0 or part.max() < 0.1:
+            continue
+        lag = o.interaction_lag if name == "interaction" else 0.0
+        best = max(
+            (s for s in signals if s.source == name and start - o.spread_s <= s.t - lag <= end + o.spread_s),
+            key=lambda s: s.score,
+            default=None,
+        )
+        reasons.append(Reason(name, round(float(part.max()), 3), best.reason if best else ""))
+    reasons.sort(key=lambda r: -o.weights.get(r.source, 0.0) * r.score)
+    text = join_words([w for w in words if w.start >= start - 0.01 and w.end <= end + 0.01])
+    return Moment(show_id, round(start, 3), round(end, 3), round(score, 4), round(peak, 2), tuple(reasons), text)
+
+
+def join_words(words: Sequence[Word]) -> str:
+    out = ""
+    for w in words:
+        t = w.text.strip()
+        if not t:
+            continue
+        cjk = "\u4e00" <= t[0] <= "\u9fff"
+        out += t if (cjk or not out) else " " + t
+    return out

@@ -1,0 +1,353 @@
+"""One show, end to end: probe → analysis taps → detectors → fusion → clips → files and store.
+
+:class:`ShowPipeline` holds what is worth loading once (the speech model) and processes shows one
+at a time; Ray workers hold one each. Video decoding (an ffmpeg process feeding the visual
+detector in a thread) runs while speech recognition runs in the calling thread, so a show takes
+about as long as the slower of the two.
+
+>>> from ace.pipeline import ShowPipeline
+>>> result = ShowPipeline().process("show.mp4", "out/")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ace import media
+from ace.clipper import plan_clip, render_clip
+from ace.config import Settings, get_settings
+from ace.errors import AceError, InputError, MediaError, NoStreamError
+from ace.events import load_events
+from ace.fusion import FusionOptions, Timeline, find_moments
+from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
+from ace.types import Clip, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
+
+log = logging.getLogger("ace.pipeline")
+
+#: progress callback: (stage, seconds of show done, show duration)
+Progress = Callable[[str, float, float], None]
+
+_CLIP_FILE = re.compile(r"^[0-9a-f]{12}\.(mp4|srt|jpg)$")
+
+
+def slug(name: str, limit: int = 48) -> str:
+    """A safe folder name: letters, digits, '-', '_' and '.', never starting with '.' or '-'."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
+    return (s[:limit] or "show").strip("-._") or "show"
+
+
+def show_id_for(path: str | os.PathLike) -> str:
+    """A stable id from the file's name and content (size, first and last MiB): the same show gives
+    the same id wherever it lies."""
+    p = Path(path)
+    h = hashlib.sha1()
+    size = p.stat().st_size
+    h.update(str(size).encode())
+    with p.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+    return f"{slug(p.stem, 32)}-{h.hexdigest()[:8]}"
+
+
+def fusion_options(settings: Settings) -> FusionOptions:
+    return FusionOptions(high=settings.threshold, low=min(settings.threshold * 0.55, settings.threshold - 0.05), clip_min=settings.clip_min, clip_max=settings.clip_max)
+
+
+def settings_hash(settings: Settings, events_digest: str = "") -> str:
+    keys = ("model", "beam_size", "language", "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords")
+    blob = json.dumps({k: getattr(settings, k) for k in keys} | {"events": events_digest}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Analysis:
+    """Everything analysis learned about a show, before clips are cut."""
+
+    show_id: str
+    info: MediaInfo
+    sentences: list[Sentence]
+    signals: list[Signal]
+    cuts: list[float]
+    moments: list[Moment]
+    timeline: Timeline
+    events: list[Event] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ShowPipeline:
+    """Processes recorded shows with one loaded speech model."""
+
+    def __init__(self, settings: Settings | None = None, model=None):
+        self.settings = settings or get_settings()
+        self._model = model
+        self._lock = threading.Lock()
+
+    # -- resources ---------------------------------------------------------------------------
+
+    @property
+    def device(self) -> tuple[str, str]:
+        from models.registry import detect_device
+
+        return detect_device(self.settings.device, self.settings.compute_type)
+
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from models.registry import load_whisper
+
+                device, compute = self.device
+                self._model = load_whisper(
+                    self.settings.model,
+                    device=device,
+                    compute_type=compute,
+                    cpu_threads=self.settings.cpu_threads,
+                    cache_dir=self.settings.cache_dir,
+                )
+            return self._model
+
+    def transcriber(self) -> Transcriber:
+        return Transcriber(self.model(), beam_size=self.settings.beam_size, language=self.settings.language)
+
+    # -- analysis ----------------------------------------------------------------------------
+
+    def analyse(self, path: str | os.PathLike, events_path: str | os.PathLike | None = None, progress: Progress | None = None) -> Analysis:
+        """Run every detector over one show and fuse their evidence into moments."""
+        s = self.settings
+        path = str(path)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        info = media.probe(path)
+        if info.duration <= 0:
+            raise MediaError(f"{path}: the show has zero length")
+        if not info.has_video:
+            raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
+        if not info.has_audio:
+            raise NoStreamError(f"{path}: no audio track (ACE needs the show's sound for speech and loudness)")
+        show_id = show_id_for(path)
+        timings["probe"] = time.perf_counter() - t0
+
+        warnings: list[str] = []
+        events: list[Event] = []
+        if events_path is not None:
+            loaded = load_events(events_path)
+            events = loaded.events
+            warnings.extend(f"{Path(events_path).name}: {w}" for w in loaded.warnings)
+            late = [e for e in events if e.t > info.duration + 1]
+            if late:
+                warnings.append(f"{len(late)} events lie after the end of the show ({info.duration:.1f} s) and were ignored")
+                events = [e for e in events if e.t <= info.duration + 1]
+
+        # audio tap (fast) ---------------------------------------------------------------------
+        t = time.perf_counter()
+        audio = media.read_audio(path, sr=16000)
+        timings["audio_decode"] = time.perf_counter() - t
+        audio_seconds = audio.size / 16000
+        if audio_seconds < min(info.duration, 1.0) * 0.5 or audio_seconds < info.duration - 2.0:
+            raise MediaError(f"{path}: audio decodes only to {audio_seconds:.1f} s of {info.duration:.1f} s (truncated or corrupt file)")
+
+        # video tap + visual detector, in a thread ----------------------------------------------
+        visual = VisualDetector(fps=s.analysis_fps)
+        vis_signals: list[Signal] = []
+        vis_state: dict = {"last_t": 0.0, "error": None}
+        hwaccel = "cuda" if self.device[0] == "cuda" else None
+
+        def run_visual() -> None:
+            t1 = time.perf_counter()
+            try:
+                for ft, frame in media.iter_frames(path, fps=s.analysis_fps, width=s.analysis_width, hwaccel=hwaccel):
+                    vis_signals.extend(visual.process_frame(ft, frame))
+                    vis_state["last_t"] = ft
+                    if progress is not None and visual.frames % 16 == 0:
+                        progress("video", ft, info.duration)
+                vis_signals.extend(visual.flush())
+            except BaseException as exc:  # re-raised in the calling thread
+                vis_state["error"] = exc
+            timings["video_decode"] = time.perf_counter() - t1
+
+        thread = threading.Thread(target=run_visual, name="ace-visual", daemon=True)
+        thread.start()
+
+        # audio loudness -------------------------------------------------------------------------
+        audio_det = AudioDetector()
+        signals: list[Signal] = list(audio_det.process_audio(0.0, audio))
+        signals.extend(audio_det.flush())
+
+        # speech ---------------------------------------------------------------------------------
+        t = time.perf_counter()
+        transcriber = self.transcriber()
+        sentences = transcriber.transcribe(audio, 0.0, progress=(lambda x: progress("speech", x, info.duration)) if progress else None)
+        timings["transcribe"] = time.perf_counter() - t
+        del audio
+        speech = SpeechDetector(keywords=s.keywords)
+        signals.extend(speech.process_sentences(sentences))
+
+        # interaction ----------------------------------------------------------------------------
+        inter = InteractionDetector()
+        signals.extend(inter.process_events(events, now=info.duration))
+        signals.extend(inter.flush(info.duration))
+
+        thread.join()
+        if vis_state["error"] is not None:
+            raise vis_state["error"]
+        if visual.frames == 0 or vis_state["last_t"] < info.duration - max(2.0, 3.0 / s.analysis_fps):
+            raise MediaError(f"{path}: video decodes only to {vis_state['last_t']:.1f} s of {info.duration:.1f} s (truncated or corrupt file)")
+        signals.extend(vis_signals)
+        if progress is not None:
+            progress("video", info.duration, info.duration)
+
+        t = time.perf_counter()
+        moments, timeline = find_moments(show_id, signals, info.duration, sentences, visual.cuts, fusion_options(s))
+        timings["fuse"] = time.perf_counter() - t
+        return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings)
+
+    # -- whole show ----------------------------------------------------------------------------
+
+    def process(
+        self,
+        path: str | os.PathLike,
+        out_root: str | os.PathLike,
+        events_path: str | os.PathLike | None = None,
+        progress: Progress | None = None,
+        store=None,
+    ) -> ShowResult:
+        """Analyse a show and cut its clips into ``out_root/<show>/``. Never raises for bad input:
+        the result says what went wrong."""
+        path = str(path)
+        started = time.perf_counter()
+        name = slug(Path(path).stem)
+        result = ShowResult(show_id="", path=path, ok=False, out_dir=str(Path(out_root) / name))
+        try:
+            if not Path(path).is_file():
+                raise InputError(f"no such file: {path}")
+            if Path(path).stat().st_size == 0:
+                raise MediaError(f"{path}: empty file (zero bytes)")
+            result.show_id = show_id_for(path)
+            events_digest = _file_digest(events_path) if events_path else ""
+            shash = settings_hash(self.settings, events_digest)
+            if store is not None:
+                store.upsert_show(result.show_id, path=path, name=name, duration=0.0, settings_hash=shash, status="running")
+            analysis = self.analyse(path, events_path, progress)
+            result.duration = analysis.info.duration
+            result.warnings = analysis.warnings
+            result.timings = dict(analysis.timings)
+            t = time.perf_counter()
+            clips = self._cut(path, analysis, Path(result.out_dir), progress)
+            result.timings["clip"] = time.perf_counter() - t
+            result.moments, result.clips = analysis.moments, clips
+            self._write_json(result, analysis, shash)
+            if store is not None:
+                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash=shash, status="done")
+                store.save_results(result.show_id, analysis.moments, clips, shash)
+            result.ok = True
+        except AceError as exc:
+            result.error = str(exc)
+        except Exception as exc:  # a bug must not take the other shows down with it
+            log.exception("processing %s failed", path)
+            result.error = f"internal error: {type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - started
+        if not result.ok and store is not None and result.show_id:
+            try:
+                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash="", status="failed", error=result.error)
+            except AceError:
+                log.warning("could not record the failure of %s in the store", path)
+        return result
+
+    def _cut(self, path: str, analysis: Analysis, out_dir: Path, progress: Progress | None) -> list[Clip]:
+        clips_dir = out_dir / "clips"
+        clips_dir.mkdir(parents=True, exist_ok=True)
+        previous = _previous_clips(out_dir / "moments.json")
+        keep = {m.id for m in analysis.moments}
+        clips: list[Clip] = []
+        for i, m in enumerate(analysis.moments):
+            plan = plan_clip(m, self.settings.clip_mode, analysis.info)
+            old = previous.get(m.id)
+            if old and old.mode == plan.mode and abs(old.start - plan.start) < 0.2 and _files_exist(out_dir, old):
+                clips.append(old)
+            else:
+                clips.append(render_clip(path, plan, clips_dir, analysis.sentences, thumb_at=m.peak))
+            if progress is not None:
+                progress("clips", i + 1, len(analysis.moments))
+        for f in clips_dir.iterdir():  # clips of moments that no longer exist
+            if _CLIP_FILE.match(f.name) and f.stem not in keep:
+                f.unlink()
+        return clips
+
+    def _write_json(self, result: ShowResult, analysis: Analysis, shash: str) -> None:
+        out_dir = Path(result.out_dir)
+        by_id = {c.moment_id: c for c in result.clips}
+        moments = []
+        for m in analysis.moments:
+            d = to_dict(m)
+            c = by_id.get(m.id)
+            if c is not None:
+                d["clip"] = {
+                    "path": _rel(c.path, out_dir),
+                    "srt": _rel(c.srt_path, out_dir),
+                    "thumbnail": _rel(c.thumb_path, out_dir),
+                    "start": c.start,
+                    "end": c.end,
+                    "mode": c.mode,
+                }
+            moments.append(d)
+        doc = {
+            "show_id": result.show_id,
+            "source": str(Path(result.path).resolve()),
+            "duration": analysis.info.duration,
+            "settings_hash": shash,
+            "model": self.settings.model,
+            "moments": moments,
+            "warnings": analysis.warnings,
+        }
+        tmp = out_dir / ".moments.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        tmp.replace(out_dir / "moments.json")
+
+
+def _rel(p: str, base: Path) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return p
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def _previous_clips(path: Path) -> dict[str, Clip]:
+    """Clips recorded by an earlier run in moments.json (to skip cutting them again)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    base = path.parent
+    for m in doc.get("moments", []):
+        c = m.get("clip")
+        if not c:
+            continue
+        try:
+            out[m["id"]] = Clip(m["id"], str(base / c["path"]), float(c["start"]), float(c["end"]), c["mode"], str(base / c["srt"]), str(base / c["thumbnail"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _files_exist(out_dir: Path, clip: Clip) -> bool:
+    return all(Path(p).is_file() and Path(p).resolve().is_relative_to(out_dir.resolve()) for p in (clip.path, clip.srt_path, clip.thumb_path))
