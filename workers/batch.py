@@ -27,17 +27,33 @@ class Job:
     events: str | None = None
 
 
+#: progress of every job: {job key: {stage: (done, total)}}
+Snapshot = dict[str, dict[str, tuple[float, float]]]
+
+
 class ProgressBoard:
-    """Latest progress per job: ``{key: (stage, done, total)}``."""
+    """Latest progress per job and stage (``video``, ``speech``, ``clips``, ``done``/``failed``)."""
 
     def __init__(self):
-        self._state: dict[str, tuple[str, float, float]] = {}
+        self._state: Snapshot = {}
 
     def update(self, key: str, stage: str, done: float, total: float) -> None:
-        self._state[key] = (stage, float(done), float(total))
+        self._state.setdefault(key, {})[stage] = (float(done), float(total))
 
-    def snapshot(self) -> dict[str, tuple[str, float, float]]:
-        return dict(self._state)
+    def snapshot(self) -> Snapshot:
+        return {k: dict(v) for k, v in self._state.items()}
+
+
+def fraction(stages: dict[str, tuple[float, float]]) -> float:
+    """One number in [0, 1] for a job's progress: analysis (video and speech) is 90%, clips 10%."""
+    if "done" in stages or "failed" in stages:
+        return 1.0
+
+    def frac(stage: str) -> float:
+        done, total = stages.get(stage, (0.0, 0.0))
+        return min(1.0, done / total) if total > 0 else 0.0
+
+    return 0.45 * frac("video") + 0.45 * frac("speech") + 0.10 * frac("clips")
 
 
 def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) -> ShowResult:
@@ -63,13 +79,17 @@ def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) 
     return result
 
 
+def job_keys(jobs: Sequence[Job]) -> list[str]:
+    return [f"{i}:{Path(j.path).name}" for i, j in enumerate(jobs)]
+
+
 def run_batch(
     jobs: Sequence[Job],
     out_root: str | os.PathLike,
     settings: Settings,
     address: str | None = None,
     num_cpus: int | None = None,
-    on_progress: Callable[[dict[str, tuple[str, float, float]]], None] | None = None,
+    on_progress: Callable[[Snapshot], None] | None = None,
     poll_s: float = 0.5,
     dashboard: bool = False,
 ) -> list[ShowResult]:
@@ -87,7 +107,7 @@ def run_batch(
     Board = ray.remote(num_cpus=0)(ProgressBoard)
     board = Board.remote()
     task = ray.remote(num_cpus=min(1.0, cpus / parallel), max_retries=0)(_process_show)
-    keys = [f"{i}:{Path(j.path).name}" for i, j in enumerate(jobs)]
+    keys = job_keys(jobs)
     refs = [task.remote(j, k, str(out_root), task_settings, board) for j, k in zip(jobs, keys)]
     pending = set(refs)
     while pending:

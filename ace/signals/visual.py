@@ -25,7 +25,7 @@ from ace.types import Signal
 @dataclass(frozen=True)
 class VisualOptions:
     cut_diff: float = 18.0  #: mean absolute difference (0-255) a cut must exceed
-    cut_hist: float = 0.25  #: histogram distance (Bhattacharyya, 0-1) a cut must exceed
+    cut_hist: float = 0.25  #: histogram distance (Bhattacharyya, 0-1) a cut must exceed (unless diff > 2 × cut_diff)
     cut_ratio: float = 3.0  #: ... and this many times the recent mean difference
     cut_window: int = 4  #: frames on each side used for the recent mean (adaptive test)
     min_cut_gap: float = 0.5  #: seconds between two cuts at least
@@ -91,7 +91,7 @@ class VisualDetector(Detector):
             recent_mean = float(np.mean(around)) if around else 0.0
             is_cut = (
                 diff >= self.o.cut_diff
-                and hd >= self.o.cut_hist
+                and (hd >= self.o.cut_hist or diff >= 2 * self.o.cut_diff)
                 and diff >= self.o.cut_ratio * max(recent_mean, 1.0)
                 and (not self.cuts or t - self.cuts[-1] >= self.o.min_cut_gap)
             )

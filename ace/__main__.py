@@ -1,0 +1,5 @@
+import sys
+
+from ace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""``ace bench``: the bare steps and the full pipeline measured side by side in one process.
+
+Steps, in order, on the same show: the analysis decode alone (video tap and audio tap), speech
+recognition alone on the same audio, then the whole pipeline (which runs both, the detectors,
+fusion and clip cutting). The figure that matters is the ratio of the pipeline to the slower bare
+step: it says how much the pipeline adds beyond the unavoidable work. Peak memory is the largest
+resident set of this process plus its children (ffmpeg), sampled every 50 ms. Clip cutting is
+measured on a 30 s clip from the middle of the show, fast and exact, with the exact clip's first
+and last frames compared against the source to count how many frames off its edges are.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from ace import media
+from ace.config import Settings
+
+
+class PeakMemory:
+    """Samples RSS of this process and its children in a thread; ``peak`` in bytes."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for c in me.children(recursive=True):
+            try:
+                total += c.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def _timed(fn: Callable, *args, **kwargs):
+    t = time.perf_counter()
+    with PeakMemory() as mem:
+        value = fn(*args, **kwargs)
+    return value, time.perf_counter() - t, mem.peak
+
+
+def _frame_at(path: str, t: float, fps: float, n: int, width: int = 160) -> list[np.ndarray]:
+    """``n`` consecutive full-rate frames from ``t`` (small grey frames, for comparison only)."""
+    frames = []
+    for _ft, f in media.iter_frames(path, fps=fps, width=width, skip_bidir=False, start=max(0.0, t), duration=(n + 0.5) / fps):
+        frames.append(f.astype(np.int16))
+        if len(frames) >= n:
+            break
+    return frames
+
+
+def edge_offsets(src: str, clip: str, start: float, end: float, fps: float) -> tuple[int, int]:
+    """How many frames the clip's first and last frames are from the planned edges (0 = exact)."""
+    probe_n = 7
+    clip_frames = _frame_at(clip, 0.0, fps, 1)
+    info = media.probe(clip)
+    last = _frame_at(clip, max(0.0, info.duration - 1.0 / fps), fps, 1)
+    around_start = _frame_at(src, start - 3.0 / fps, fps, probe_n)
+    around_end = _frame_at(src, end - 1.0 / fps - 3.0 / fps, fps, probe_n)
+
+    def best(target: list[np.ndarray], cands: list[np.ndarray]) -> int:
+        if not target or not cands:
+            return 99
+        errs = [float(np.mean(np.abs(target[0] - c))) for c in cands]
+        return int(np.argmin(errs)) - 3
+
+    return best(clip_frames, around_start), best(last, around_end)
+
+
+def run_bench(
+    settings: Settings,
+    input_path: str | None = None,
+    events_path: str | None = None,
+    duration: float = 360.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    from ace.clipper import plan_clip
+    from ace.pipeline import ShowPipeline
+    from ace.signals import Transcriber
+    from ace.types import Moment
+
+    say = progress or (lambda _m: None)
+    if input_path is None:
+        from samples.show import make_sample_show
+
+        say("making the sample show (once) ...")
+        show = make_sample_show(settings.data_dir / "samples", duration=duration)
+        input_path, events_path = str(show.video), str(show.events)
+    info = media.probe(input_path)
+    d = info.duration
+    report: dict = {
+        "input": str(input_path),
+        "duration_s": round(d, 2),
+        "video": f"{info.width}x{info.height} {info.fps:.2f} fps {info.video_codec}",
+        "model": settings.model,
+        "beam_size": settings.beam_size,
+        "cpu_count": os.cpu_count(),
+    }
+    pipe = ShowPipeline(settings)
+    say(f"device {pipe.device}")
+    report["device"] = "/".join(pipe.device)
+
+    def decode_all() -> int:
+        n = 0
+        for _t, _f in media.iter_frames(input_path, fps=settings.analysis_fps, width=settings.analysis_width):
+            n += 1
+        return n
+
+    say("1/4 bare analysis decode ...")
+    frames, t_video, m_video = _timed(decode_all)
+    audio, t_audio, m_audio = _timed(media.read_audio, input_path, 16000)
+    decode_s = t_video + t_audio
+    report["decode"] = {"seconds": round(decode_s, 2), "video_s": round(t_video, 2), "audio_s": round(t_audio, 2), "frames": frames, "realtime": round(d / decode_s, 1), "peak_mb": round(max(m_video, m_audio) / 2**20)}
+
+    say("2/4 bare speech recognition ...")
+    model, t_load, _ = _timed(pipe.model)
+    transcriber = Transcriber(model, beam_size=settings.beam_size, language=settings.language)
+    sentences, t_asr, m_asr = _timed(transcriber.transcribe, audio, 0.0)
+    report["speech"] = {"seconds": round(t_asr, 2), "model_load_s": round(t_load, 2), "sentences": len(sentences), "realtime": round(d / t_asr, 1), "peak_mb": round(m_asr / 2**20)}
+    del audio
+
+    say("3/4 full pipeline ...")
+    with tempfile.TemporaryDirectory(prefix="ace-bench-") as tmp:
+        result, t_pipe, m_pipe = _timed(pipe.process, input_path, tmp, events_path)
+        if not result.ok:
+            raise RuntimeError(f"pipeline failed on {input_path}: {result.error}")
+        analysis_s = t_pipe - result.timings.get("clip", 0.0)
+        slower = max(decode_s, t_asr)
+        report["pipeline"] = {
+            "seconds": round(t_pipe, 2),
+            "analysis_s": round(analysis_s, 2),
+            "clip_s": round(result.timings.get("clip", 0.0), 2),
+            "moments": len(result.moments),
+            "realtime": round(d / t_pipe, 1),
+            "peak_mb": round(m_pipe / 2**20),
+            "ratio_to_slower_bare_step": round(t_pipe / slower, 2),
+            "analysis_ratio_to_slower_bare_step": round(analysis_s / slower, 2),
+            "timings": {k: round(v, 2) for k, v in result.timings.items()},
+        }
+
+        say("4/4 clip cuts (30 s from the middle) ...")
+        start = max(0.0, d / 2 - 15.0) + 0.37  # deliberately not on a frame or keyframe boundary
+        end = min(d, start + 30.0)
+        cuts = {}
+        for mode in ("fast", "exact"):
+            m = Moment("bench", start, end, 1.0, (start + end) / 2)
+            plan = plan_clip(m, mode, info)
+            dst = Path(tmp) / f"cut-{mode}.mp4"
+            fn = media.cut_fast if mode == "fast" else media.cut_exact
+            (a, b), secs, _ = _timed(fn, input_path, plan.start, plan.end, str(dst))
+            row = {"seconds": round(secs, 3), "start": round(a, 3), "end": round(b, 3), "planned": [round(plan.start, 3), round(plan.end, 3)]}
+            if mode == "exact" and info.fps > 0:
+                first, last = edge_offsets(input_path, str(dst), plan.start, plan.end, info.fps)
+                row["first_frame_offset"] = first
+                row["last_frame_offset"] = last
+            cuts[mode] = row
+        report["cuts"] = cuts
+    report["targets"] = {
+        "pipeline_realtime>=20": report["pipeline"]["realtime"] >= 20,
+        "ratio<=1.5": report["pipeline"]["ratio_to_slower_bare_step"] <= 1.5,
+        "peak_memory<=3GB": report["pipeline"]["peak_mb"] <= 3072,
+        "exact_cut_30s<=3s": cuts["exact"]["seconds"] <= 3.0,
+        "exact_edges_within_1_frame": abs(cuts["exact"].get("first_frame_offset", 99)) <= 1 and abs(cuts["exact"].get("last_frame_offset", 99)) <= 1,
+    }
+    return report
+
+
+def print_report(r: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"ace bench — {Path(r['input']).name}, {r['duration_s']:.0f} s, {r['video']}, {r['model']} beam {r['beam_size']} on {r['device']}")
+    for col in ("step", "wall s", "× real time", "peak MB", "notes"):
+        t.add_column(col, justify="left" if col in ("step", "notes") else "right")
+    dec, sp, pl = r["decode"], r["speech"], r["pipeline"]
+    t.add_row("analysis decode (bare)", f"{dec['seconds']:.2f}", f"{dec['realtime']:.1f}", str(dec["peak_mb"]), f"video {dec['video_s']:.2f} s ({dec['frames']} frames), audio {dec['audio_s']:.2f} s")
+    t.add_row("speech recognition (bare)", f"{sp['seconds']:.2f}", f"{sp['realtime']:.1f}", str(sp["peak_mb"]), f"{sp['sentences']} sentences; model load {sp['model_load_s']:.2f} s")
+    t.add_row("full pipeline", f"{pl['seconds']:.2f}", f"{pl['realtime']:.1f}", str(pl["peak_mb"]), f"{pl['moments']} moments; analysis {pl['analysis_s']:.2f} s, clips {pl['clip_s']:.2f} s")
+    t.add_row("pipeline / slower bare step", f"{pl['ratio_to_slower_bare_step']:.2f}", "", "", f"analysis only: {pl['analysis_ratio_to_slower_bare_step']:.2f}")
+    for mode, c in r["cuts"].items():
+        note = f"planned {c['planned'][0]:.2f}–{c['planned'][1]:.2f}, got {c['start']:.2f}–{c['end']:.2f}"
+        if "first_frame_offset" in c:
+            note += f"; edges off by {c['first_frame_offset']} / {c['last_frame_offset']} frames"
+        t.add_row(f"30 s clip, {mode}", f"{c['seconds']:.2f}", "", "", note)
+    console.print(t)
+    for k, ok in r["targets"].items():
+        console.print(f"  {'[green]met' if ok else '[red]missed'}[/]  {k}")

@@ -1,0 +1,282 @@
+"""The ``ace`` command.
+
+::
+
+    ace process SHOW.mp4 [MORE ...] [--events chat.jsonl] [--out DIR] [--json]
+    ace demo                      # make the sample show (once), process it, compare with the truth
+    ace bench [--input FILE]      # decode, speech and full pipeline side by side, clip cut times
+    ace policy simulate           # traffic-ramp policy against baselines in the simulator
+
+Workers (Ray) are imported lazily so ``ace --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ace.config import Settings, get_settings
+from ace.types import ShowResult
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("analysis settings (defaults from ACE_* environment variables)")
+    g.add_argument("--model", help="speech model: tiny.en (default, bundled), base, a local CTranslate2 folder, or a hub name")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto uses a GPU when there is one")
+    g.add_argument("--beam-size", type=int, dest="beam_size", help="speech beam size (1 = greedy, fastest)")
+    g.add_argument("--language", help="spoken language code (default: detect; English-only models use en)")
+    g.add_argument("--mode", dest="clip_mode", choices=["exact", "fast"], help="exact: frame-accurate smart cut (default); fast: stream copy from the keyframe before")
+    g.add_argument("--clip-min", type=float, dest="clip_min", help="shortest clip in seconds (default 8)")
+    g.add_argument("--clip-max", type=float, dest="clip_max", help="longest clip in seconds (default 60)")
+    g.add_argument("--threshold", type=float, help="fused score a moment must reach, 0-1 (default 0.45)")
+    g.add_argument("--data-dir", type=Path, dest="data_dir", help="ACE's data folder (database, caches, sample show); default ./data")
+    r = p.add_argument_group("Ray")
+    r.add_argument("--address", help="join this Ray cluster instead of starting a local one (or set RAY_ADDRESS)")
+    r.add_argument("--num-cpus", type=int, dest="num_cpus", help="CPUs for the local Ray instance (default: all)")
+    r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local instance")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_min", "clip_max", "threshold", "data_dir")
+    s = get_settings(**{k: getattr(args, k, None) for k in keys})
+    if s.clip_min >= s.clip_max:
+        raise SystemExit(f"ace: --clip-min ({s.clip_min}) must be shorter than --clip-max ({s.clip_max})")
+    if args.address:
+        s = s.model_copy(update={"ray_address": args.address})
+    return s
+
+
+# -- process ---------------------------------------------------------------------------------------
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from workers.batch import Job
+
+    settings = settings_from(args)
+    events = list(args.events or [])
+    if len(events) > len(args.shows):
+        raise SystemExit("ace: more --events files than shows (give one --events per show, in the same order)")
+    jobs = []
+    for i, show in enumerate(args.shows):
+        ev = events[i] if i < len(events) else _sidecar_events(show)
+        jobs.append(Job(str(show), str(ev) if ev else None))
+    results = run_jobs(jobs, Path(args.out), settings, args)
+    report(results, args.json)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _sidecar_events(show: str) -> Path | None:
+    """``show.events.jsonl`` (or .json/.xml) next to the show is used when no --events is given."""
+    p = Path(show)
+    for ext in (".events.jsonl", ".events.json", ".events.xml"):
+        cand = p.with_name(p.stem + ext)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def run_jobs(jobs, out_root: Path, settings: Settings, args: argparse.Namespace) -> list[ShowResult]:
+    from workers.batch import fraction, job_keys, run_batch
+
+    keys = job_keys(jobs)
+    lines = not err.is_terminal  # no terminal (a log, CI): a line per change of stage instead of bars
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=lines,
+        transient=False,
+    ) as bar:
+        overall = bar.add_task(f"[bold]all {len(jobs)} show(s)", total=len(jobs), stage="")
+        tasks = {k: bar.add_task(f"  {Path(j.path).name[:40]}", total=1.0, stage="starting") for k, j in zip(keys, jobs)}
+        last_line = {}
+
+        def on_progress(snapshot) -> None:
+            total = 0.0
+            for k, tid in tasks.items():
+                stages = snapshot.get(k, {})
+                f = fraction(stages)
+                total += f
+                stage = "failed" if "failed" in stages else "done" if "done" in stages else ", ".join(s for s in ("video", "speech", "clips") if s in stages) or "starting"
+                bar.update(tid, completed=f, stage=stage)
+                if lines and last_line.get(k) != stage:
+                    last_line[k] = stage
+                    err.print(f"{Path(k.split(':', 1)[1]).name}: {stage}")
+            bar.update(overall, completed=total)
+
+        results = run_batch(jobs, out_root, settings, address=settings.ray_address, num_cpus=getattr(args, "num_cpus", None), on_progress=on_progress, dashboard=getattr(args, "dashboard", False))
+    return results
+
+
+def report(results: list[ShowResult], as_json: bool) -> None:
+    rows = [
+        {
+            "show": Path(r.path).name,
+            "show_id": r.show_id,
+            "ok": r.ok,
+            "duration_s": round(r.duration, 2),
+            "moments": len(r.moments),
+            "clips": len(r.clips),
+            "seconds": round(r.seconds, 2),
+            "realtime": round(r.realtime, 1),
+            "out_dir": r.out_dir if r.ok else "",
+            "error": r.error,
+            "warnings": r.warnings,
+        }
+        for r in results
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    t = Table(title="ACE — shows processed")
+    for col in ("show", "status", "length", "moments", "clips", "time", "× real time", "output / error"):
+        t.add_column(col, justify="right" if col in ("moments", "clips", "time", "× real time", "length") else "left", overflow="fold")
+    for r, row in zip(results, rows):
+        t.add_row(
+            row["show"],
+            "[green]ok" if r.ok else "[red]failed",
+            f"{r.duration:.0f} s" if r.duration else "-",
+            str(row["moments"]),
+            str(row["clips"]),
+            f"{r.seconds:.1f} s",
+            f"{r.realtime:.1f}×" if r.ok else "-",
+            row["out_dir"] if r.ok else f"[red]{r.error}",
+        )
+    out.print(t)
+    for r in results:
+        for w in r.warnings[:20]:
+            err.print(f"[yellow]warning[/] {Path(r.path).name}: {w}")
+        if len(r.warnings) > 20:
+            err.print(f"[yellow]warning[/] {Path(r.path).name}: ... and {len(r.warnings) - 20} more")
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ace.evaluate import compare_with_truth
+    from samples.show import make_sample_show
+    from workers.batch import Job
+
+    settings = settings_from(args)
+    sample_dir = settings.data_dir / "samples"
+    with err.status("making the sample show (once; reused afterwards) ...") as status:
+        show = make_sample_show(sample_dir, duration=args.duration, progress=lambda msg: status.update(msg))
+    err.print(f"sample show: {show.video}\nevents: {show.events}\ntruth: {show.truth}")
+    results = run_jobs([Job(str(show.video), str(show.events))], Path(args.out), settings, args)
+    report(results, args.json)
+    r = results[0]
+    if not r.ok:
+        return 1
+    truth = json.loads(Path(show.truth).read_text())
+    cmp = compare_with_truth(r.moments, truth)
+    if args.json:
+        print(json.dumps(cmp, indent=2))
+    else:
+        out.print(truth_table(cmp))
+        out.print(
+            f"precision {cmp['precision']:.2f}  recall {cmp['recall']:.2f}  F1 {cmp['f1']:.2f}  "
+            f"boundary error: start {cmp['start_error_s']:.1f} s, end {cmp['end_error_s']:.1f} s  decoys hit {cmp['decoys_hit']}"
+        )
+        out.print(f"clips and moments.json: {r.out_dir}")
+    return 0
+
+
+def truth_table(cmp: dict) -> Table:
+    t = Table(title="found vs planted")
+    for col in ("planted", "evidence", "found", "score", "why"):
+        t.add_column(col)
+    for row in cmp["rows"]:
+        t.add_row(row["planted"], row["kinds"], row["found"], row["score"], row["why"])
+    return t
+
+
+# -- bench -----------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ace.bench import print_report, run_bench
+
+    settings = settings_from(args)
+    report_ = run_bench(settings, input_path=args.input, events_path=args.events, duration=args.duration, progress=lambda m: err.print(f"[dim]{m}"))
+    if args.json:
+        print(json.dumps(report_, indent=2))
+    else:
+        print_report(report_, out)
+    return 0
+
+
+# -- entry -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ace", description="Find highlights in live and recorded shows, cut clips, ramp traffic.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("process", help="analyse recorded shows and cut their highlight clips")
+    p.add_argument("shows", nargs="+", help="video files")
+    p.add_argument("--events", action="append", help="interaction events for the show in the same position (JSONL, Twitch chat JSON or Bilibili XML); repeat per show")
+    p.add_argument("--out", default="out", help="output folder (default ./out); each show gets OUT/<show>/")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    _add_common(p)
+    p.set_defaults(func=cmd_process)
+
+    d = sub.add_parser("demo", help="make the sample show once, process it and compare with the planted highlights")
+    d.add_argument("--duration", type=float, default=360.0, help="sample show length in seconds (default 360)")
+    d.add_argument("--out", default="out", help="output folder (default ./out)")
+    d.add_argument("--json", action="store_true", help="print results as JSON")
+    _add_common(d)
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmark decode, speech and the full pipeline on one show")
+    b.add_argument("--input", help="show to measure (default: the sample show)")
+    b.add_argument("--events", help="events file for --input")
+    b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_common(b)
+    b.set_defaults(func=cmd_bench)
+
+    try:
+        from ace.policy.cli import register as register_policy
+    except ImportError:
+        register_policy = None
+    if register_policy is not None:
+        register_policy(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted")
+        return 130
+    finally:
+        if "ray" in sys.modules:
+            from workers.cluster import shutdown_ray
+
+            shutdown_ray()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Fusion: which evidence makes a moment, and where its edges land."""
+
+from __future__ import annotations
+
+import pytest
+
+from ace.fusion import FusionOptions, find_moments, find_regions, join_words
+from ace.types import Sentence, Signal, Word
+
+import numpy as np
+
+
+def sig(source, t0, t1, score=1.0):
+    return [Signal(source, t + 0.5, score, f"{source} evidence") for t in range(int(t0), int(t1))]
+
+
+def test_single_weak_sources_make_no_moment_but_agreement_does():
+    weak = sig("visual", 10, 14, 0.9) + sig("speech", 50, 53, 0.5) + [Signal("visual", 80.0, 0.2, "scene cut")]
+    moments, _ = find_moments("s", weak, 120.0)
+    assert moments == []
+    agree = sig("visual", 30, 34, 0.9) + sig("speech", 30, 34, 0.5)
+    moments, _ = find_moments("s", weak + agree, 120.0)
+    assert len(moments) == 1
+    m = moments[0]
+    assert m.start <= 30 and m.end >= 34
+    assert {r.source for r in m.reasons} == {"visual", "speech"}
+
+
+def test_strong_single_sources_do_make_moments():
+    for source in ("keyword", "audio", "interaction"):
+        moments, _ = find_moments("s", sig(source, 40, 44), 120.0)
+        assert len(moments) == 1, source
+
+
+def test_interaction_evidence_is_moved_earlier_by_the_lag():
+    o = FusionOptions(interaction_lag=5.0)
+    moments, tl = find_moments("s", sig("interaction", 60, 64), 120.0, options=o)
+    top = np.flatnonzero(tl.fused >= tl.fused.max() - 1e-9)
+    assert 54 <= top.mean() <= 59
+    assert moments[0].start < 55
+
+
+def test_length_limits_hold():
+    o = FusionOptions(clip_min=8, clip_max=20)
+    short, _ = find_moments("s", sig("keyword", 50, 51), 200.0, options=o)
+    assert short[0].duration >= 8 - 1e-6
+    long_, _ = find_moments("s", sig("audio", 20, 120), 200.0, options=o)
+    assert all(m.duration <= 20 + o.snap_window + 1e-6 for m in long_)
+
+
+def test_edges_never_inside_a_spoken_word_and_snap_to_sentences():
+    words = []
+    sentences = []
+    t = 0.0
+    while t < 110:  # continuous speech: 2.5 s sentences of 5 words, 0.4 s pauses
+        ws = tuple(Word(t + i * 0.5, t + i * 0.5 + 0.42, f"w{i}") for i in range(5))
+        sentences.append(Sentence(t, t + 2.5, " ".join(w.text for w in ws), ws))
+        words.extend(ws)
+        t += 2.9
+    moments, _ = find_moments("s", sig("keyword", 51, 53), 120.0, sentences)
+    assert len(moments) == 1
+    m = moments[0]
+    for w in words:
+        assert not (w.start < m.start < w.end), f"start {m.start} inside {w}"
+        assert not (w.start < m.end < w.end), f"end {m.end} inside {w}"
+    starts = [s.start for s in sentences]
+    ends = [s.end for s in sentences]
+    assert min(abs(m.start - (s - 0.12)) for s in starts) < 0.05
+    assert min(abs(m.end - (e + 0.12)) for e in ends) < 0.05
+    assert m.transcript.startswith("w0")
+
+
+def test_edges_snap_to_a_nearby_scene_cut_when_no_speech():
+    moments, _ = find_moments("s", sig("audio", 50, 54), 120.0, cuts=[45.5, 58.5])
+    m = moments[0]
+    assert m.start == pytest.approx(45.5)
+    assert m.end == pytest.approx(58.5)
+
+
+def test_overlapping_moments_merge_and_ids_are_stable():
+    signals = sig("keyword", 40, 42) + sig("audio", 47, 50)
+    a, _ = find_moments("s", signals, 120.0)
+    b, _ = find_moments("s", list(reversed(signals)), 120.0)
+    assert len(a) == 1
+    assert [m.id for m in a] == [m.id for m in b]
+
+
+def test_moments_stay_inside_the_show():
+    moments, _ = find_moments("s", sig("keyword", 0, 1) + sig("audio", 58, 60), 60.0)
+    assert moments and all(0 <= m.start < m.end <= 60.0 for m in moments)
+
+
+def test_hysteresis_regions():
+    fused = np.array([0, 0.3, 0.5, 0.3, 0.1, 0.3, 0.3, 0, 0.5, 0.4, 0, 0, 0, 0, 0, 0.6])
+    assert find_regions(fused, high=0.45, low=0.25, merge_gap=0) == [(1, 3), (8, 9), (15, 15)]
+    assert find_regions(fused, high=0.45, low=0.25, merge_gap=5) == [(1, 9), (15, 15)]
+
+
+def test_join_words_spaces_latin_not_chinese():
+    assert join_words([Word(0, 1, "hello"), Word(1, 2, "world")]) == "hello world"
+    assert join_words([Word(0, 1, "上"), Word(1, 2, "链接")]) == "上链接"
