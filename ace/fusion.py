@@ -42,8 +42,8 @@ class FusionOptions:
     high: float = 0.45  #: score a peak must reach
     low: float = 0.25  #: score a region extends over
     merge_gap: float = 4.0  #: regions closer than this merge
-    pre_roll: float = 4.0  #: lead-in before the region
-    post_roll: float = 3.0  #: tail after the region
+    pre_roll: float = 3.0  #: lead-in before the region
+    post_roll: float = 2.0  #: tail after the region
     clip_min: float = 8.0
     clip_max: float = 60.0
     snap_window: float = 4.0  #: how far an edge may move to reach a sentence edge or a cut
@@ -128,8 +128,8 @@ def find_moments(
     spans: list[tuple[float, float, int, int]] = []
     for a, b in find_regions(tl.fused, o.high, o.low, o.merge_gap):
         start, end = _bounds(a, b, tl.fused, duration, o)
-        start = snap_start(start, sentences, cuts, words, o)
-        end = snap_end(end, sentences, cuts, words, o, duration)
+        start = snap_start(start, sentences, cuts, words, o, limit=float(a))
+        end = snap_end(end, sentences, cuts, words, o, duration, limit=float(b + 1))
         if end - start > o.clip_max + o.snap_window:
             end = _free_point(start + o.clip_max, words, o.word_pad, backwards=True)
         if end > start:
@@ -189,30 +189,39 @@ def _free_point(t: float, words: Sequence[Word], pad: float, backwards: bool) ->
     return max(0.0, t)
 
 
-def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions) -> float:
-    lo = start - o.snap_window
-    for s in sentences:
-        if s.start < start < s.end and s.start >= lo:
-            return _free_point(s.start - o.word_pad, words, o.word_pad, backwards=True)
-    near_cuts = [c for c in cuts if abs(c - start) <= o.snap_window / 2]
-    if near_cuts:
-        c = min(near_cuts, key=lambda c: abs(c - start))
-        if _inside_word(c, words, o.word_pad) is None:
-            return c
-    return _free_point(start, words, o.word_pad, backwards=True)
+def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, limit: float | None = None) -> float:
+    """Where a clip should start near ``start``: a start inside a sentence moves to the latest
+    sentence start from that sentence's own up to ``limit`` (where the evidence begins), so the
+    lead-in carries as little unrelated talk as possible; a start in a pause moves to a scene cut within ``snap_window / 2`` if there is one, else
+    stays. Either way it never lands inside a spoken word."""
+    limit = start + o.snap_window if limit is None else limit
+    inside = next((s for s in sentences if s.start < start < s.end), None)
+    if inside is not None:
+        cands = [s.start - o.word_pad for s in sentences if abs(s.start - start) <= o.snap_window and (s is inside or start < s.start <= limit)]
+    else:
+        cands = [c for c in cuts if abs(c - start) <= o.snap_window / 2 and c <= limit and _inside_word(c, words, o.word_pad) is None]
+    if inside is not None:
+        best = max(cands)
+    else:
+        best = min(cands, key=lambda c: abs(c - start)) if cands else start
+    return _free_point(max(0.0, best), words, o.word_pad if not cands else 0.0, backwards=True)
 
 
-def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, duration: float) -> float:
-    hi = end + o.snap_window
-    for s in sentences:
-        if s.start < end < s.end and s.end <= hi:
-            return min(duration, _free_point(s.end + o.word_pad, words, o.word_pad, backwards=False))
-    near_cuts = [c for c in cuts if abs(c - end) <= o.snap_window / 2]
-    if near_cuts:
-        c = min(near_cuts, key=lambda c: abs(c - end))
-        if _inside_word(c, words, o.word_pad) is None:
-            return min(duration, c)
-    return min(duration, _free_point(end, words, o.word_pad, backwards=False))
+def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, duration: float, limit: float | None = None) -> float:
+    """The mirror of :func:`snap_start`: an end inside a sentence moves to the earliest sentence
+    end from ``limit`` (where the evidence ends) up to that sentence's own; an end in a pause moves to
+    a nearby scene cut if there is one."""
+    limit = end - o.snap_window if limit is None else limit
+    inside = next((s for s in sentences if s.start < end < s.end), None)
+    if inside is not None:
+        cands = [s.end + o.word_pad for s in sentences if abs(s.end - end) <= o.snap_window and (s is inside or limit <= s.end < end)]
+    else:
+        cands = [c for c in cuts if abs(c - end) <= o.snap_window / 2 and c >= limit and _inside_word(c, words, o.word_pad) is None]
+    if inside is not None:
+        best = min(cands)
+    else:
+        best = min(cands, key=lambda c: abs(c - end)) if cands else end
+    return min(duration, _free_point(best, words, o.word_pad if not cands else 0.0, backwards=False))
 
 
 def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Sequence[Signal], words: Sequence[Word], o: FusionOptions) -> Moment:

@@ -2,9 +2,9 @@
 
 Each second is summarised by the *median* loudness of its 50 ms frames, so a short knock or a
 clap (a few loud frames) does not lift the second, while cheering, applause or shouting (loud
-for most of the second) does. The baseline is the median of the previous ``baseline_s``
-seconds; the score grows with how many robust standard deviations (and decibels) the current
-second sits above it.
+for most of the second) does. The baseline is the loud end (75th percentile) of the previous
+``baseline_s`` seconds — the level of ordinary talking in a show that alternates talk and
+pauses — and the score grows with the decibels the current second sits above it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ class AudioOptions:
     frame_s: float = 0.05  #: loudness frame
     baseline_s: int = 90  #: seconds of history for the baseline
     min_history_s: int = 8  #: no scores until this much history exists
-    db_lo: float = 5.0  #: dB over baseline where the score starts rising
-    db_hi: float = 14.0  #: dB over baseline for a full score
-    z_min: float = 2.5  #: robust z-score needed as well (quiet shows have small spreads)
+    baseline_quantile: float = 75.0  #: percentile of the recent seconds taken as the baseline
+    db_lo: float = 4.0  #: dB over baseline where the score starts rising
+    db_hi: float = 12.0  #: dB over baseline for a full score
 
 
 class AudioDetector(Detector):
@@ -73,10 +73,9 @@ class AudioDetector(Detector):
         self.loudness.append((t, db))
         out: list[Signal] = []
         if self._baseline.ready():
-            base = self._baseline.median()
+            base = float(np.percentile(self._baseline.values, self.o.baseline_quantile))
             over = db - base
-            z = over / self._baseline.spread(floor=1.5)
-            score = ramp(over, self.o.db_lo, self.o.db_hi) * ramp(z, self.o.z_min - 1.0, self.o.z_min + 1.0)
+            score = ramp(over, self.o.db_lo, self.o.db_hi)
             if score > 0.05:
                 out.append(Signal(self.name, t + 0.5, round(score, 4), f"sustained loudness +{over:.1f} dB over the show's baseline"))
         self._baseline.add(db)

@@ -86,7 +86,8 @@ class InteractionDetector(Detector):
                 ratio = value / (base + 1.0)
                 score = ramp(z, self.o.z_lo, self.o.z_hi) * ramp(ratio, self.o.ratio_lo, self.o.ratio_hi)
                 if score > 0.05:
-                    out.append(Signal(self.name, s + 0.5, round(score, 4), f"{detail} ({ratio:.1f}× the room's baseline)"))
+                    # the evidence belongs to the middle of the window it was measured over
+                    out.append(Signal(self.name, s + 1.0 - w / 2.0, round(score, 4), f"{detail} ({ratio:.1f}× the room's baseline)"))
             self._baseline.add(value)
             self._next += 1
             self._buckets.pop(s - w, None)  # no longer needed

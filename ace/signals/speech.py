@@ -166,17 +166,40 @@ class Transcriber:
         out: list[Sentence] = []
         for seg in segments:
             words = tuple(
-                Word(round(offset + w.start, 3), round(offset + w.end, 3), w.word.strip(), round(float(w.probability), 3))
+                Word(round(offset + float(w.start), 3), round(offset + float(w.end), 3), w.word.strip(), round(float(w.probability), 3))
                 for w in (seg.words or ())
                 if w.word.strip()
             )
             text = seg.text.strip()
             if not text:
                 continue
-            out.append(Sentence(round(offset + seg.start, 3), round(offset + seg.end, 3), text, words))
+            if words:
+                out.extend(split_sentences(words))
+            else:
+                out.append(Sentence(round(offset + float(seg.start), 3), round(offset + float(seg.end), 3), text))
             if progress is not None:
-                progress(offset + seg.end)
+                progress(offset + float(seg.end))
         return out
+
+
+_SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
+
+
+def split_sentences(words: Sequence[Word]) -> list[Sentence]:
+    """Split one recognised segment into sentences at words that end one (whisper often runs
+    several sentences into one segment); the text keeps the words' own punctuation."""
+    from ace.fusion import join_words
+
+    out: list[Sentence] = []
+    current: list[Word] = []
+    for w in words:
+        current.append(w)
+        if w.text.endswith(_SENTENCE_END):
+            out.append(Sentence(current[0].start, current[-1].end, join_words(current), tuple(current)))
+            current = []
+    if current:
+        out.append(Sentence(current[0].start, current[-1].end, join_words(current), tuple(current)))
+    return out
 
 
 def words_of(sentences: Sequence[Sentence]) -> list[Word]:

@@ -1,0 +1,46 @@
+"""Shared fixtures: a short sample show made once per session, the public recordings, Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ace.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def eval_data() -> Path:
+    """The public recordings with ground truth (``ACE_EVAL_DATA``, default ../shared/data)."""
+    path = Path(os.environ.get("ACE_EVAL_DATA") or ROOT.parent / "shared" / "data")
+    if not (path / "README.md").is_file():
+        pytest.skip(f"public recordings not found at {path} (set ACE_EVAL_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def short_show(tmp_path_factory):
+    """A 90 s, 640x360 sample show with planted highlights, events and truth (made once)."""
+    from samples.show import make_sample_show
+
+    return make_sample_show(tmp_path_factory.mktemp("sample"), duration=90.0, seed=3, size=(640, 360))
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Default settings with the data folder (database, caches) in a temp folder."""
+    return Settings(data_dir=tmp_path / "data", cpu_threads=2)
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    """One local Ray instance per test module, with a fixed CPU count."""
+    from workers.cluster import init_ray, shutdown_ray
+
+    shutdown_ray()
+    init_ray(num_cpus=2, data_dir=tmp_path_factory.mktemp("raydata"))
+    yield
+    shutdown_ray()
