@@ -1,0 +1,183 @@
+"""``ace policy simulate``: every policy over several seeded simulated days, a table of the
+metrics (mean and spread over seeds, targets checked for the ramp policy), and PNG plots.
+
+``register(subparsers)`` adds the ``policy`` command to the ``ace`` command's argparse
+subparsers; ``python -m ace.policy simulate ...`` runs the same thing standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ace.policy import policy_names
+from ace.policy.metrics import METRICS, Summary, evaluate, summarize
+from ace.policy.simulator import SimOptions, run_many
+
+log = logging.getLogger("ace.policy")
+
+DEFAULT_OUT = Path("data") / "policy"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``policy`` (with its ``simulate`` subcommand) to an argparse subparsers object."""
+    p = subparsers.add_parser("policy", help="traffic-ramp policy: simulate a day of live rooms and compare policies")
+    sub = p.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    add_simulate(sub)
+    return p
+
+
+def add_simulate(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    d = SimOptions()
+    s = subparsers.add_parser(
+        "simulate",
+        help="run every policy over seeded simulated days and print the metrics",
+        description="Run the ramp policy, the baselines and the hindsight oracle over seeded simulated days; "
+        "print mean and spread of each metric over seeds, and write PNG plots.",
+    )
+    s.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    s.add_argument("--seeds", type=int, default=5, help="number of seeds: seed, seed+1, ... (default 5)")
+    s.add_argument("--rooms", type=int, default=d.rooms, help=f"rooms over the day (default {d.rooms})")
+    s.add_argument("--hours", type=float, default=d.hours, help=f"length of the day in hours (default {d.hours:g})")
+    s.add_argument("--policies", default=",".join(policy_names()), help="comma-separated policies (default: all)")
+    s.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the plots (default {DEFAULT_OUT})")
+    s.add_argument("--no-plots", action="store_true", help="do not write plots")
+    s.add_argument("--json", action="store_true", help="print the table as JSON: one object per policy with its metrics by name")
+    s.add_argument("--check", action="store_true", help="exit with status 1 when the ramp policy misses a target")
+    s.set_defaults(func=simulate_command)
+    return s
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """Handler of ``ace policy simulate``; returns the exit status."""
+    from ace.policy import POLICIES
+
+    names = [n.strip().lower() for n in str(args.policies).split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or not names:
+        print(f"unknown policies: {', '.join(unknown) or '(none given)'}; valid names: {', '.join(POLICIES)}", file=sys.stderr)
+        return 2
+    if args.seeds < 1 or args.rooms < 1 or args.hours <= 0:
+        print("--seeds and --rooms must be at least 1 and --hours positive", file=sys.stderr)
+        return 2
+    opts = replace(SimOptions(), rooms=int(args.rooms), hours=float(args.hours))
+    seeds = list(range(int(args.seed), int(args.seed) + int(args.seeds)))
+    t0 = time.perf_counter()
+    traces = _run(names, seeds, opts, quiet=bool(args.json))
+    per_seed = evaluate(traces)
+    summary = summarize(per_seed)
+    elapsed = time.perf_counter() - t0
+    files: list[Path] = []
+    if not args.no_plots:
+        from ace.policy.plots import write_plots
+
+        files = write_plots(traces, args.out)
+    if args.json:
+        print(json.dumps(to_json(summary, seeds, opts), indent=2, ensure_ascii=False))
+    else:
+        print_table(summary, seeds, opts, elapsed)
+        for f in files:
+            print(f"plot: {f}")
+    missed = [m.name for m in METRICS if summary.get("ramp", {}).get(m.name) is not None and summary["ramp"][m.name].passed is False]
+    if missed:
+        log.info("ramp policy misses: %s", ", ".join(missed))
+    return 1 if (args.check and missed) else 0
+
+
+def _run(names, seeds, opts, quiet: bool):
+    if quiet:
+        return run_many(names, seeds, opts)
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_console(stderr=True)) as progress:
+        task = progress.add_task("simulating", total=len(names) * len(seeds))
+
+        def tick(name: str, seed: int) -> None:
+            progress.update(task, advance=1, description=f"seed {seed}: {name}")
+
+        traces = run_many(names, seeds, opts, progress=tick)
+    return traces
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output gets a wide table instead of rich's 80-column default
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def _cell(metric, s: Summary, n: int) -> str:
+    if s.mean is None or (isinstance(s.mean, float) and math.isnan(s.mean)):
+        return "–"
+    if math.isinf(s.mean):
+        return "never" if s.mean > 0 else "-inf"
+    text = metric.fmt.format(s.mean)
+    if n > 1 and s.std is not None and math.isfinite(s.std) and s.std > 0:
+        text += " ± " + metric.fmt.format(s.std).lstrip("+")
+    return text
+
+
+def print_table(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions, elapsed: float) -> None:
+    """The metrics as a rich table: one row per metric, one column per policy, then the ramp
+    policy's target and whether it is met."""
+    from rich.table import Table
+
+    names = list(summary)
+    table = Table(
+        title=f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {opts.rooms} rooms, {opts.hours:g} h, tick {opts.tick_s:g} s — mean ± std over seeds",
+        title_justify="left",
+    )
+    table.add_column("metric", style="bold")
+    for n in names:
+        table.add_column(n, justify="right", style="cyan" if n == "ramp" else None)
+    table.add_column("target (ramp)", justify="right")
+    table.add_column("met", justify="center")
+    for m in METRICS:
+        row = [m.label] + [_cell(m, summary[n][m.name], len(seeds)) for n in names]
+        passed = summary.get("ramp", {}).get(m.name)
+        ok = "" if passed is None or passed.passed is None else ("[green]yes[/green]" if passed.passed else "[red]no[/red]")
+        table.add_row(*row, m.target_text(), ok)
+    con = _console()
+    con.print(table)
+    con.print(f"{elapsed:.1f} s")
+
+
+def _num(x: float) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def to_json(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions) -> list[dict]:
+    """The table as JSON-ready objects: one per policy, ``metrics`` by name with ``mean``,
+    ``std`` and per-seed ``values`` (non-finite numbers become null; a highlight never ramped
+    counts as infinitely slow, so such means are null), plus ``target`` and ``met`` for the ramp
+    policy."""
+    out = []
+    for name, per in summary.items():
+        metrics = {}
+        for m in METRICS:
+            s = per[m.name]
+            entry = {"mean": _num(s.mean), "std": _num(s.std), "values": [_num(v) for v in s.values]}
+            if name == "ramp" and m.target is not None:
+                entry["target"] = {"op": m.target[0], "value": m.target[1], "check": m.check}
+                entry["met"] = s.passed
+            metrics[m.name] = entry
+        out.append({"policy": name, "seeds": list(seeds), "rooms": opts.rooms, "hours": opts.hours, "metrics": metrics})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ace.policy``."""
+    parser = argparse.ArgumentParser(prog="python -m ace.policy", description="ACE traffic-ramp policy tools")
+    sub = parser.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    add_simulate(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))

@@ -1,0 +1,481 @@
+"""ACE's database: shows, their moments and their clips (SQLAlchemy Core).
+
+SQLite by default (``sqlite:////abs/path/ace.db``: parent folders are created, WAL journal,
+foreign keys on, a 30 s busy timeout and ``BEGIN IMMEDIATE`` for writes, so several processes can
+write one file), PostgreSQL when the URL says so (``postgresql+psycopg://user:pw@host/db``; a bare
+``postgresql://`` URL is given the psycopg 3 driver, installed by the ``postgres`` extra).
+
+Tables (every row has a ``tenant``, ``"default"`` unless given, and every read can filter by it)::
+
+    shows    id PK, tenant, path, name, duration, settings_hash, status, error, created_at, updated_at
+    moments  id PK, show_id FK shows, tenant, start, end, score, peak, reasons (JSON), transcript,
+             clip_path, created_at
+    clips    moment_id PK FK moments, show_id FK shows, tenant, path, start, end, mode, srt_path,
+             thumb_path, seconds, created_at
+
+``status`` is one of :data:`SHOW_STATUSES`. Times of the media are float seconds; ``created_at`` /
+``updated_at`` are wall-clock UTC and come back as ISO 8601 strings. Reads return plain dicts.
+Every SQLAlchemy or driver error is raised as :class:`ace.errors.StoreError`.
+
+::
+
+    store = Store("sqlite:////tmp/ace.db"); store.create_all()
+    store.upsert_show("s1", path="show.mp4", name="show", duration=3600.0, settings_hash="ab12", status="running")
+    store.save_results("s1", moments, clips, settings_hash="ab12")   # idempotent: replaces s1's set
+    store.list_moments("s1", min_score=0.5)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from ace.errors import StoreError
+from ace.types import Clip, Moment, to_dict
+
+logger = logging.getLogger("ace.store")
+
+#: A show's life: pending -> running -> done | failed.
+SHOW_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
+DEFAULT_TENANT = "default"
+#: Seconds a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+_CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
+
+metadata = sa.MetaData()
+
+shows_table = sa.Table(
+    "shows",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("path", sa.Text, nullable=False, server_default=""),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("duration", sa.Float, nullable=False, server_default="0"),
+    sa.Column("settings_hash", sa.String, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="ck_shows_status"),
+)
+
+moments_table = sa.Table(
+    "moments",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("show_id", sa.String, sa.ForeignKey("shows.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("peak", sa.Float, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("transcript", sa.Text, nullable=False, server_default=""),
+    sa.Column("clip_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+clips_table = sa.Table(
+    "clips",
+    metadata,
+    sa.Column("moment_id", sa.String, sa.ForeignKey("moments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("show_id", sa.String, sa.ForeignKey("shows.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("srt_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("thumb_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _converted(op: str) -> Callable[[F], F]:
+    """Raise SQLAlchemy's and the driver's errors as :class:`StoreError` naming ``op``."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except sa.exc.SQLAlchemyError as e:
+                orig = getattr(e, "orig", None)
+                detail = str(orig) if orig is not None else str(e)
+                raise StoreError(f"{op} failed: {detail.strip().splitlines()[0] if detail.strip() else type(e).__name__}") from e
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat()
+    return value
+
+
+def _row(row: sa.Row) -> dict[str, Any]:
+    return {k: _iso(v) for k, v in row._mapping.items()}
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with psycopg 3 as the PostgreSQL driver when none is named."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+class Store:
+    """The database behind one URL. Thread-safe; open one per process (or per worker)."""
+
+    def __init__(self, url: str, *, echo: bool = False):
+        try:
+            self.url = normalize_url(url)
+            parsed = make_url(self.url)
+        except sa.exc.ArgumentError as e:
+            raise StoreError(f"not a database URL: {url!r} ({e})") from e
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            self._prepare_sqlite_file(parsed)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        except ModuleNotFoundError as e:
+            extra = " (pip install 'ace-live[postgres]')" if self.dialect == "postgresql" else ""
+            raise StoreError(f"the database driver for {parsed.drivername} is not installed: {e.name}{extra}") from e
+        except sa.exc.SQLAlchemyError as e:
+            raise StoreError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {e}") from e
+        if self.dialect == "sqlite":
+            self._sqlite_events(self.engine)
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Store:
+        """A store at ``settings.db_url`` (an ``ace.config.Settings``), tables created."""
+        store = cls(settings.db_url)
+        store.create_all()
+        return store
+
+    # ------------------------------------------------------------------ connections
+
+    @staticmethod
+    def _prepare_sqlite_file(url: sa.URL) -> None:
+        db = url.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            try:
+                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder for {db}: {e}") from e
+
+    @staticmethod
+    def _sqlite_events(engine: Engine) -> None:
+        """WAL, foreign keys and a busy timeout on every connection; ``BEGIN IMMEDIATE`` for
+        writes (so a writer waits for the lock up front instead of failing on upgrade)."""
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            if conn.get_execution_options().get("ace_read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(ace_read_only=True)
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise StoreError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
+        return insert(table)
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        key: str,
+        rows: list[dict[str, Any]],
+        keep: Iterable[str] = (),
+        same_tenant: bool = False,
+    ) -> int:
+        """Insert ``rows``, updating every column but ``key`` and ``keep`` where ``key`` exists
+        (only when the existing row has the same tenant, with ``same_tenant``). Returns the rowcount."""
+        if not rows:
+            return 0
+        stmt = self._insert(table)
+        skip = {key, *keep}
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[key]],
+            set_={c: stmt.excluded[c] for c in rows[0] if c not in skip},
+            where=(table.c.tenant == stmt.excluded.tenant) if same_tenant else None,
+        )
+        return conn.execute(stmt, rows).rowcount
+
+    # ------------------------------------------------------------------ schema
+
+    @_converted("creating the tables")
+    def create_all(self) -> None:
+        """Create the tables and indexes that do not exist yet (safe to call from every process)."""
+        try:
+            metadata.create_all(self.engine)
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            # PostgreSQL: another process created them at the same moment; check they are there
+            with self._read() as conn:
+                missing = {t.name for t in metadata.sorted_tables} - set(sa.inspect(conn).get_table_names())
+            if missing:
+                raise
+        logger.debug("tables ready at %s", self)
+
+    def drop_all(self) -> None:
+        """Drop ACE's tables and everything in them (tests and resets only)."""
+        try:
+            metadata.drop_all(self.engine)
+        except sa.exc.SQLAlchemyError as e:
+            raise StoreError(f"dropping the tables failed: {e}") from e
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ shows
+
+    @staticmethod
+    def _check_tenant(conn: Connection, show_id: str, tenant: str, *, lock: bool) -> str | None:
+        """The show's tenant (None when there is no such show); StoreError when it is another's."""
+        q = sa.select(shows_table.c.tenant).where(shows_table.c.id == show_id)
+        if lock and conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        owner = conn.execute(q).scalar_one_or_none()
+        if owner is not None and owner != tenant:
+            raise StoreError(f"show {show_id!r} belongs to another tenant")
+        return owner
+
+    @_converted("saving the show")
+    def upsert_show(
+        self,
+        show_id: str,
+        *,
+        path: str,
+        name: str,
+        duration: float,
+        settings_hash: str,
+        status: str,
+        error: str = "",
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Create the show or update it in place (``created_at`` is kept). A show id used by
+        another tenant raises :class:`StoreError`."""
+        if status not in SHOW_STATUSES:
+            raise ValueError(f"unknown status {status!r}; expected one of: {', '.join(SHOW_STATUSES)}")
+        now = _now()
+        row = {
+            "id": show_id,
+            "tenant": tenant,
+            "path": str(path),
+            "name": name,
+            "duration": float(duration),
+            "settings_hash": settings_hash,
+            "status": status,
+            "error": error or "",
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._write() as conn:
+            self._check_tenant(conn, show_id, tenant, lock=True)
+            if self._upsert(conn, shows_table, "id", [row], keep=("created_at", "tenant"), same_tenant=True) == 0:
+                raise StoreError(f"show {show_id!r} belongs to another tenant")
+
+    @_converted("reading the show")
+    def get_show(self, show_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The show as a dict, or None (also when it belongs to another ``tenant``)."""
+        q = sa.select(shows_table).where(shows_table.c.id == show_id)
+        if tenant is not None:
+            q = q.where(shows_table.c.tenant == tenant)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return _row(row) if row is not None else None
+
+    @_converted("listing shows")
+    def list_shows(self, tenant: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Shows, newest first, optionally only one tenant's and/or one status."""
+        q = sa.select(shows_table).order_by(shows_table.c.created_at.desc(), shows_table.c.id)
+        if tenant is not None:
+            q = q.where(shows_table.c.tenant == tenant)
+        if status is not None:
+            q = q.where(shows_table.c.status == status)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    @_converted("deleting the show")
+    def delete_show(self, show_id: str, tenant: str | None = None) -> bool:
+        """Delete a show with its moments and clips; False when there was none (for ``tenant``)."""
+        with self._write() as conn:
+            cond = shows_table.c.id == show_id
+            if tenant is not None:
+                cond = cond & (shows_table.c.tenant == tenant)
+            if conn.execute(sa.select(shows_table.c.id).where(cond)).first() is None:
+                return False
+            conn.execute(sa.delete(clips_table).where(clips_table.c.show_id == show_id))
+            conn.execute(sa.delete(moments_table).where(moments_table.c.show_id == show_id))
+            conn.execute(sa.delete(shows_table).where(shows_table.c.id == show_id))
+            return True
+
+    # ------------------------------------------------------------------ results
+
+    @_converted("saving results")
+    def save_results(
+        self,
+        show_id: str,
+        moments: Sequence[Moment],
+        clips: Sequence[Clip],
+        settings_hash: str,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Make the show's moments and clips exactly these, in one transaction: same ids are
+        updated in place (``created_at`` kept), ids not given are deleted, new ones inserted.
+        Re-saving the same results changes nothing. The show must exist (see :meth:`upsert_show`)
+        and belong to ``tenant``; its ``settings_hash`` is updated."""
+        by_id: dict[str, Moment] = {}
+        for m in moments:
+            if m.show_id != show_id:
+                raise ValueError(f"moment {m.id} belongs to show {m.show_id!r}, not {show_id!r}")
+            if m.id in by_id:
+                logger.warning("show %s: two moments share id %s (%.2f-%.2f); keeping the last", show_id, m.id, m.start, m.end)
+            by_id[m.id] = m
+        clip_by_moment: dict[str, Clip] = {}
+        for c in clips:
+            if c.moment_id not in by_id:
+                raise ValueError(f"clip {c.path!r} is for moment {c.moment_id!r}, which is not among the moments given")
+            clip_by_moment[c.moment_id] = c
+
+        now = _now()
+        moment_rows = [
+            {
+                "id": mid,
+                "show_id": show_id,
+                "tenant": tenant,
+                "start": float(m.start),
+                "end": float(m.end),
+                "score": float(m.score),
+                "peak": float(m.peak),
+                "reasons": to_dict(list(m.reasons)),
+                "transcript": m.transcript or "",
+                "clip_path": clip_by_moment[mid].path if mid in clip_by_moment else "",
+                "created_at": now,
+            }
+            for mid, m in by_id.items()
+        ]
+        clip_rows = [
+            {
+                "moment_id": c.moment_id,
+                "show_id": show_id,
+                "tenant": tenant,
+                "path": str(c.path),
+                "start": float(c.start),
+                "end": float(c.end),
+                "mode": c.mode,
+                "srt_path": c.srt_path or "",
+                "thumb_path": c.thumb_path or "",
+                "seconds": float(c.seconds),
+                "created_at": now,
+            }
+            for c in clip_by_moment.values()
+        ]
+
+        with self._write() as conn:
+            if self._check_tenant(conn, show_id, tenant, lock=True) is None:
+                raise StoreError(f"no show {show_id!r} for tenant {tenant!r}; call upsert_show first")
+            old_moments = set(conn.execute(sa.select(moments_table.c.id).where(moments_table.c.show_id == show_id)).scalars())
+            old_clips = set(conn.execute(sa.select(clips_table.c.moment_id).where(clips_table.c.show_id == show_id)).scalars())
+            for ids in _chunks(sorted(old_clips - set(clip_by_moment))):
+                conn.execute(sa.delete(clips_table).where(clips_table.c.moment_id.in_(ids)))
+            for ids in _chunks(sorted(old_moments - set(by_id))):
+                conn.execute(sa.delete(clips_table).where(clips_table.c.moment_id.in_(ids)))
+                conn.execute(sa.delete(moments_table).where(moments_table.c.id.in_(ids)))
+            self._upsert(conn, moments_table, "id", moment_rows, keep=("created_at",))
+            self._upsert(conn, clips_table, "moment_id", clip_rows, keep=("created_at",))
+            conn.execute(
+                sa.update(shows_table).where(shows_table.c.id == show_id).values(settings_hash=settings_hash, updated_at=now)
+            )
+        logger.debug("show %s: saved %d moments, %d clips", show_id, len(moment_rows), len(clip_rows))
+
+    @_converted("listing moments")
+    def list_moments(self, show_id: str, tenant: str | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
+        """The show's moments in time order (``reasons`` as a list of dicts)."""
+        q = sa.select(moments_table).where(moments_table.c.show_id == show_id).order_by(moments_table.c.start, moments_table.c.id)
+        if tenant is not None:
+            q = q.where(moments_table.c.tenant == tenant)
+        if min_score is not None:
+            q = q.where(moments_table.c.score >= float(min_score))
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    @_converted("listing clips")
+    def list_clips(self, show_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The show's clips in time order."""
+        q = sa.select(clips_table).where(clips_table.c.show_id == show_id).order_by(clips_table.c.start, clips_table.c.moment_id)
+        if tenant is not None:
+            q = q.where(clips_table.c.tenant == tenant)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(q)]

@@ -1,0 +1,316 @@
+"""The results database, on SQLite always and on PostgreSQL when ``ACE_TEST_DATABASE_URL`` names one
+(e.g. ``postgresql+psycopg://ace:ace@127.0.0.1:5432/ace_test``; its ACE tables are dropped and recreated)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from ace.errors import StoreError
+from ace.store import Store, normalize_url, shows_table
+from ace.types import Clip, Moment, Reason
+
+PG_URL = os.environ.get("ACE_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not PG_URL, reason="set ACE_TEST_DATABASE_URL to a PostgreSQL database to run these"),
+        ),
+    ]
+)
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'ace.db'}"
+        return
+    store = Store(PG_URL)
+    store.drop_all()
+    store.close()
+    yield PG_URL
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    s.create_all()
+    yield s
+    s.close()
+
+
+def _moment(show_id: str, start: float, score: float = 0.7, **kw) -> Moment:
+    return Moment(
+        show_id=show_id,
+        start=start,
+        end=start + 10.0,
+        score=score,
+        peak=start + 4.0,
+        reasons=kw.pop("reasons", (Reason("interaction", 0.9, "chat x4"), Reason("keyword", 0.6, "'link is up'"))),
+        transcript=kw.pop("transcript", "the link is up, go go go"),
+    )
+
+
+def _clip(m: Moment, out: str = "/out") -> Clip:
+    return Clip(
+        moment_id=m.id,
+        path=f"{out}/{m.id}.mp4",
+        start=m.start - 0.5,
+        end=m.end,
+        mode="exact",
+        srt_path=f"{out}/{m.id}.srt",
+        thumb_path=f"{out}/{m.id}.jpg",
+        seconds=1.25,
+    )
+
+
+def _show(store: Store, show_id: str, tenant: str = "default", status: str = "running", **kw) -> None:
+    store.upsert_show(
+        show_id,
+        path=kw.get("path", f"/shows/{show_id}.mp4"),
+        name=kw.get("name", show_id),
+        duration=kw.get("duration", 600.0),
+        settings_hash=kw.get("settings_hash", "h1"),
+        status=status,
+        error=kw.get("error", ""),
+        tenant=tenant,
+    )
+
+
+def test_round_trip(store):
+    _show(store, "s1")
+    ms = [_moment("s1", 30.0, 0.9), _moment("s1", 100.0, 0.4), _moment("s1", 5.0, 0.6)]
+    clips = [_clip(ms[0]), _clip(ms[2])]
+    store.save_results("s1", ms, clips, settings_hash="h2")
+    _show(store, "s1", status="done", settings_hash="h2")
+
+    show = store.get_show("s1")
+    assert show["status"] == "done" and show["settings_hash"] == "h2" and show["tenant"] == "default"
+    assert show["path"] == "/shows/s1.mp4" and show["duration"] == 600.0 and show["error"] == ""
+    assert show["created_at"] <= show["updated_at"]
+
+    rows = store.list_moments("s1")
+    assert [r["start"] for r in rows] == [5.0, 30.0, 100.0]  # time order
+    first = rows[1]
+    assert first["id"] == ms[0].id and first["show_id"] == "s1"
+    assert first["end"] == 40.0 and first["score"] == 0.9 and first["peak"] == 34.0
+    assert first["reasons"] == [
+        {"source": "interaction", "score": 0.9, "detail": "chat x4"},
+        {"source": "keyword", "score": 0.6, "detail": "'link is up'"},
+    ]
+    assert first["transcript"] == "the link is up, go go go"
+    assert first["clip_path"] == f"/out/{ms[0].id}.mp4"
+    assert rows[2]["clip_path"] == ""
+    assert [r["start"] for r in store.list_moments("s1", min_score=0.6)] == [5.0, 30.0]
+
+    got = store.list_clips("s1")
+    assert [c["moment_id"] for c in got] == [ms[2].id, ms[0].id]
+    c = got[1]
+    assert (c["path"], c["start"], c["end"], c["mode"]) == (clips[0].path, 29.5, 40.0, "exact")
+    assert (c["srt_path"], c["thumb_path"], c["seconds"], c["show_id"]) == (clips[0].srt_path, clips[0].thumb_path, 1.25, "s1")
+
+    assert [s["id"] for s in store.list_shows()] == ["s1"]
+    assert store.get_show("nope") is None
+    assert store.list_moments("nope") == [] and store.list_clips("nope") == []
+
+
+def test_resave_is_idempotent(store):
+    _show(store, "s1")
+    ms = [_moment("s1", t) for t in (10.0, 50.0, 90.0)]
+    clips = [_clip(m) for m in ms]
+    store.save_results("s1", ms, clips, settings_hash="h1")
+    created = {r["id"]: r["created_at"] for r in store.list_moments("s1")}
+    store.save_results("s1", ms, clips, settings_hash="h1")
+    assert len(store.list_moments("s1")) == 3 and len(store.list_clips("s1")) == 3
+
+    # same interval, new score: updated in place; a moment that is gone is deleted with its clip
+    changed = [_moment("s1", 10.0, score=0.95), ms[1]]
+    store.save_results("s1", changed, [_clip(changed[0], out="/new")], settings_hash="h3")
+    rows = store.list_moments("s1")
+    assert [r["id"] for r in rows] == [ms[0].id, ms[1].id]
+    assert rows[0]["score"] == 0.95 and rows[0]["created_at"] == created[ms[0].id]
+    assert rows[0]["clip_path"] == f"/new/{ms[0].id}.mp4" and rows[1]["clip_path"] == ""
+    assert [c["path"] for c in store.list_clips("s1")] == [f"/new/{ms[0].id}.mp4"]
+    assert store.get_show("s1")["settings_hash"] == "h3"
+
+    store.save_results("s1", [], [], settings_hash="h4")
+    assert store.list_moments("s1") == [] and store.list_clips("s1") == []
+
+
+def test_results_of_other_shows_are_untouched(store):
+    _show(store, "a")
+    _show(store, "b")
+    ma, mb = _moment("a", 1.0), _moment("b", 1.0)
+    store.save_results("a", [ma], [_clip(ma)], settings_hash="h")
+    store.save_results("b", [mb], [_clip(mb)], settings_hash="h")
+    store.save_results("a", [], [], settings_hash="h")
+    assert store.list_moments("a") == []
+    assert len(store.list_moments("b")) == 1 and len(store.list_clips("b")) == 1
+
+
+def test_tenant_isolation(store):
+    _show(store, "acme-1", tenant="acme")
+    _show(store, "globex-1", tenant="globex")
+    m = _moment("acme-1", 3.0)
+    store.save_results("acme-1", [m], [_clip(m)], settings_hash="h", tenant="acme")
+
+    assert store.get_show("acme-1", tenant="acme")["tenant"] == "acme"
+    assert store.get_show("acme-1", tenant="globex") is None
+    assert [s["id"] for s in store.list_shows(tenant="globex")] == ["globex-1"]
+    assert {s["id"] for s in store.list_shows()} == {"acme-1", "globex-1"}
+    assert store.list_moments("acme-1", tenant="globex") == []
+    assert store.list_clips("acme-1", tenant="globex") == []
+    assert store.list_moments("acme-1", tenant="acme")[0]["tenant"] == "acme"
+    assert store.list_clips("acme-1", tenant="acme")[0]["tenant"] == "acme"
+
+    # another tenant can neither take over the show nor write its results
+    with pytest.raises(StoreError, match="another tenant"):
+        _show(store, "acme-1", tenant="globex")
+    with pytest.raises(StoreError, match="another tenant"):
+        store.save_results("acme-1", [], [], settings_hash="h", tenant="globex")
+    assert len(store.list_moments("acme-1")) == 1
+    assert store.get_show("acme-1")["path"] == "/shows/acme-1.mp4"
+
+
+def test_failed_show_keeps_its_error(store):
+    _show(store, "bad", status="failed", error="MediaError: ffprobe: moov atom not found")
+    show = store.get_show("bad")
+    assert show["status"] == "failed" and "moov atom" in show["error"]
+    assert [s["id"] for s in store.list_shows(status="failed")] == ["bad"]
+    _show(store, "bad", status="running")  # a retry clears it
+    assert store.get_show("bad")["error"] == ""
+    with pytest.raises(ValueError, match="pending, running, done, failed"):
+        _show(store, "bad", status="exploded")
+
+
+def test_save_results_needs_its_show_and_matching_items(store):
+    m = _moment("ghost", 1.0)
+    with pytest.raises(StoreError, match="upsert_show"):
+        store.save_results("ghost", [m], [], settings_hash="h")
+    _show(store, "s1")
+    with pytest.raises(ValueError, match="belongs to show"):
+        store.save_results("s1", [m], [], settings_hash="h")
+    m1 = _moment("s1", 1.0)
+    with pytest.raises(ValueError, match="not among the moments"):
+        store.save_results("s1", [], [_clip(m1)], settings_hash="h")
+
+
+def test_delete_show_removes_everything(store):
+    _show(store, "s1", tenant="acme")
+    m = _moment("s1", 1.0)
+    store.save_results("s1", [m], [_clip(m)], settings_hash="h", tenant="acme")
+    assert store.delete_show("s1", tenant="other") is False
+    assert store.delete_show("s1", tenant="acme") is True
+    assert store.get_show("s1") is None and store.list_moments("s1") == [] and store.list_clips("s1") == []
+
+
+def _write_shows(url: str, prefix: str, n: int) -> int:
+    s = Store(url)
+    try:
+        for i in range(n):
+            sid = f"{prefix}-{i}"
+            _show(s, sid)
+            ms = [_moment(sid, float(t)) for t in range(0, 50, 10)]
+            s.save_results(sid, ms, [_clip(m) for m in ms], settings_hash="h")
+            s.save_results(sid, ms, [_clip(m) for m in ms], settings_hash="h")
+            _show(s, sid, status="done")
+        return n
+    finally:
+        s.close()
+
+
+def test_two_stores_write_concurrently(db_url):
+    Store(db_url).create_all()
+    a, b = Store(db_url), Store(db_url)
+    _show(a, "shared")
+    start = threading.Barrier(2)
+
+    def work(store: Store, prefix: str) -> None:
+        start.wait()
+        for i in range(15):
+            sid = f"{prefix}-{i}"
+            _show(store, sid)
+            ms = [_moment(sid, float(t), score=0.5 + i / 100) for t in range(0, 30, 10)]
+            store.save_results(sid, ms, [_clip(m) for m in ms], settings_hash="h")
+            shared = [_moment("shared", float(t), score=i / 20) for t in range(0, 40, 10)]
+            store.save_results("shared", shared, [_clip(shared[0])], settings_hash=prefix)
+
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(work, a, "a"), pool.submit(work, b, "b")]:
+            f.result()
+
+    assert len(a.list_shows()) == 31
+    for prefix in ("a", "b"):
+        for i in range(15):
+            assert len(b.list_moments(f"{prefix}-{i}")) == 3
+            assert len(a.list_clips(f"{prefix}-{i}")) == 3
+    assert len(a.list_moments("shared")) == 4 and len(b.list_clips("shared")) == 1
+    a.close()
+    b.close()
+
+
+def test_two_processes_write_one_database(db_url):
+    Store(db_url).create_all()
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        done = list(pool.map(_write_shows, [db_url, db_url], ["p", "q"], [8, 8]))
+    assert done == [8, 8]
+    s = Store(db_url)
+    assert len(s.list_shows(status="done")) == 16
+    assert all(len(s.list_moments(f"{p}-{i}")) == 5 for p in "pq" for i in range(8))
+    s.close()
+
+
+def test_readers_do_not_wait_for_a_writer(db_url):
+    a, b = Store(db_url), Store(db_url)
+    a.create_all()
+    _show(a, "s1")
+    with a.engine.begin() as conn:  # an open write transaction in another connection
+        conn.execute(sa.update(shows_table).where(shows_table.c.id == "s1").values(name="renamed"))
+        t0 = time.perf_counter()
+        assert b.get_show("s1")["name"] == "s1"  # sees the committed state, at once
+        assert time.perf_counter() - t0 < 2.0
+    assert b.get_show("s1")["name"] == "renamed"
+    a.close()
+    b.close()
+
+
+# --------------------------------------------------------------------------- SQLite specifics
+
+
+def test_sqlite_file_is_wal_with_foreign_keys(tmp_path):
+    path = tmp_path / "deep" / "er" / "ace.db"
+    store = Store(f"sqlite:///{path}")
+    store.create_all()
+    assert path.is_file()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    store.close()
+    with sqlite3.connect(path) as raw:
+        tables = {r[0] for r in raw.execute("select name from sqlite_master where type='table'")}
+    assert {"shows", "moments", "clips"} <= tables
+
+
+def test_database_errors_become_store_errors(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # no create_all: no tables
+    with pytest.raises(StoreError, match="listing shows failed"):
+        store.list_shows()
+    with pytest.raises(StoreError):
+        Store("definitely not a url")
+    store.close()
+
+
+def test_postgres_url_gets_psycopg_driver():
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_url("postgresql+psycopg://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_url("sqlite:////x/ace.db") == "sqlite:////x/ace.db"
