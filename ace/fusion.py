@@ -200,7 +200,7 @@ def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float
         cands = [s.start - o.word_pad for s in sentences if abs(s.start - start) <= o.snap_window and (s is inside or start < s.start <= limit)]
     else:
         cands = [c for c in cuts if abs(c - start) <= o.snap_window / 2 and c <= limit and _inside_word(c, words, o.word_pad) is None]
-    if inside is not None:
+    if inside is not None and cands:
         best = max(cands)
     else:
         best = min(cands, key=lambda c: abs(c - start)) if cands else start
@@ -217,7 +217,7 @@ def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], w
         cands = [s.end + o.word_pad for s in sentences if abs(s.end - end) <= o.snap_window and (s is inside or limit <= s.end < end)]
     else:
         cands = [c for c in cuts if abs(c - end) <= o.snap_window / 2 and c >= limit and _inside_word(c, words, o.word_pad) is None]
-    if inside is not None:
+    if inside is not None and cands:
         best = min(cands)
     else:
         best = min(cands, key=lambda c: abs(c - end)) if cands else end

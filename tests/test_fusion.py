@@ -99,3 +99,13 @@ def test_hysteresis_regions():
 def test_join_words_spaces_latin_not_chinese():
     assert join_words([Word(0, 1, "hello"), Word(1, 2, "world")]) == "hello world"
     assert join_words([Word(0, 1, "上"), Word(1, 2, "链接")]) == "上链接"
+
+
+def test_edges_inside_a_sentence_longer_than_the_snap_window_fall_back_to_a_pause():
+    ws = tuple(Word(10 + i * 0.6, 10 + i * 0.6 + 0.45, f"w{i}") for i in range(80))  # 10 s .. 58 s
+    long_sentence = Sentence(10.0, ws[-1].end, " ".join(w.text for w in ws), ws)
+    moments, _ = find_moments("s", sig("keyword", 30, 32), 120.0, [long_sentence])
+    assert len(moments) == 1
+    m = moments[0]
+    for w in ws:
+        assert not (w.start < m.start < w.end) and not (w.start < m.end < w.end)
