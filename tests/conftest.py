@@ -32,7 +32,7 @@ def short_show(tmp_path_factory):
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Default settings with the data folder (database, caches) in a temp folder."""
-    return Settings(data_dir=tmp_path / "data", cpu_threads=2)
+    return Settings(data_dir=tmp_path / "data", cpu_threads=1, speech_workers=2)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,13 +134,24 @@ def _phrase_time(s: Sentence, phrase: str) -> float | None:
 
 class Transcriber:
     """faster-whisper with ACE's defaults: word timestamps, VAD filtering, no conditioning on the
-    previous window (fewer repetition loops), results shifted into show time."""
+    previous window (fewer repetition loops), results shifted into show time.
 
-    def __init__(self, model, beam_size: int = 1, language: str | None = None, vad: bool = True):
+    With ``workers`` > 1 (a model loaded with as many ``num_workers``), audio over 40 s is split at
+    its quietest moments (:func:`quiet_splits`) into one part per worker, transcribed at once; a
+    split falls in a pause, so no word is cut in two."""
+
+    def __init__(self, model, beam_size: int = 1, language: str | None = None, vad: bool = True,
+                 workers: int = 1):
         self.model = model
         self.beam_size = beam_size
         self.language = language
         self.vad = vad
+        self.workers = max(1, int(workers))
+
+    def _language(self) -> str | None:
+        if self.language is None and getattr(self.model, "model", None) is not None and not self.model.model.is_multilingual:
+            return "en"
+        return self.language
 
     def transcribe(
         self,
@@ -148,17 +161,43 @@ class Transcriber:
     ) -> list[Sentence]:
         """Transcribe 16 kHz mono float32 ``audio`` that starts at show time ``offset``.
 
-        ``progress`` is called with the show time reached so far.
+        ``progress`` is called with the show time reached so far (with several workers: ``offset``
+        plus the seconds of audio done).
         """
         if audio.size < 1600:  # under 0.1 s: nothing to say
             return []
-        language = self.language
-        if language is None and getattr(self.model, "model", None) is not None and not self.model.model.is_multilingual:
-            language = "en"
+        seconds = audio.size / SAMPLE_RATE
+        if self.workers <= 1 or seconds < 2 * 20.0:
+            return self._transcribe_one(audio, offset, progress)
+        # one part per worker: Whisper pads every part's last 30 s window, so more parts cost more
+        cuts = [0, *quiet_splits(audio, every=seconds / self.workers), audio.size]
+        pieces = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        reached = [0.0] * len(pieces)
+        lock = threading.Lock()
+
+        def run(k: int) -> list[Sentence]:
+            a, b = pieces[k]
+            start = offset + a / SAMPLE_RATE
+
+            def report(t: float) -> None:
+                with lock:
+                    reached[k] = max(reached[k], t - start)
+                    progress(offset + sum(reached))
+
+            return self._transcribe_one(audio[a:b], start, report if progress is not None else None)
+
+        with ThreadPoolExecutor(len(pieces), thread_name_prefix="ace-speech") as pool:
+            results = list(pool.map(run, range(len(pieces))))
+        return [sentence for part_sentences in results for sentence in part_sentences]
+
+    def _transcribe_one(self, audio: np.ndarray, offset: float,
+                        progress: Callable[[float], None] | None) -> list[Sentence]:
+        if audio.size < 1600:
+            return []
         segments, _info = self.model.transcribe(
             audio,
             beam_size=self.beam_size,
-            language=language,
+            language=self._language(),
             word_timestamps=True,
             vad_filter=self.vad,
             condition_on_previous_text=False,
@@ -180,6 +219,149 @@ class Transcriber:
             if progress is not None:
                 progress(offset + float(seg.end))
         return out
+
+
+SAMPLE_RATE = 16000
+
+
+class LiveTranscriber:
+    """Causal transcription of a stream that arrives in pieces, the way the live pipeline hears it.
+
+    Audio is fed as it comes (:meth:`feed`); once ``window`` seconds are buffered they are
+    transcribed, and words are *committed* only up to a safe break — a word that ends a sentence or
+    is followed by a pause of ``min_gap`` — that ends at least ``guard`` seconds before the buffer's
+    end (a word at the end may be cut in two). The next window starts at that break, so the
+    uncommitted tail is heard again with what follows it: a word cut at a window edge is neither
+    lost nor doubled. Without a safe break the buffer grows, up to ``max_window`` seconds, where
+    every word clear of the guard is committed. :meth:`flush` commits the rest at the end.
+
+    Committed words come back in stream time, in order, each exactly once.
+    """
+
+    def __init__(self, transcriber: Transcriber, window: float = 8.0, guard: float = 1.0,
+                 min_gap: float = 0.25, max_window: float = 20.0, start: float = 0.0):
+        if not 0 < guard < window <= max_window:
+            raise ValueError("need 0 < guard < window <= max_window")
+        self.transcriber = transcriber
+        self.window, self.guard, self.min_gap, self.max_window = window, guard, min_gap, max_window
+        self._chunks: list[np.ndarray] = []
+        self._size = 0
+        self._start = start  # stream time of the first buffered sample
+        self._committed_until = start
+        self._need = window  # buffered seconds that trigger the next decode
+        self.decodes = 0  #: windows transcribed so far
+        self.audio_decoded = 0.0  #: seconds of audio handed to the model (overlap included)
+
+    @property
+    def buffered(self) -> float:
+        return self._size / SAMPLE_RATE
+
+    def feed(self, audio: np.ndarray) -> list[Word]:
+        """Add the next 16 kHz mono float32 samples; returns the words committed by them."""
+        if audio.size:
+            self._chunks.append(np.asarray(audio, dtype=np.float32))
+            self._size += audio.size
+        out: list[Word] = []
+        while self.buffered >= max(self.window, min(self._need, self.max_window)):
+            words, progressed = self._decode(final=False)
+            out.extend(words)
+            if not progressed:
+                break
+            self._need = self.window
+        return out
+
+    def flush(self) -> list[Word]:
+        """Commit everything still buffered (the stream ended)."""
+        words, _ = self._decode(final=True) if self._size else ([], True)
+        self._chunks, self._size = [], 0
+        return words
+
+    def _buffer(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def _decode(self, final: bool) -> tuple[list[Word], bool]:
+        audio = self._buffer()
+        end = self._start + audio.size / SAMPLE_RATE
+        self.decodes += 1
+        self.audio_decoded += audio.size / SAMPLE_RATE
+        heard = [w for sent in self.transcriber._transcribe_one(audio, self._start, None) for w in sent.words]
+        # never repeat what an earlier window committed
+        heard = [w for w in heard if w.start >= self._committed_until - 0.05 or w.end > self._committed_until + 0.1]
+        if final:
+            self._committed_until = max([self._committed_until, *(w.end for w in heard)])
+            return heard, True
+        edge = end - self.guard
+        cut = None  # index of the last word to commit
+        for i, w in enumerate(heard):
+            if w.end > edge:
+                break
+            nxt = heard[i + 1] if i + 1 < len(heard) else None
+            if w.text.endswith(_SENTENCE_END) or (nxt is not None and nxt.start - w.end >= self.min_gap) \
+                    or (nxt is None and edge - w.end >= self.min_gap):
+                cut = i
+        forced = self.buffered >= self.max_window
+        if cut is None and forced:
+            cut = max((i for i, w in enumerate(heard) if w.end <= edge), default=None)
+        if cut is None:
+            if not heard or heard[0].start > edge:
+                # nothing said that could be committed yet: keep the tail that may hold a word
+                return [], self._advance(min(edge, heard[0].start - 0.1) if heard else edge)
+            if forced:  # one word longer than the guard band: give up on it rather than stall
+                return [], self._advance(edge)
+            self._grow()
+            return [], False
+        words = heard[: cut + 1]
+        last = words[-1].end
+        nxt = heard[cut + 1].start if cut + 1 < len(heard) else edge
+        self._committed_until = last
+        self._advance(min(max(last, (last + nxt) / 2), edge))
+        return words, True
+
+    def _advance(self, t: float) -> bool:
+        """Drop the buffered audio before stream time ``t``."""
+        n = int(round((t - self._start) * SAMPLE_RATE))
+        if n <= 0:
+            self._grow()
+            return False
+        audio = self._buffer()[n:]
+        self._chunks, self._size = ([audio] if audio.size else []), audio.size
+        self._start += n / SAMPLE_RATE
+        return True
+
+    def _grow(self) -> None:
+        """Wait for more audio before the next try (the window grows by a second)."""
+        self._need = self.buffered + 1.0
+
+
+
+def quiet_splits(audio: np.ndarray, every: float = 60.0, search: float = 4.0, span: float = 0.3,
+                 sr: int = SAMPLE_RATE) -> list[int]:
+    """Sample indices that split ``audio`` into parts of about ``every`` seconds, each at the
+    middle of the quietest ``span`` seconds within ``search`` seconds of its target, so a split
+    falls in a pause between words. Sorted, strictly inside the audio, at least ``every / 2`` apart."""
+    n = audio.size
+    frame = max(1, int(0.01 * sr))
+    if n < 1.5 * every * sr or n < 4 * frame:
+        return []
+    frames = n // frame
+    energy = np.square(audio[: frames * frame].astype(np.float32)).reshape(frames, frame).mean(axis=1)
+    k = max(1, int(round(span / 0.01)))
+    smooth = np.convolve(energy, np.ones(k) / k, mode="same")
+    out: list[int] = []
+    target = every
+    last = 0.0
+    total = n / sr
+    while target < total - every / 2:
+        lo = max(int((target - search) / 0.01), int((last + every / 2) / 0.01), 1)
+        hi = min(int((target + search) / 0.01), frames - 1)
+        if hi > lo:
+            i = lo + int(np.argmin(smooth[lo:hi]))
+            out.append(i * frame + frame // 2)
+            last = out[-1] / sr
+        target += every
+    return out
 
 
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
