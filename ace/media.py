@@ -269,9 +269,35 @@ def _ffprobe_json(path: str | os.PathLike, extra: Sequence[str] = ()) -> tuple[d
         raise MediaError(f"ffprobe gave unreadable output for {path}", _tail(proc.stderr)) from e
 
 
+_PROBES: collections.OrderedDict[tuple[str, int, int], _Probe] = collections.OrderedDict()
+_PROBES_LOCK = threading.Lock()
+_PROBES_MAX = 64
+
+
 def _probe(path: str | os.PathLike) -> _Probe:
+    """ffprobe's view of a file, remembered while the file is unchanged (same size and mtime):
+    a show is probed by analysis, every cut and every thumbnail, and each ffprobe run costs
+    0.1 s of start-up."""
+    key = None
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except (OSError, TypeError, ValueError):
+        pass
+    if key is not None:
+        with _PROBES_LOCK:
+            hit = _PROBES.get(key)
+            if hit is not None:
+                _PROBES.move_to_end(key)
+                return hit
     data, stderr = _ffprobe_json(path)
-    return _parse_probe(path, data, stderr)
+    result = _parse_probe(path, data, stderr)
+    if key is not None:
+        with _PROBES_LOCK:
+            _PROBES[key] = result
+            while len(_PROBES) > _PROBES_MAX:
+                _PROBES.popitem(last=False)
+    return result
 
 
 def _parse_probe(path: str | os.PathLike, data: dict, stderr: bytes) -> _Probe:

@@ -129,6 +129,19 @@ def available_models() -> list[str]:
     return list(BUNDLED) + [n for n in HUB_MODELS if n not in BUNDLED]
 
 
+def installed_models() -> list[str]:
+    """The bundled models whose packages are installed (usable with no network)."""
+    out = []
+    for name, spec in BUNDLED.items():
+        try:
+            for package in spec.packages:
+                metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            continue
+        out.append(name)
+    return out
+
+
 def resolve_model(name_or_path: str, cache_dir: Path | str | None = None) -> str:
     """What ``faster_whisper.WhisperModel`` should be given for ``name_or_path``: a local folder
     for bundled names and local paths, the name itself for hub names.

@@ -147,8 +147,9 @@ def test_file_names_are_never_protocols(counter, tmp_path, monkeypatch, name):
 
 def test_binaries_from_environment(counter, monkeypatch, tmp_path):
     monkeypatch.setenv("ACE_FFPROBE", str(tmp_path / "no-ffprobe"))
+    fresh = shutil.copy(counter, tmp_path / "fresh.mp4")  # not probed before: nothing remembered
     with pytest.raises(InputError, match="ACE_FFPROBE"):
-        media.probe(counter)
+        media.probe(fresh)
     monkeypatch.setenv("ACE_FFPROBE", shutil.which("ffprobe"))
     monkeypatch.setenv("ACE_FFMPEG", str(tmp_path / "no-ffmpeg"))
     with pytest.raises(InputError, match="ACE_FFMPEG"):
@@ -157,6 +158,17 @@ def test_binaries_from_environment(counter, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InputError, match="not found"):
         media.ffmpeg_binary()
+
+
+def test_probe_is_remembered_until_the_file_changes(counter, tmp_path, monkeypatch):
+    path = shutil.copy(counter, tmp_path / "show.mp4")
+    first = media.probe(path)
+    monkeypatch.setenv("ACE_FFPROBE", str(tmp_path / "no-ffprobe"))
+    assert media.probe(path) == first  # unchanged: no ffprobe run needed
+    with open(path, "ab") as f:  # changed (a live recording grows): probed again
+        f.write(b"\0" * 16)
+    with pytest.raises(InputError, match="ACE_FFPROBE"):
+        media.probe(path)
 
 
 # ---------------------------------------------------------------------------------------------- audio
