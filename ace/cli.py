@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ace.config import Settings, get_settings
+from ace.errors import AceError
 from ace.types import ShowResult
 
 err = Console(stderr=True)
@@ -219,6 +220,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- eval ------------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ace.evaluation.suite import PARTS, broken_floors, run_eval, tables
+
+    settings = settings_from(args)
+    data = Path(args.data) if args.data else settings.eval_data
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else list(PARTS)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if not data.is_dir():
+        err.print(f"[red]error[/] no evaluation data at {data} (give --data DIR or set ACE_EVAL_DATA)")
+        return 2
+    sample = args.sample
+    if sample is None and "boundaries" in parts:
+        from samples.show import make_sample_show
+
+        with err.status("making the sample show (once; reused afterwards) ...") as status:
+            sample = make_sample_show(settings.data_dir / "samples", progress=lambda msg: status.update(msg)).video
+    try:
+        report_ = run_eval(data, models=models, parts=parts, sample_show=sample, settings=settings,
+                           out_dir=settings.data_dir / "eval", progress=lambda m: err.print(f"[dim]{m}"))
+    except AceError as e:
+        err.print(f"[red]error[/] {e}")
+        return 2
+    if args.json:
+        print(json.dumps(report_, indent=2, default=str))
+    else:
+        for table in tables(report_):
+            out.print(table)
+    broken = broken_floors(report_)
+    for b in broken:
+        err.print(f"[red]floor broken[/] {b['what']}: {b['value']} (needs {b['rule']})")
+    return 1 if (args.check and broken) else 0
+
+
 # -- entry -----------------------------------------------------------------------------------------
 
 
@@ -249,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_common(b)
     b.set_defaults(func=cmd_bench)
+
+    e = sub.add_parser("eval", help="measure quality on real recordings with ground truth, next to reference tools")
+    e.add_argument("--data", help="folder of recordings with ground truth (default: ACE_EVAL_DATA or ../shared/data)")
+    e.add_argument("--models", help="speech models to measure, comma-separated (default: every installed bundled model)")
+    e.add_argument("--parts", help="comma-separated subset of speech,captions,scenes,boundaries (default: all)")
+    e.add_argument("--sample", help="sample show for the clip-boundary check (default: the demo's sample show, made once)")
+    e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    e.add_argument("--check", action="store_true", help="exit 1 when a quality floor is broken (for CI)")
+    _add_common(e)
+    e.set_defaults(func=cmd_eval)
 
     try:
         from ace.policy.cli import register as register_policy

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class FusionOptions:
     clip_max: float = 60.0
     snap_window: float = 4.0  #: how far an edge may move to reach a sentence edge or a cut
     word_pad: float = 0.12  #: silence kept between a clip edge and the nearest word
+    edge_lead: float = 0.3  #: a clip starts this far before its first word (at most half the pause before it):
+    #: Whisper's word starts run 0.1-0.5 s late
+    edge_tail: float = 0.3  #: ... and ends this far after its last word (at most half the pause after it)
+    min_pause: float = 0.15  #: a sentence edge with less silence than this is running speech; edges prefer real pauses
 
 
 @dataclass
@@ -128,8 +133,9 @@ def find_moments(
     spans: list[tuple[float, float, int, int]] = []
     for a, b in find_regions(tl.fused, o.high, o.low, o.merge_gap):
         start, end = _bounds(a, b, tl.fused, duration, o)
-        start = snap_start(start, sentences, cuts, words, o, limit=float(a))
         end = snap_end(end, sentences, cuts, words, o, duration, limit=float(b + 1))
+        # the start may not move so late that the clip falls short of clip_min
+        start = snap_start(start, sentences, cuts, words, o, limit=float(a), latest=end - o.clip_min + 0.5)
         if end - start > o.clip_max + o.snap_window:
             end = _free_point(start + o.clip_max, words, o.word_pad, backwards=True)
         if end > start:
@@ -189,38 +195,114 @@ def _free_point(t: float, words: Sequence[Word], pad: float, backwards: bool) ->
     return max(0.0, t)
 
 
-def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, limit: float | None = None) -> float:
-    """Where a clip should start near ``start``: a start inside a sentence moves to the latest
-    sentence start from that sentence's own up to ``limit`` (where the evidence begins), so the
-    lead-in carries as little unrelated talk as possible; a start in a pause moves to a scene cut within ``snap_window / 2`` if there is one, else
-    stays. Either way it never lands inside a spoken word."""
+def _pause_before(t: float, words: Sequence[Word], starts: list[float]) -> float:
+    """Silence between ``t`` (a word's start) and the end of the word before it (inf if none)."""
+    i = bisect.bisect_left(starts, t - 1e-6)
+    prev = max((w.end for w in words[max(0, i - 3) : i]), default=None)
+    return math.inf if prev is None else max(0.0, t - prev)
+
+
+def _pause_after(t: float, words: Sequence[Word], starts: list[float]) -> float:
+    """Silence between ``t`` (a word's end) and the start of the next word (inf if none)."""
+    i = bisect.bisect_left(starts, t - 1e-6)
+    nxt = next((w.start for w in words[i : i + 4] if w.start >= t - 1e-6), None)
+    return math.inf if nxt is None else max(0.0, nxt - t)
+
+
+def _starts(words: Sequence[Word]) -> list[float]:
+    return [w.start for w in words]
+
+
+def _word_gaps(lo: float, hi: float, words: Sequence[Word]) -> list[tuple[float, float, float]]:
+    """``(gap start, gap end, pause)`` for the silences between consecutive words within [lo, hi]."""
+    out = []
+    for a, b in zip(words, words[1:]):
+        if a.end >= lo and b.start <= hi and b.start > a.end:
+            out.append((a.end, b.start, b.start - a.end))
+    return out
+
+
+def snap_start(start: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions,
+               limit: float | None = None, latest: float = math.inf) -> float:
+    """Where a clip should start near ``start``.
+
+    A start inside a sentence moves to the latest sentence start from that sentence's own up to
+    ``limit`` (where the evidence begins), so the lead-in carries as little unrelated talk as
+    possible — preferring sentences with a real pause (``min_pause``) before them, since
+    Whisper's sentence edges can fall inside running speech (failing that, the latest earlier
+    sentence start within ``2 × snap_window`` that has one); the clip then starts ``edge_lead`` before the first
+    word, at most half-way into the pause. With no such sentence edge in reach, the start moves to
+    the longest pause between words within ``snap_window``. No sentence edge or pause after
+    ``latest`` is taken (it keeps the clip long enough). A start in a pause
+    moves to a scene cut within ``snap_window / 2`` if there is one, else stays. Either way it never
+    lands inside a spoken word."""
     limit = start + o.snap_window if limit is None else limit
     inside = next((s for s in sentences if s.start < start < s.end), None)
     if inside is not None:
-        cands = [s.start - o.word_pad for s in sentences if abs(s.start - start) <= o.snap_window and (s is inside or start < s.start <= limit)]
-    else:
-        cands = [c for c in cuts if abs(c - start) <= o.snap_window / 2 and c <= limit and _inside_word(c, words, o.word_pad) is None]
-    if inside is not None and cands:
-        best = max(cands)
-    else:
-        best = min(cands, key=lambda c: abs(c - start)) if cands else start
+        starts = _starts(words)
+        cands = []
+        for s in sentences:
+            if abs(s.start - start) <= o.snap_window and (s is inside or start < s.start <= limit):
+                pause = _pause_before(s.start, words, starts) if s.words else math.inf
+                cands.append((s.start - min(o.edge_lead, pause / 2), pause))
+        cands = [c for c in cands if c[0] <= latest]
+        good = [c for c in cands if c[1] >= o.min_pause]
+        if not good:  # no pause there: an earlier sentence start (up to twice as far) that has one
+            for s in sentences:
+                if start - 2 * o.snap_window <= s.start < inside.start and s.words:
+                    pause = _pause_before(s.start, words, starts)
+                    if pause >= o.min_pause:
+                        good.append((s.start - min(o.edge_lead, pause / 2), pause))
+        if good:
+            return _free_point(max(0.0, max(c[0] for c in good)), words, 0.0, backwards=True)
+        # the region's first second is spread_s before the evidence itself: a pause up to there will do
+        gaps = [g for g in _word_gaps(start - o.snap_window, limit + o.spread_s, words)
+                if g[2] >= o.min_pause and g[1] - min(o.edge_lead, g[2] / 2) <= min(limit + o.spread_s, latest)]
+        if gaps:
+            a, b, pause = max(gaps, key=lambda g: (g[2], g[1]))
+            return max(0.0, b - min(o.edge_lead, pause / 2))
+        if cands:
+            return _free_point(max(0.0, max(c[0] for c in cands)), words, 0.0, backwards=True)
+        return _free_point(max(0.0, start), words, o.word_pad, backwards=True)
+    cands = [c for c in cuts if abs(c - start) <= o.snap_window / 2 and c <= limit and _inside_word(c, words, o.word_pad) is None]
+    best = min(cands, key=lambda c: abs(c - start)) if cands else start
     return _free_point(max(0.0, best), words, o.word_pad if not cands else 0.0, backwards=True)
 
 
 def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], words: Sequence[Word], o: FusionOptions, duration: float, limit: float | None = None) -> float:
     """The mirror of :func:`snap_start`: an end inside a sentence moves to the earliest sentence
-    end from ``limit`` (where the evidence ends) up to that sentence's own; an end in a pause moves to
-    a nearby scene cut if there is one."""
+    end from ``limit`` (where the evidence ends) up to that sentence's own, preferring ends with a
+    real pause after them, ``edge_tail`` after the last word (at most half-way into the pause);
+    else to the longest pause between words in reach; an end in a pause moves to a nearby scene
+    cut if there is one."""
     limit = end - o.snap_window if limit is None else limit
     inside = next((s for s in sentences if s.start < end < s.end), None)
     if inside is not None:
-        cands = [s.end + o.word_pad for s in sentences if abs(s.end - end) <= o.snap_window and (s is inside or limit <= s.end < end)]
-    else:
-        cands = [c for c in cuts if abs(c - end) <= o.snap_window / 2 and c >= limit and _inside_word(c, words, o.word_pad) is None]
-    if inside is not None and cands:
-        best = min(cands)
-    else:
-        best = min(cands, key=lambda c: abs(c - end)) if cands else end
+        starts = _starts(words)
+        cands = []
+        for s in sentences:
+            if abs(s.end - end) <= o.snap_window and (s is inside or limit <= s.end < end):
+                pause = _pause_after(s.end, words, starts) if s.words else math.inf
+                cands.append((s.end + min(o.edge_tail, pause / 2), pause))
+        good = [c for c in cands if c[1] >= o.min_pause]
+        if not good:  # no pause there: a later sentence end (up to twice as far) that has one
+            for s in sentences:
+                if inside.end < s.end <= end + 2 * o.snap_window and s.words:
+                    pause = _pause_after(s.end, words, starts)
+                    if pause >= o.min_pause:
+                        good.append((s.end + min(o.edge_tail, pause / 2), pause))
+        if good:
+            return min(duration, _free_point(min(c[0] for c in good), words, 0.0, backwards=False))
+        gaps = [g for g in _word_gaps(limit - o.spread_s, end + o.snap_window, words)
+                if g[2] >= o.min_pause and g[0] + min(o.edge_tail, g[2] / 2) >= limit - o.spread_s]
+        if gaps:
+            a, b, pause = max(gaps, key=lambda g: (g[2], -g[0]))
+            return min(duration, a + min(o.edge_tail, pause / 2))
+        if cands:
+            return min(duration, _free_point(min(c[0] for c in cands), words, 0.0, backwards=False))
+        return min(duration, _free_point(end, words, o.word_pad, backwards=False))
+    cands = [c for c in cuts if abs(c - end) <= o.snap_window / 2 and c >= limit and _inside_word(c, words, o.word_pad) is None]
+    best = min(cands, key=lambda c: abs(c - end)) if cands else end
     return min(duration, _free_point(best, words, o.word_pad if not cands else 0.0, backwards=False))
 
 

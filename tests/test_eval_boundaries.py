@@ -101,8 +101,6 @@ def test_probes_cover_the_show_without_merging_and_respect_words():
         assert not any(s.start < m.end < s.end for s in sentences if s.end < 100.0), (m.start, m.end)
 
 
-@pytest.mark.xfail(strict=True, reason="fusion.snap_start frees a snapped edge with no word padding, so it can stop "
-                   "where two words of running speech meet (seen on the sample show: 5 of 36 probe clips)")
 def test_fusion_keeps_edges_out_of_running_speech():
     from ace.fusion import snap_start
 

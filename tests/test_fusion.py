@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ace.fusion import FusionOptions, find_moments, find_regions, join_words
+from ace.fusion import snap_end, snap_start, FusionOptions, find_moments, find_regions, join_words
 from ace.types import Sentence, Signal, Word
 
 import numpy as np
@@ -65,8 +65,9 @@ def test_edges_never_inside_a_spoken_word_and_snap_to_sentences():
         assert not (w.start < m.end < w.end), f"end {m.end} inside {w}"
     starts = [s.start for s in sentences]
     ends = [s.end for s in sentences]
-    assert min(abs(m.start - (s - 0.12)) for s in starts) < 0.05
-    assert min(abs(m.end - (e + 0.12)) for e in ends) < 0.05
+    # edges sit in the pauses between sentences, clear of the words
+    assert any(e + 0.1 <= m.start <= s - 0.1 for e, s in zip(ends, starts[1:]))
+    assert any(e + 0.1 <= m.end <= s - 0.1 for e, s in zip(ends, starts[1:]))
     assert m.transcript.startswith("w0")
 
 
@@ -109,3 +110,21 @@ def test_edges_inside_a_sentence_longer_than_the_snap_window_fall_back_to_a_paus
     m = moments[0]
     for w in ws:
         assert not (w.start < m.start < w.end) and not (w.start < m.end < w.end)
+
+
+def test_edges_prefer_sentence_edges_with_a_real_pause():
+    # sentence B follows A with no pause (Whisper split running speech); C follows after 0.6 s
+    def sent(t0, n, text):
+        ws = tuple(Word(round(t0 + i * 0.4, 3), round(t0 + i * 0.4 + 0.4, 3), f"{text}{i}") for i in range(n))
+        return Sentence(ws[0].start, ws[-1].end, " ".join(w.text for w in ws), ws)
+
+    a, b, c = sent(40.0, 6, "a"), sent(42.4, 6, "b"), sent(45.4, 12, "c")
+    sentences = [a, b, c]
+    words = [w for s in sentences for w in s.words]
+    o = FusionOptions()
+    # evidence from 43 s: the start is inside B; B's own start touches A, so the clip starts at A
+    start = snap_start(43.0, sentences, [], words, o, limit=44.0)
+    assert start == pytest.approx(40.0 - o.edge_lead)
+    # the end inside C's running words goes to a real pause, never between touching words
+    end = snap_end(44.0, sentences, [], words, o, duration=200.0, limit=43.0)
+    assert end == pytest.approx(45.1)  # B's end (44.8) + half of the 0.6 s pause before C

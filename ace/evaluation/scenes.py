@@ -11,14 +11,17 @@ Every detector runs on every frame of the video at its native rate:
 
 * ``ace`` — :class:`~ace.signals.visual.VisualDetector` with its default options, fed the pipeline's
   own low-resolution grey analysis frames (:func:`ace.media.iter_frames`, width 160) at the source
-  frame rate, so no frame is skipped;
+  frame rate, so no frame is skipped; the decoder may use every core, as OpenCV's does for
+  PySceneDetect (the pipeline gives it one thread, since speech recognition runs beside it);
 * ``pyscenedetect-content`` / ``pyscenedetect-adaptive`` — PySceneDetect's ``ContentDetector`` and
   ``AdaptiveDetector`` with default settings, its OpenCV backend and its automatic downscaling.
 
 Found cuts are matched one-to-one to true cuts within ±``tolerance`` frames (:func:`match_cuts`).
 Each detector's ``seconds`` is wall-clock time for the whole run, opening and decoding the video
 included (for ACE also the ffprobe run that reads the frame rate), and ``fps`` is frames processed
-per wall second. The video is read once before the timed runs, so that none of them pays for a cold
+per wall second. The summary's ``ace_fps`` / ``best_reference_fps`` are over every video in the
+folder — the cut files and, speed only, the videos without one (:func:`speed_file`) — since one 10 s
+clip mostly measures start-up. The video is read once before the timed runs, so that none of them pays for a cold
 disk cache, and with ``repeats`` > 1 each detector's fastest run counts.
 
 On a short clip ACE's fixed start-up cost weighs heavily: it decodes in an ffmpeg process, and two
@@ -175,7 +178,7 @@ def ace_cuts(video: Path, width: int = ACE_WIDTH) -> tuple[list[int], int, float
         raise InputError(f"cannot tell the frame rate of {video}")
     det = VisualDetector(fps=fps)
     n = 0
-    for t, frame in iter_frames(video, fps=fps, width=width):
+    for t, frame in iter_frames(video, fps=fps, width=width, threads=0):
         det.process_frame(t, frame)
         n += 1
     det.flush()
@@ -296,27 +299,54 @@ def evaluate_file(cuts_file: Path, video: Path, tolerance: int = 2, repeats: int
     return row
 
 
-def _aggregate(files: list[dict[str, Any]], name: str) -> tuple[float | None, float | None]:
-    """Mean F1 over the files and overall frames per second (all frames / all seconds) of one
-    detector; (None, None) when it failed on any file."""
+VIDEO_EXT = (".mp4", ".webm", ".mkv", ".mov", ".ts", ".flv", ".avi")
+
+
+def speed_file(video: Path, repeats: int = 1) -> dict[str, Any]:
+    """Speed only, for a video without a cut file: every detector's frames, seconds, fps and how
+    many cuts it found (no truth to score them against)."""
+    _warm(video)
+    row: dict[str, Any] = {"file": video.name, "frames": None, "detectors": {}}
+    runs: dict[str, Callable[[], tuple[list[int], int, float]]] = {"ace": lambda: ace_cuts(video)}
+    if _scenedetect_available():
+        for name, kind in REFERENCE_DETECTORS.items():
+            runs[name] = lambda kind=kind: pyscenedetect_cuts(video, kind)
+    for name, run in runs.items():
+        try:
+            cuts, frames, seconds = _fastest(run, repeats)
+            row["detectors"][name] = {"cuts_found": len(cuts), "frames": frames, "seconds": round(seconds, 3),
+                                      "fps": round(frames / seconds, 1) if seconds > 0 else None}
+            row["frames"] = row["frames"] or frames
+        except Exception as e:
+            log.warning("%s on %s failed: %s", name, video, e)
+            row["detectors"][name] = {"error": f"{type(e).__name__}: {e}"}
+    return row
+
+
+def _aggregate(files: list[dict[str, Any]], name: str, speed: list[dict[str, Any]] = ()) -> tuple[float | None, float | None]:
+    """Mean F1 over the cut files and overall frames per second (all frames / all seconds, over
+    the cut files and the ``speed`` files) of one detector; (None, None) when it failed on any file."""
     rows = [f["detectors"].get(name, {}) for f in files]
     if not rows or any("f1" not in r for r in rows):
         return None, None
     f1 = sum(r["f1"] for r in rows) / len(rows)
-    seconds = sum(r["seconds"] for r in rows)
-    fps = sum(r["frames"] for r in rows) / seconds if seconds > 0 else None
+    timed = rows + [f["detectors"].get(name, {}) for f in speed]
+    if any("seconds" not in r for r in timed):
+        return f1, None
+    seconds = sum(r["seconds"] for r in timed)
+    fps = sum(r["frames"] for r in timed) / seconds if seconds > 0 else None
     return f1, (round(fps, 1) if fps is not None else None)
 
 
-def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(files: list[dict[str, Any]], speed: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """ACE's mean F1 and overall fps, the best reference (highest mean F1; of equal F1 the faster,
     which is the harder one to beat), and whether ACE meets the target: F1 at least the best
     reference's, at a higher fps. ``target_met`` is None when it cannot be judged (no files, ACE or
     every reference failed)."""
-    ace_f1, ace_fps = _aggregate(files, "ace")
+    ace_f1, ace_fps = _aggregate(files, "ace", speed)
     best: tuple[str, float, float] | None = None
     for name in REFERENCE_DETECTORS:
-        f1, fps = _aggregate(files, name)
+        f1, fps = _aggregate(files, name, speed)
         if f1 is None or fps is None:
             continue
         if best is None or (f1, fps) > (best[1], best[2]):
@@ -350,8 +380,12 @@ def evaluate_scenes(data_dir: Path, tolerance: int = 2, repeats: int = 1) -> dic
         raise InputError(f"repeats must be at least 1, got {repeats}")
     pairs = find_cut_files(Path(data_dir))
     files = [evaluate_file(cuts, video, tolerance, repeats) for cuts, video in pairs]
-    report: dict[str, Any] = {"files": files, "summary": summarise(files), "tolerance": tolerance,
-                              "repeats": repeats}
+    with_truth = {video.resolve() for _, video in pairs}
+    others = sorted(p for p in Path(data_dir).rglob("*") if p.suffix.lower() in VIDEO_EXT and p.is_file()
+                    and p.resolve() not in with_truth) if files else []
+    speed = [speed_file(v, repeats) for v in others]
+    report: dict[str, Any] = {"files": files, "speed": speed, "summary": summarise(files, speed),
+                              "tolerance": tolerance, "repeats": repeats}
     if not files:
         report["note"] = f"no *{_CUTS_SUFFIX} file with its video under {data_dir}"
     else:

@@ -1,0 +1,235 @@
+"""``ace eval``: every quality measurement over one data folder, one report, one table.
+
+:func:`run_eval` runs the parts (speech, captions, scenes, boundaries), each isolated — a part that
+fails reports ``{"error": ...}`` and the others still run — and checks the report against two lists:
+
+* :data:`TARGETS` — what ACE aims for (the issue's targets), reported as met or not;
+* :data:`FLOORS` — loose lower bounds that CI enforces (``ace eval --check`` exits 1 when one is
+  broken), so that a regression fails the build while machine noise does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ace.errors import InputError
+
+log = logging.getLogger("ace.evaluation.suite")
+
+PARTS = ("speech", "captions", "scenes", "boundaries")
+
+
+def _get(report: dict, path: str) -> Any:
+    cur: Any = report
+    for key in path.split("/"):
+        if isinstance(cur, list):
+            cur = next((x for x in cur if isinstance(x, dict) and x.get("model") == key), None)
+        elif isinstance(cur, dict):
+            cur = cur.get(key)
+        else:
+            return None
+        if cur is None:
+            return None
+    return cur
+
+
+#: (report path, comparison, bound, what it means). Paths are "/"-separated; a step through the
+#: list ``speech/models`` picks the model by name.
+TARGETS: list[tuple[str, str, float, str]] = [
+    ("speech/summary/max_live_penalty", "<=", 1.0, "live chunking costs at most 1 point of WER/CER over whole clips"),
+    ("scenes/summary/ace_f1_minus_best", ">=", 0.0, "ACE's cut F1 at least the best PySceneDetect detector's"),
+    ("scenes/summary/ace_fps_over_best", ">", 1.0, "... at a higher frames-per-second"),
+    ("boundaries/summary/inside_word", "<=", 0, "no clip starts or ends inside a spoken word"),
+    ("boundaries/summary/max_edge_error_frames", "<=", 1, "exact cuts within one frame of the plan"),
+]
+
+FLOORS: list[tuple[str, str, float, str]] = [
+    ("speech/models/tiny.en/sets/en/whole", "<=", 0.15, "tiny.en WER on the English clips (measured 0.068)"),
+    ("speech/models/base/sets/en/whole", "<=", 0.15, "base WER on the English clips (measured 0.060)"),
+    ("speech/models/base/sets/zh/whole", "<=", 0.30, "base CER on the Mandarin clip (measured 0.077)"),
+    ("speech/summary/max_live_penalty", "<=", 1.0, "live chunking penalty, points"),
+    ("captions/summary/matched_share", ">=", 0.6, "friday.vtt cues found in the transcript (tiny.en: 3 of 5)"),
+    ("captions/summary/start_mae_s", "<=", 0.3, "caption start error, mean seconds (measured 0.11)"),
+    ("captions/summary/end_mae_s", "<=", 0.3, "caption end error, mean seconds (measured 0.13)"),
+    ("scenes/summary/ace_f1", ">=", 0.8, "ACE scene-cut F1 (±2 frames)"),
+    ("boundaries/summary/inside_word", "<=", 0, "clips starting or ending inside a word"),
+    ("boundaries/summary/max_edge_error_frames", "<=", 1, "exact-cut edge error, frames"),
+]
+
+
+def _compare(value: Any, op: str, bound: float) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return {"<=": value <= bound, ">=": value >= bound, ">": value > bound, "<": value < bound}[op]
+
+
+def check(report: dict, rules: Sequence[tuple[str, str, float, str]]) -> list[dict]:
+    """Each rule with the report's value and whether it holds (``None`` when the value is absent,
+    e.g. a model that is not installed)."""
+    out = []
+    for path, op, bound, what in rules:
+        value = _get(report, path)
+        out.append({"check": path, "rule": f"{op} {bound}", "value": value, "what": what,
+                    "ok": None if value is None else _compare(value, op, bound)})
+    return out
+
+
+def _derive(report: dict) -> None:
+    """Summary figures the rules read that the parts do not compute themselves."""
+    sc = (report.get("scenes") or {}).get("summary") or {}
+    if sc.get("ace_f1") is not None and sc.get("best_reference_f1") is not None:
+        sc["ace_f1_minus_best"] = round(sc["ace_f1"] - sc["best_reference_f1"], 4)
+    if sc.get("ace_fps") and sc.get("best_reference_fps"):
+        sc["ace_fps_over_best"] = round(sc["ace_fps"] / sc["best_reference_fps"], 3)
+    cap = (report.get("captions") or {}).get("summary") or {}
+    if cap.get("cues"):
+        cap["matched_share"] = round(cap.get("matched", 0) / cap["cues"], 3)
+
+
+def run_eval(
+    data_dir: str | Path,
+    models: Sequence[str] | None = None,
+    parts: Sequence[str] = PARTS,
+    sample_show: str | Path | None = None,
+    settings: Any = None,
+    out_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the chosen ``parts`` over ``data_dir`` and return one report (plain data, JSON-ready).
+
+    Raises :class:`~ace.errors.InputError` when ``data_dir`` is missing or a part name is unknown."""
+    data = Path(data_dir).expanduser()
+    if not data.is_dir():
+        raise InputError(f"no evaluation data at {data} (give --data DIR or set ACE_EVAL_DATA; "
+                         "the folder holds speech/ and video/ with ground truth)")
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise InputError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    report: dict[str, Any] = {"data": str(data.resolve()), "seconds": {}}
+    for part in PARTS:
+        if part not in parts:
+            continue
+        if progress is not None:
+            progress(f"{part} ...")
+        t0 = time.perf_counter()
+        try:
+            report[part] = _run_part(part, data, models, sample_show, settings, out_dir)
+        except Exception as e:  # one part failing must not hide the others
+            log.exception("%s evaluation failed", part)
+            report[part] = {"error": f"{type(e).__name__}: {e}"}
+        report["seconds"][part] = round(time.perf_counter() - t0, 1)
+    _derive(report)
+    report["targets"] = check(report, TARGETS)
+    report["floors"] = check(report, FLOORS)
+    return report
+
+
+def _run_part(part: str, data: Path, models, sample_show, settings, out_dir) -> dict:
+    if part == "speech":
+        from ace.evaluation.speech import evaluate_speech
+
+        return evaluate_speech(data, models, settings)
+    if part == "captions":
+        from ace.evaluation.captions import evaluate_captions
+
+        return evaluate_captions(data, settings=settings)
+    if part == "scenes":
+        from ace.evaluation.scenes import evaluate_scenes
+
+        return evaluate_scenes(data)
+    from ace.evaluation.boundaries import evaluate_boundaries
+
+    return evaluate_boundaries(data, sample_show=Path(sample_show) if sample_show else None, settings=settings,
+                               out_dir=Path(out_dir) if out_dir else None)
+
+
+def broken_floors(report: dict) -> list[dict]:
+    """Floors that a present value breaks (absent values — a model not installed — are not failures)."""
+    return [f for f in report.get("floors", []) if f["ok"] is False]
+
+
+# ------------------------------------------------------------------------------------------ table
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def tables(report: dict) -> list:
+    """The report as rich tables (speech, captions, scenes, boundaries, targets and floors)."""
+    from rich.table import Table
+
+    out = []
+    sp = report.get("speech")
+    if sp:
+        t = Table(title="speech recognition (whole clip vs live 2 s segments)")
+        for col in ("model", "set", "metric", "clips", "whole", "live", "live penalty (pts)", "× real time"):
+            t.add_column(col)
+        for m in sp.get("models", []):
+            for lang, st in m["sets"].items():
+                if "skipped" in st:
+                    t.add_row(m["model"], lang, "-", "-", "-", "-", "-", st["skipped"])
+                    continue
+                t.add_row(m["model"], lang, st["metric"], str(st["clips"]), _f(st["whole"]), _f(st["live"]),
+                          _f(st["live_penalty"], 2), _f(st["realtime"], 1))
+        for name, e in sp.get("errors", {}).items():
+            t.add_row(name, "-", "-", "-", "-", "-", "-", f"error: {e}")
+        if "error" in sp:
+            t.add_row("error", sp["error"], *["-"] * 6)
+        out.append(t)
+    cap = report.get("captions")
+    if cap:
+        t = Table(title="caption timing vs human-timed cues")
+        s = cap.get("summary", {})
+        for col in ("file", "cues", "matched", "start MAE s", "end MAE s", "start max s", "end max s"):
+            t.add_column(col)
+        if "error" in cap:
+            t.add_row("error", cap["error"], *["-"] * 5)
+        else:
+            t.add_row(str(cap.get("file", "friday.vtt")), _f(s.get("cues")), _f(s.get("matched")), _f(s.get("start_mae_s")),
+                      _f(s.get("end_mae_s")), _f(s.get("start_max_s")), _f(s.get("end_max_s")))
+        out.append(t)
+    sc = report.get("scenes")
+    if sc:
+        t = Table(title="scene cuts (±2 frames)")
+        for col in ("file", "detector", "precision", "recall", "F1", "frames/s"):
+            t.add_column(col)
+        if "error" in sc:
+            t.add_row("error", sc["error"], *["-"] * 4)
+        for f in sc.get("files", []):
+            for name, d in f["detectors"].items():
+                if "error" in d:
+                    t.add_row(f["file"], name, "-", "-", "-", d["error"])
+                else:
+                    t.add_row(f["file"], name, _f(d["precision"]), _f(d["recall"]), _f(d["f1"]), _f(d["fps"], 0))
+        out.append(t)
+    bd = report.get("boundaries")
+    if bd:
+        t = Table(title="clip boundaries")
+        for col in ("video", "clips", "inside a word", "max edge error (frames)"):
+            t.add_column(col)
+        if "error" in bd:
+            t.add_row("error", bd["error"], "-", "-")
+        for v in bd.get("videos", []):
+            t.add_row(str(v.get("video")), _f(v.get("clips")), _f(v.get("inside_word")), _f(v.get("max_edge_error_frames")))
+        s = bd.get("summary", {})
+        t.add_row("all", _f(s.get("clips")), _f(s.get("inside_word")), _f(s.get("max_edge_error_frames")))
+        out.append(t)
+    for key, title in (("targets", "targets"), ("floors", "floors (CI)")):
+        t = Table(title=title)
+        for col in ("check", "rule", "value", "ok"):
+            t.add_column(col)
+        for c in report.get(key, []):
+            ok = "-" if c["ok"] is None else ("yes" if c["ok"] else "NO")
+            t.add_row(c["what"], c["rule"], _f(c["value"]), ok)
+        out.append(t)
+    return out

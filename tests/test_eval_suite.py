@@ -1,0 +1,95 @@
+"""``ace eval``: the report's checks, and the whole command on the public recordings (CI floors)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ace.errors import InputError
+from ace.evaluation.suite import FLOORS, TARGETS, broken_floors, check, run_eval, tables
+
+
+def _report(**over):
+    r = {
+        "speech": {"models": [{"model": "tiny.en", "sets": {"en": {"whole": 0.07, "live": 0.07}}}],
+                   "summary": {"max_live_penalty": 0.0}},
+        "scenes": {"summary": {"ace_f1": 1.0, "best_reference_f1": 1.0, "ace_fps": 700.0, "best_reference_fps": 600.0}},
+    }
+    r.update(over)
+    return r
+
+
+def test_check_reads_paths_picks_models_by_name_and_compares():
+    rules = [
+        ("speech/models/tiny.en/sets/en/whole", "<=", 0.15, "wer"),
+        ("speech/models/base/sets/en/whole", "<=", 0.15, "absent model"),
+        ("scenes/summary/ace_f1", ">=", 0.8, "f1"),
+        ("speech/summary/max_live_penalty", "<", 0.0, "strict"),
+    ]
+    got = check(_report(), rules)
+    assert [c["value"] for c in got] == [0.07, None, 1.0, 0.0]
+    assert [c["ok"] for c in got] == [True, None, True, False]
+
+
+def test_nan_and_broken_values_fail_absent_ones_do_not():
+    r = _report()
+    r["speech"]["models"][0]["sets"]["en"]["whole"] = float("nan")
+    r["scenes"]["summary"]["ace_f1"] = 0.5
+    report = {**r, "floors": check(r, FLOORS)}
+    broken = {b["check"] for b in broken_floors(report)}
+    assert broken == {"speech/models/tiny.en/sets/en/whole", "scenes/summary/ace_f1"}
+
+
+def test_targets_cover_the_stated_goals():
+    paths = {t[0] for t in TARGETS}
+    assert {"speech/summary/max_live_penalty", "boundaries/summary/inside_word",
+            "boundaries/summary/max_edge_error_frames"} <= paths
+
+
+def test_missing_data_folder_and_unknown_part_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="no evaluation data"):
+        run_eval(tmp_path / "nope")
+    with pytest.raises(InputError, match="unknown part"):
+        run_eval(tmp_path, parts=["speech", "smell"])
+
+
+def test_a_failing_part_is_reported_and_the_others_still_run(tmp_path):
+    # an empty folder: scenes finds no cut files (a note, no crash); captions has no friday clip
+    report = run_eval(tmp_path, parts=["scenes", "captions"])
+    assert "scenes" in report and "captions" in report
+    assert report["scenes"].get("files") == []
+    assert "error" in report["captions"] or report["captions"].get("summary", {}).get("cues") in (0, None)
+    assert tables(report)  # renders whatever came back
+
+
+def test_cli_missing_data_is_exit_2_with_a_message(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ace", "eval", "--data", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no evaluation data" in proc.stderr
+
+
+def test_ace_eval_on_the_public_recordings_meets_the_floors(eval_data, short_show, tmp_path):
+    """The whole command, as CI runs it: every part, every installed model, floors enforced."""
+    env = {**os.environ, "ACE_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ace", "eval", "--data", str(eval_data), "--sample", str(short_show.video),
+         "--json", "--check"],
+        capture_output=True, text=True, timeout=1500, env=env,
+    )
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    floors = {f["check"]: f for f in report["floors"]}
+    assert proc.returncode == 0, [f for f in report["floors"] if f["ok"] is False]
+    for part in ("speech", "captions", "scenes", "boundaries"):
+        assert "error" not in report[part], report[part]
+    # the model that always ships is always measured
+    assert floors["speech/models/tiny.en/sets/en/whole"]["ok"] is True
+    tiny = next(m for m in report["speech"]["models"] if m["model"] == "tiny.en")
+    assert tiny["sets"]["en"]["clips"] >= 11 and not math.isnan(tiny["sets"]["en"]["whole"])
+    assert report["boundaries"]["summary"]["clips"] > 0
