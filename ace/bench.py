@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import psutil
 
 from ace import media
@@ -67,32 +66,13 @@ def _timed(fn: Callable, *args, **kwargs):
     return value, time.perf_counter() - t, mem.peak
 
 
-def _frame_at(path: str, t: float, fps: float, n: int, width: int = 160) -> list[np.ndarray]:
-    """``n`` consecutive full-rate frames from ``t`` (small grey frames, for comparison only)."""
-    frames = []
-    for _ft, f in media.iter_frames(path, fps=fps, width=width, skip_bidir=False, start=max(0.0, t), duration=(n + 0.5) / fps):
-        frames.append(f.astype(np.int16))
-        if len(frames) >= n:
-            break
-    return frames
-
-
 def edge_offsets(src: str, clip: str, start: float, end: float, fps: float) -> tuple[int, int]:
-    """How many frames the clip's first and last frames are from the planned edges (0 = exact)."""
-    probe_n = 7
-    clip_frames = _frame_at(clip, 0.0, fps, 1)
-    info = media.probe(clip)
-    last = _frame_at(clip, max(0.0, info.duration - 1.0 / fps), fps, 1)
-    around_start = _frame_at(src, start - 3.0 / fps, fps, probe_n)
-    around_end = _frame_at(src, end - 1.0 / fps - 3.0 / fps, fps, probe_n)
+    """How many frames the clip's first and last frames are from the planned edges (0 = exact;
+    99 when a frame could not be read). See :func:`ace.evaluation.boundaries.frame_offsets`."""
+    from ace.evaluation.boundaries import frame_offsets
 
-    def best(target: list[np.ndarray], cands: list[np.ndarray]) -> int:
-        if not target or not cands:
-            return 99
-        errs = [float(np.mean(np.abs(target[0] - c))) for c in cands]
-        return int(np.argmin(errs)) - 3
-
-    return best(clip_frames, around_start), best(last, around_end)
+    r = frame_offsets(src, clip, start, end, fps)
+    return (99 if r["first"] is None else r["first"]), (99 if r["last"] is None else r["last"])
 
 
 def run_bench(
