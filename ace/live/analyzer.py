@@ -1,0 +1,1003 @@
+"""Causal analysis of one live stream: segments in, moments and clips out, as soon as they are final.
+
+A :class:`LiveAnalyzer` is fed the stream's :class:`~ace.types.Segment` files in order
+(:meth:`LiveAnalyzer.process_segment`) and its audience events as they arrive
+(:meth:`LiveAnalyzer.push_events`). For each segment it
+
+1. taps the segment: 16 kHz audio (:func:`ace.media.read_audio`) and small grey frames
+   (:func:`ace.media.iter_frames`), both placed on the stream clock;
+2. feeds the same detectors the batch pipeline uses, kept across segments so their baselines and
+   look-aheads run on as if the stream were one file: loudness (:class:`~ace.signals.AudioDetector`),
+   visual change (:class:`~ace.signals.VisualDetector`), audience spikes
+   (:class:`~ace.signals.InteractionDetector`, scored up to the analysed time), and speech: audio goes
+   to a :class:`~ace.signals.speech.LiveTranscriber`, whose overlapping windows commit each word once
+   (a word cut at a segment boundary is heard again with what follows it), committed words become
+   sentences (:func:`~ace.signals.speech.split_sentences`) for the
+   :class:`~ace.signals.SpeechDetector` and for clip edges;
+3. fuses the evidence of the last ``look_behind_s`` seconds (:func:`fuse_window`, the batch
+   :func:`~ace.fusion.find_moments` on a sliding window) and emits each moment once it is final
+   (:class:`MomentGate`);
+4. cuts each emitted moment's clip from the rolling buffer at once: the segments covering it are
+   joined into one MPEG-TS file and cut like a recorded show (:func:`ace.clipper.render_clip`:
+   frame-accurate ``exact`` cut, ``.srt`` captions, ``.jpg`` thumbnail), into
+   ``clip_dir/<moment id>.*``, with clip times on the stream clock.
+
+**Finality.** A moment is final when nothing the stream can still bring would change it. Its end
+``E`` must be at least :func:`finality_horizon` behind the analysed time ``T`` (10.5 s with the
+default options)::
+
+    horizon = 2 * spread_s + settle
+    settle  = max(1 s                                          audio: a second is scored when complete,
+                  visual look-ahead + 1 s                      cut decisions wait for later frames,
+                  interaction_lag + window_s / 2 + event_delay_s)  the audience reacts late
+
+A moment's end lies at most ``spread_s`` before the end of the evidence region behind it (snapping
+may pull it back that far), and the region is known to have ended once the fused score one second
+later is final, which needs every source's evidence up to ``spread_s`` beyond that second. Speech is
+checked against what the transcriber has actually committed rather than a fixed delay (its commit
+delay runs from ``guard`` to ``window`` seconds, up to ``max_window`` in talk without pauses): the
+end must also lie ``speech_reach`` (``max(snap_window, 2 * spread_s)``, 4 s) before the first
+uncommitted word, so sentence edges used for snapping and speech evidence there are final and no
+edge lands inside a word that is still to come. Together with the transcriber's commit delay (4.4 s
+on average, 8 s at most on the sample show with 8 s windows) a moment is emitted about 10-12 s after
+its end on average.
+
+Two regions closer than ``merge_gap`` are merged by the batch pipeline; live, the first may be
+emitted before the second is seen, so the second becomes its own moment, its start moved to the
+first one's end when they would overlap. A moment is never emitted twice: re-running fusion over a
+longer past may shift a moment's edges slightly, and a candidate whose peak lies inside an emitted
+moment (or that overlaps one by half of the shorter) is the same moment (:class:`MomentGate`).
+
+**Backpressure.** When analysis cannot keep up (the smoothed time per segment exceeds the segment's
+length, or the lag behind the live edge keeps growing), the analyzer steps down one level at a time
+(:data:`DEGRADE_LEVELS`): fewer analysis frames per second, then keyframes only, then speech beam 1;
+it steps back up once it has room again. :meth:`LiveAnalyzer.stats` reports the level and the lag.
+
+**Bounded memory.** Signals, words, sentences, cuts, segment records and emitted spans older than the
+look-behind are dropped; the transcriber holds at most ``speech_max_window_s`` of audio; nothing
+decoded outlives its segment.
+
+**Restart.** :meth:`LiveAnalyzer.state` is a small JSON-able dict (analysed time, decided time,
+emitted moments' ids and spans, degrade level); a fresh analyzer given it with
+:meth:`LiveAnalyzer.restore` re-analyses up to ``warmup_s`` seconds before the analysed time from the
+buffer (when ``segments_for`` is given) to warm its detectors, then continues without emitting any
+moment the earlier run had already decided.
+
+Stream time: ``Segment.start`` is the stream time of the segment's first video frame (a segment
+muxer cuts at keyframes and lists that time). A segment's own timestamps may be anything (continuous
+or reset per file): the analyzer reads where the file's audio and start lie relative to its first
+video frame, so audio, frames and cuts land on the stream clock to the sample and to the frame.
+Segments whose timestamps run on are joined for a cut byte for byte; segments with reset timestamps
+are laid end to end by ffmpeg's concat demuxer, which keeps a clip's edges within about a frame.
+
+Speech recognition runs in the caller's thread through the transcriber's ``_transcribe_one(audio,
+offset, progress)`` (what :class:`~ace.signals.speech.LiveTranscriber` calls): a proxy that sends
+the audio window (8-20 s of 16 kHz float32, under 1.3 MB) to a shared pool of recognisers can stand
+in for a :class:`~ace.signals.speech.Transcriber`; a ``beam_size`` attribute, when it has one, is
+what the ``beam-1`` level lowers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ace import media
+from ace.clipper import render_clip
+from ace.config import Settings
+from ace.errors import AceError, InputError, MediaError, NoStreamError
+from ace.fusion import FusionOptions, find_moments, join_words
+from ace.pipeline import fusion_options
+from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, VisualDetector
+from ace.signals.interaction import InteractionOptions
+from ace.signals.speech import SAMPLE_RATE, LiveTranscriber, Transcriber, split_sentences
+from ace.signals.visual import VisualOptions
+from ace.types import Clip, ClipPlan, Event, Moment, Segment, Sentence, Signal, Word
+
+log = logging.getLogger("ace.live.analyzer")
+
+__all__ = [
+    "DEGRADE_LEVELS",
+    "STATE_VERSION",
+    "Backpressure",
+    "LiveAnalyzer",
+    "LiveOptions",
+    "LiveUpdate",
+    "MomentGate",
+    "finality_horizon",
+    "fuse_window",
+]
+
+#: Degrade levels, in the order analysis steps down when it falls behind (and back up in reverse):
+#: 0 everything; 1 fewer analysis frames per second; 2 keyframes only (the decoder skips every other
+#: picture); 3 speech recognition with beam size 1 as well (a no-op when the beam already is 1).
+DEGRADE_LEVELS: tuple[str, ...] = ("full", "fewer-frames", "keyframes-only", "beam-1")
+
+#: Version of :meth:`LiveAnalyzer.state`'s layout.
+STATE_VERSION = 1
+
+#: Word endings that end a sentence (as :func:`~ace.signals.speech.split_sentences` splits).
+_SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
+#: A pending unfinished sentence ends when the next committed word starts this much later (seconds).
+_SENTENCE_GAP = 1.0
+#: ... or when it has run this long without a sentence end.
+_SENTENCE_MAX = 20.0
+#: Visual options at the keyframes-only level: frames are a GOP apart, so a cut is decided on fewer
+#: frames after it (the look-ahead would otherwise grow to ``cut_window`` GOPs).
+_KEYFRAME_VISUAL = VisualOptions(cut_window=2)
+#: Keyframes are assumed at least this often (per second) for the keyframes-only look-ahead.
+_KEYFRAME_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How a :class:`LiveAnalyzer` trades latency, accuracy and cost. Times in seconds."""
+
+    #: signals, words and cuts kept for fusion; must cover a longest clip plus the horizon
+    look_behind_s: float = 180.0
+    #: how far behind the analysed time a moment's end must be before it is emitted; None derives it
+    #: from the fusion, interaction and visual settings (:func:`finality_horizon`, 10.5 s by default)
+    horizon_s: float | None = None
+    #: how long after stream time ``t`` the events for ``t`` may still arrive (chat usually arrives
+    #: before the video it reacts to; later events are counted in the next second)
+    event_delay_s: float = 1.0
+    #: the live transcriber's window, guard band, pause that makes a safe break, and longest window
+    #: (:class:`~ace.signals.speech.LiveTranscriber`)
+    speech_window_s: float = 8.0
+    speech_guard_s: float = 1.0
+    speech_min_gap_s: float = 0.25
+    speech_max_window_s: float = 20.0
+    #: a gap in the stream up to this long is filled with silence; a longer one restarts the audio
+    #: detectors and the transcriber at the far side
+    max_fill_s: float = 3.0
+    #: seconds re-analysed from the buffer after :meth:`LiveAnalyzer.restore` to warm the detectors
+    warmup_s: float = 60.0
+    #: analysis frames per second at the ``fewer-frames`` level (never more than the settings' rate)
+    reduced_fps: float = 2.0
+    #: frames per second sampled at the ``keyframes-only`` level (repeats of a keyframe are dropped)
+    keyframe_fps: float = 1.0
+    #: the deepest degrade level allowed (0 disables degrading)
+    max_level: int = len(DEGRADE_LEVELS) - 1
+    #: consecutive segments over budget before stepping down one level
+    degrade_after: int = 3
+    #: lag behind the live edge (seconds) that counts as over budget when it is still growing
+    degrade_lag_s: float = 6.0
+    #: consecutive segments with room to spare before stepping back up one level
+    recover_after: int = 20
+    #: ... room to spare: smoothed load (analysis time / segment length) under this
+    recover_load: float = 0.6
+    #: ... and a lag under this
+    recover_lag_s: float = 3.0
+    #: weight of the newest segment in the smoothed load
+    load_alpha: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_level < len(DEGRADE_LEVELS):
+            raise ValueError(f"max_level must be 0..{len(DEGRADE_LEVELS) - 1}, not {self.max_level}")
+        if self.horizon_s is not None and self.horizon_s < 0:
+            raise ValueError(f"horizon_s must be >= 0, not {self.horizon_s}")
+        if self.degrade_after < 1 or self.recover_after < 1:
+            raise ValueError("degrade_after and recover_after must be >= 1")
+        if not 0 < self.load_alpha <= 1:
+            raise ValueError("load_alpha must be in (0, 1]")
+
+
+def finality_horizon(fusion: FusionOptions, interaction: InteractionOptions | None = None,
+                     visual_look_ahead: float = 1.0, event_delay_s: float = 1.0) -> float:
+    """How far behind the analysed time a moment's end must lie before the moment is final (seconds).
+
+    ``2 * spread_s`` (the end may sit ``spread_s`` before its region's end; the second after the
+    region is final once evidence ``spread_s`` beyond it is) plus the slowest source's settling time:
+    audio 1 s, visual ``look_ahead + 1`` s, interaction ``interaction_lag + window_s / 2 +
+    event_delay_s`` (the audience's reaction is moved back by the lag, and a spike is placed in the
+    middle of the window it was counted over). Speech is checked separately against what the
+    transcriber has committed (see the module docstring). Defaults: ``4 + max(1, 2, 3 + 2.5 + 1)``
+    = 10.5 s."""
+    inter = interaction or InteractionOptions()
+    settle = max(1.0, visual_look_ahead + 1.0, fusion.interaction_lag + inter.window_s / 2.0 + event_delay_s)
+    return 2.0 * fusion.spread_s + settle
+
+
+def speech_reach(fusion: FusionOptions) -> float:
+    """How far past a moment's end the committed transcript must reach before the moment is final:
+    far enough to snap its end to a sentence edge and to know the speech evidence there."""
+    return max(fusion.snap_window, 2.0 * fusion.spread_s)
+
+
+# ------------------------------------------------------------------------------------------- fusion
+
+
+def fuse_window(stream_id: str, signals: Iterable[Signal], sentences: Sequence[Sentence], cuts: Sequence[float],
+                t0: float, t1: float, options: FusionOptions) -> list[Moment]:
+    """The batch :func:`~ace.fusion.find_moments` over the stream's window ``[t0, t1]`` only.
+
+    Everything is moved to a local clock starting at ``t0`` (a whole second, so the per-second bins
+    line up with the stream's seconds), fused, and moved back: the moments carry stream times, and
+    their ids derive from ``stream_id`` and those times. Evidence outside the window is left out
+    (interaction evidence by where fusion places it, ``interaction_lag`` earlier)."""
+    t0 = float(math.floor(t0))
+    if t1 <= t0:
+        return []
+    local: list[Signal] = []
+    for s in signals:
+        at = s.t - (options.interaction_lag if s.source == "interaction" else 0.0)
+        if t0 <= at < t1:
+            local.append(dataclasses.replace(s, t=s.t - t0))
+    if not local:
+        return []
+    sents = [_shift_sentence(s, -t0) for s in sentences if s.end >= t0 and s.start <= t1]
+    local_cuts = [c - t0 for c in cuts if t0 <= c <= t1]
+    moments, _tl = find_moments(stream_id, local, t1 - t0, sents, local_cuts, options)
+    return [dataclasses.replace(m, start=round(m.start + t0, 3), end=round(m.end + t0, 3), peak=round(m.peak + t0, 2))
+            for m in moments]
+
+
+def _shift_sentence(s: Sentence, dt: float) -> Sentence:
+    return Sentence(s.start + dt, s.end + dt, s.text,
+                    tuple(Word(w.start + dt, w.end + dt, w.text, w.probability) for w in s.words))
+
+
+# --------------------------------------------------------------------------------------------- gate
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+class MomentGate:
+    """Lets each moment out once, when it is final, however often fusion finds it again.
+
+    :meth:`admit` takes the moments fusion finds now and the latest end that is final now; it
+    returns the new moments to emit and remembers their spans. A candidate is *the same moment* as
+    an emitted one when its peak lies inside it or they overlap by half the shorter; one that only
+    overlaps an emitted moment's edge is trimmed to start (or end) where that one ends (starts) —
+    an emitted moment's edges lie in pauses, so the trimmed edge does too — and dropped if that
+    leaves less than ``min_length`` seconds. Candidates ending at or before ``floor`` (what a run
+    before a restart had already decided) are never emitted. Spans are forgotten ``keep_s`` seconds
+    after their end, so the gate stays small.
+    """
+
+    def __init__(self, stream_id: str, min_length: float = 4.0, keep_s: float = 300.0):
+        self.stream_id = stream_id
+        self.min_length = min_length
+        self.keep_s = keep_s
+        self.emitted: list[tuple[str, float, float]] = []  # (id, start, end), by start
+        self.decided_until = -math.inf  #: latest end that was final at some step
+        self.floor = -math.inf  #: decided by a run before a restart
+        self.total = 0  #: moments emitted over the gate's life (restarts included)
+        self.suppressed = 0  #: candidates recognised as an emitted moment again
+        self.trimmed = 0  #: candidates trimmed against an emitted neighbour
+        self.late = 0  #: moments emitted although their end had already passed the finality line
+
+    def admit(self, candidates: Iterable[Moment], final_until: float, words: Sequence[Word] = ()) -> list[Moment]:
+        """The candidates to emit now, in time order: final (end <= ``final_until``), new, trimmed
+        clear of emitted moments. ``words`` recomputes a trimmed moment's transcript."""
+        out: list[Moment] = []
+        previous = self.decided_until
+        for m in sorted(candidates, key=lambda m: (m.start, m.end)):
+            if m.end > final_until + 1e-9 or m.end <= self.floor + 1e-9:
+                continue
+            m2 = self._clear(m, words)
+            if m2 is None:
+                continue
+            if m2.end <= previous:
+                self.late += 1
+            out.append(m2)
+            self.emitted.append((m2.id, m2.start, m2.end))
+            self.emitted.sort(key=lambda e: e[1])
+            self.total += 1
+        self.decided_until = max(self.decided_until, final_until)
+        horizon = self.decided_until - self.keep_s
+        if math.isfinite(horizon):
+            self.emitted = [e for e in self.emitted if e[2] >= horizon]
+        return out
+
+    def _clear(self, m: Moment, words: Sequence[Word]) -> Moment | None:
+        start, end = m.start, m.end
+        for _id, es, ee in self.emitted:
+            ov = _overlap(start, end, es, ee)
+            if ov <= 0:
+                continue
+            if es <= m.peak <= ee or ov >= 0.5 * min(end - start, ee - es):
+                self.suppressed += 1
+                return None
+            if es <= start < ee:
+                start = ee
+            elif es < end <= ee:
+                end = es
+            else:  # an emitted moment inside this one: the same moment, grown
+                self.suppressed += 1
+                return None
+        if (start, end) == (m.start, m.end):
+            return m
+        if end - start < self.min_length - 1e-9:  # little of it is left clear of its neighbours
+            self.suppressed += 1
+            return None
+        self.trimmed += 1
+        text = join_words([w for w in words if w.start >= start - 0.01 and w.end <= end + 0.01]) if words else m.transcript
+        return dataclasses.replace(m, start=round(start, 3), end=round(end, 3), transcript=text)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "decided_until": self.decided_until if math.isfinite(self.decided_until) else None,
+            "emitted": [[i, s, e] for i, s, e in self.emitted],
+            "emitted_total": self.total,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        d = state.get("decided_until")
+        self.decided_until = float(d) if d is not None else -math.inf
+        self.floor = self.decided_until
+        self.emitted = sorted(((str(i), float(s), float(e)) for i, s, e in state.get("emitted", [])), key=lambda x: x[1])
+        self.total = int(state.get("emitted_total", len(self.emitted)))
+
+
+# -------------------------------------------------------------------------------------- backpressure
+
+
+class Backpressure:
+    """Chooses the degrade level (an index into :data:`DEGRADE_LEVELS`) from how long segments take.
+
+    After each segment, :meth:`observe` gets the wall seconds its analysis took, the segment's length
+    and the lag behind the live edge. The load is the smoothed ratio of the two. A segment is *over
+    budget* when the load exceeds 1 or the lag is over ``degrade_lag_s`` and not shrinking;
+    ``degrade_after`` such segments in a row step down one level (then the count starts again, so the
+    step can take effect). ``recover_after`` segments in a row with a load under ``recover_load`` and
+    a lag under ``recover_lag_s`` step back up one level.
+    """
+
+    def __init__(self, options: LiveOptions | None = None, level: int = 0):
+        self.o = options or LiveOptions()
+        self.level = min(max(0, level), self.o.max_level)
+        self.load = 0.0
+        self.changes = 0
+        self._seen = 0
+        self._over = 0
+        self._under = 0
+        self._last_lag = 0.0
+
+    def observe(self, busy_s: float, segment_s: float, lag_s: float) -> int:
+        o = self.o
+        ratio = busy_s / max(segment_s, 1e-3)
+        self.load = ratio if self._seen == 0 else self.load + o.load_alpha * (ratio - self.load)
+        self._seen += 1
+        over = self.load > 1.0 or (lag_s > o.degrade_lag_s and lag_s >= self._last_lag - 1e-6)
+        under = self.load < o.recover_load and lag_s < o.recover_lag_s
+        self._last_lag = lag_s
+        if over:
+            self._over, self._under = self._over + 1, 0
+        elif under:
+            self._over, self._under = 0, self._under + 1
+        else:
+            self._over = self._under = 0
+        if self._over >= o.degrade_after and self.level < o.max_level:
+            self.level += 1
+            self._over = 0
+            self.changes += 1
+        elif self._under >= o.recover_after and self.level > 0:
+            self.level -= 1
+            self._under = 0
+            self.changes += 1
+        return self.level
+
+
+# ------------------------------------------------------------------------------------------ analyzer
+
+
+@dataclass
+class LiveUpdate:
+    """What one step of a :class:`LiveAnalyzer` produced."""
+
+    moments: list[Moment] = field(default_factory=list)  #: newly final moments, in time order
+    clips: list[Clip] = field(default_factory=list)  #: their clips (a failed cut is logged and missing)
+    words: list[Word] = field(default_factory=list)  #: words the transcriber committed in this step
+    analysed_until: float = 0.0  #: stream time analysed so far
+    lag_s: float = 0.0  #: wall seconds the analysis trails the live edge
+    level: int = 0  #: degrade level (index into DEGRADE_LEVELS)
+    #: moment id -> wall seconds from the stream reaching the moment's end to its clip being ready
+    latency_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _SegmentClock:
+    """Where a segment file's audio and its time 0 lie relative to its first video frame (seconds)."""
+
+    audio: float | None  # None: no audio
+    origin: float  # the file's time 0 (media's clock) minus the first video frame's time; <= 0
+
+
+def _segment_clock(path: str) -> tuple[_SegmentClock, bool]:
+    """The segment's clock and whether it has video (one cached ffprobe run)."""
+    p = media._probe(path)  # remembered per file: the frames and any cut probe the same file again
+    fmt = p.start
+    video = p.info.start_time if p.info.has_video else fmt
+    audio = None
+    if p.audio is not None:
+        try:
+            audio = float(p.audio.get("start_time", fmt)) - video
+        except (TypeError, ValueError):
+            audio = fmt - video
+    return _SegmentClock(audio, fmt - video), p.info.has_video
+
+
+class LiveAnalyzer:
+    """Causal analysis of one stream (see the module docstring). Not thread-safe: one caller feeds it.
+
+    ``transcriber`` is the speech recogniser (None: no speech evidence; captions stay empty); the
+    analyzer works on a shallow copy so that stepping its own beam down never touches other streams.
+    ``segments_for(t0, t1)`` returns the buffer's segments covering ``[t0, t1]`` (the ingest's
+    ``RollingBuffer.covering``); without it clips are cut from the segments this analyzer has seen.
+    ``clock`` gives wall time (``time.time`` by default; arrival times passed to
+    :meth:`process_segment` must use the same clock).
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        settings: Settings,
+        transcriber: Transcriber | None,
+        clip_dir: str | Path,
+        segments_for: Callable[[float, float], list[Segment]] | None = None,
+        options: LiveOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.stream_id = stream_id
+        self.settings = settings
+        self.o = options or LiveOptions()
+        self.clip_dir = Path(clip_dir)
+        self.segments_for = segments_for
+        self.fusion = fusion_options(settings)
+        self._clock = clock
+        self._speech = copy.copy(transcriber) if transcriber is not None else None
+        self._beam = getattr(self._speech, "beam_size", 1)
+        self.pressure = Backpressure(self.o)
+        self.gate = MomentGate(stream_id, min_length=max(1.0, self.fusion.clip_min / 2),
+                               keep_s=self.o.look_behind_s + self.fusion.clip_max)
+        self._interaction_options = InteractionOptions()
+        self._frame_mode = -1
+        self._visual: VisualDetector | None = None
+        self._reset_detectors()
+        min_look = self.fusion.clip_max + 2 * self.fusion.snap_window + self.horizon_s + self.o.speech_max_window_s
+        if self.o.look_behind_s < min_look:
+            raise ValueError(f"look_behind_s ({self.o.look_behind_s}) must cover a longest clip, the horizon and the "
+                             f"transcriber's longest window: at least {min_look:.1f} s with these settings")
+
+        self._analysed = -math.inf  # stream time analysed so far (end of the last segment)
+        self._started = False
+        self._closed = False
+        self._warm_from: float | None = None  # set by restore(): warm up before the next segment
+        self._signals: deque[Signal] = deque()
+        self._sentences: deque[Sentence] = deque()
+        self._pending_words: list[Word] = []
+        self._segments: deque[tuple[Segment, float]] = deque()  # (segment, arrival wall time)
+        self._lag = 0.0
+        # statistics
+        self._busy: deque[tuple[float, float]] = deque(maxlen=512)  # (busy seconds, segment seconds)
+        self._latencies: deque[float] = deque(maxlen=512)
+        self._n_segments = 0
+        self._n_clips = 0
+        self._clip_errors = 0
+        self._bad_segments = 0
+        self._gaps = 0
+        self._words_committed = 0
+        self._late_events = 0
+
+    # -- detectors ------------------------------------------------------------------------------
+
+    def _reset_detectors(self) -> None:
+        self._audio = AudioDetector()
+        self._inter = InteractionDetector(self._interaction_options)
+        self._speech_det = SpeechDetector(keywords=self.settings.keywords)
+        self._live: LiveTranscriber | None = None
+        self._audio_t: float | None = None  # stream time of the next audio sample expected
+        self._cuts: list[float] = []
+        self._visual = None
+        self._frame_mode = -1
+        self._last_frame: np.ndarray | None = None
+        self._last_frame_t = -math.inf
+
+    def _new_transcriber(self, start: float) -> LiveTranscriber | None:
+        if self._speech is None:
+            return None
+        o = self.o
+        return LiveTranscriber(self._speech, window=o.speech_window_s, guard=o.speech_guard_s,
+                               min_gap=o.speech_min_gap_s, max_window=o.speech_max_window_s, start=start)
+
+    def _frame_settings(self, level: int) -> tuple[float, bool | str, int]:
+        """(fps, skip mode, frame mode) for a degrade level."""
+        fps = float(self.settings.analysis_fps)
+        if level >= 2:
+            return min(fps, self.o.keyframe_fps), "nokey", 2
+        if level >= 1:
+            return min(fps, self.o.reduced_fps), True, 1
+        return fps, True, 0
+
+    def _ensure_visual(self, level: int) -> None:
+        _fps, _skip, mode = self._frame_settings(level)
+        if mode == self._frame_mode and self._visual is not None:
+            return
+        if self._visual is not None:  # frames change meaning: a new baseline, the cuts carry over
+            self._signals.extend(self._visual.flush())
+            self._cuts = list(self._visual.cuts)
+        if mode == 2:
+            vis = VisualDetector(_KEYFRAME_VISUAL, fps=_KEYFRAME_RATE)
+        else:
+            vis = VisualDetector(fps=_fps)
+        vis.cuts = self._cuts
+        self._visual, self._frame_mode = vis, mode
+        self._last_frame = None
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def horizon_s(self) -> float:
+        """The finality horizon in effect (its visual part follows the degrade level's frame rate)."""
+        if self.o.horizon_s is not None:
+            return float(self.o.horizon_s)
+        if self._visual is not None:
+            look = self._visual.look_ahead
+        else:
+            look = VisualOptions().cut_window / float(self.settings.analysis_fps)
+        return finality_horizon(self.fusion, self._interaction_options, look, self.o.event_delay_s)
+
+    @property
+    def analysed_until(self) -> float:
+        """Stream time analysed so far (the end of the last segment); -inf before the first."""
+        return self._analysed
+
+    @property
+    def lag_s(self) -> float:
+        """Wall seconds the analysis trailed the live edge when it finished the last segment: the
+        time from the segment's arrival to the end of its analysis, queueing included."""
+        return self._lag
+
+    @property
+    def level(self) -> int:
+        return self.pressure.level
+
+    @property
+    def speech_frontier(self) -> float:
+        """Stream time up to which the transcript is final (the analysed time without speech)."""
+        if self._live is None or self._audio_t is None:
+            return self._analysed
+        return self._audio_t - self._live.buffered
+
+    def push_events(self, events: Iterable[Event]) -> None:
+        """Audience events, in stream time, any order. They are scored as the analysis passes them;
+        an event for a second already scored counts in the next one."""
+        before = self._inter.late
+        self._inter.process_events(list(events))
+        self._late_events += self._inter.late - before
+
+    def process_segment(self, seg: Segment, arrived: float | None = None) -> LiveUpdate:
+        """Analyse the next segment; returns the moments that became final and their clips.
+
+        ``arrived`` is the wall time (this analyzer's clock) at which the segment became available;
+        by default the time of this call. A segment that ends at or before the analysed time (a
+        replay after a restart) is skipped."""
+        if self._closed:
+            raise RuntimeError(f"stream {self.stream_id} was flushed; no more segments")
+        began = self._clock()
+        busy0 = time.perf_counter()
+        arrived = began if arrived is None else float(arrived)
+        if self._started and seg.end <= self._analysed + 1e-3:
+            log.debug("%s: segment %d (%.2f-%.2f) already analysed", self.stream_id, seg.seq, seg.start, seg.end)
+            return LiveUpdate(analysed_until=self._analysed, lag_s=self._lag, level=self.level)
+        words: list[Word] = []
+        if self._warm_from is not None:
+            words.extend(self._warm_up(seg.start))
+        words.extend(self._analyse(seg, arrived))
+        update = self._emit(final=False)
+        update.words = words
+        busy = time.perf_counter() - busy0
+        self._lag = max(0.0, self._clock() - arrived)
+        self._busy.append((busy, seg.end - seg.start))
+        old = self.level
+        new = self.pressure.observe(busy, seg.end - seg.start, self._lag)
+        if new != old:
+            self._apply_level(old, new)
+        update.lag_s, update.level = self._lag, self.level
+        return update
+
+    def flush(self) -> LiveUpdate:
+        """The stream ended: commit the transcriber's rest, flush every detector and emit every
+        pending moment. The analyzer takes no more segments afterwards; a second call returns nothing."""
+        if self._closed:
+            return LiveUpdate(analysed_until=self._analysed, lag_s=self._lag, level=self.level)
+        words: list[Word] = []
+        if self._warm_from is not None:  # restored, and the stream ended before another segment came
+            words.extend(self._warm_up(self._analysed))
+        if self._started:
+            words += self._take_words(self._live.flush() if self._live is not None else [], final=True)
+            self._signals.extend(self._audio.flush())
+            if self._visual is not None:
+                self._signals.extend(self._visual.flush())
+            self._signals.extend(self._inter.flush(self._analysed))
+        update = self._emit(final=True) if self._started else LiveUpdate()
+        self._closed = True
+        update.words = words
+        update.analysed_until, update.lag_s, update.level = self._analysed, self._lag, self.level
+        return update
+
+    def set_level(self, level: int) -> None:
+        """Set the degrade level (a controller that sees the whole machine may know better); the
+        automatic steps go on from there (``LiveOptions.max_level`` caps both)."""
+        level = min(max(0, int(level)), self.o.max_level)
+        old = self.pressure.level
+        self.pressure.level = level
+        if level != old:
+            self._apply_level(old, level)
+
+    def state(self) -> dict[str, Any]:
+        """A small JSON-able snapshot to resume from (see :meth:`restore`)."""
+        return {
+            "version": STATE_VERSION,
+            "stream_id": self.stream_id,
+            "analysed_until": self._analysed if math.isfinite(self._analysed) else None,
+            "level": self.level,
+            **self.gate.state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> float | None:
+        """Resume from :meth:`state` of an earlier analyzer of the same stream (before any segment).
+
+        Returns the stream time from which the events should be pushed again (the warm-up start),
+        or None when the state is empty. Segments ending at or before the analysed time are then
+        skipped; the next one first re-analyses up to ``warmup_s`` seconds before it from
+        ``segments_for`` (when given) so the detectors have their baselines again."""
+        if self._started:
+            raise RuntimeError("restore() must come before the first segment")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown live analyzer state version {state.get('version')!r} (expected {STATE_VERSION})")
+        if state.get("stream_id") != self.stream_id:
+            raise ValueError(f"state of stream {state.get('stream_id')!r} given to stream {self.stream_id!r}")
+        self.gate.restore(state)
+        self.set_level(int(state.get("level", 0)))
+        until = state.get("analysed_until")
+        if until is None:
+            return None
+        self._analysed = float(until)
+        self._started = True
+        self._warm_from = max(0.0, self._analysed - self.o.warmup_s)
+        return self._warm_from
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for metrics and dashboards."""
+        busy = np.array([b for b, _ in self._busy]) if self._busy else np.zeros(0)
+        seg = np.array([s for _, s in self._busy]) if self._busy else np.zeros(0)
+        lat = np.array(self._latencies) if self._latencies else np.zeros(0)
+        return {
+            "stream_id": self.stream_id,
+            "analysed_until": self._analysed if math.isfinite(self._analysed) else None,
+            "lag_s": round(self._lag, 3),
+            "level": self.level,
+            "level_name": DEGRADE_LEVELS[self.level],
+            "level_changes": self.pressure.changes,
+            "load": round(self.pressure.load, 3),
+            "segments": self._n_segments,
+            "busy_mean_s": round(float(busy.mean()), 3) if busy.size else 0.0,
+            "busy_p95_s": round(float(np.percentile(busy, 95)), 3) if busy.size else 0.0,
+            "segment_mean_s": round(float(seg.mean()), 3) if seg.size else 0.0,
+            "realtime": round(float(seg.sum() / busy.sum()), 2) if busy.size and busy.sum() > 0 else 0.0,
+            "horizon_s": round(self.horizon_s, 3),
+            "speech_lag_s": round(self._analysed - self.speech_frontier, 3) if self._started and math.isfinite(self._analysed) else 0.0,
+            "moments": self.gate.total,
+            "suppressed": self.gate.suppressed,
+            "trimmed": self.gate.trimmed,
+            "late_moments": self.gate.late,
+            "clips": self._n_clips,
+            "clip_errors": self._clip_errors,
+            "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+            "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat.size else None,
+            "latency_max_s": round(float(lat.max()), 3) if lat.size else None,
+            "bad_segments": self._bad_segments,
+            "gaps": self._gaps,
+            "late_events": self._late_events,
+            "words_committed": self._words_committed,
+            "transcriber_decodes": self._live.decodes if self._live is not None else 0,
+            "signals_kept": len(self._signals),
+            "sentences_kept": len(self._sentences),
+            "segments_kept": len(self._segments),
+        }
+
+    # -- analysis -------------------------------------------------------------------------------
+
+    def _apply_level(self, old: int, new: int) -> None:
+        log.warning("%s: analysis %s to level %d (%s), lag %.1f s, load %.2f", self.stream_id,
+                    "degrades" if new > old else "recovers", new, DEGRADE_LEVELS[new], self._lag, self.pressure.load)
+        if self._speech is not None and hasattr(self._speech, "beam_size"):
+            self._speech.beam_size = 1 if new >= 3 else self._beam
+
+    def _warm_up(self, before: float) -> list[Word]:
+        """After a restore: re-analyse the buffer's segments up to stream time ``before`` (no moment
+        is emitted for what the earlier run decided, see MomentGate.floor)."""
+        start, until = self._warm_from, self._analysed
+        self._warm_from = None
+        self._analysed = -math.inf
+        self._started = False
+        words: list[Word] = []
+        if self.segments_for is not None and start is not None and start < until:
+            try:
+                earlier = sorted(self.segments_for(start, until), key=lambda s: s.start)
+            except Exception:  # the buffer is someone else's; carry on cold rather than fail
+                log.exception("%s: the buffer could not list segments for the warm-up", self.stream_id)
+                earlier = []
+            earlier = [s for s in earlier if s.end <= min(until, before) + 1e-3]
+            t = time.perf_counter()
+            for s in earlier:
+                words.extend(self._analyse(s, self._clock()))
+            if earlier:
+                log.info("%s: warmed up on %.1f s of the buffer in %.2f s", self.stream_id,
+                         earlier[-1].end - earlier[0].start, time.perf_counter() - t)
+        if not self._started:  # nothing to warm up on: resume cold at this segment
+            self._analysed = until
+        return words
+
+    def _analyse(self, seg: Segment, arrived: float) -> list[Word]:
+        """Run the detectors over one segment; returns the words committed."""
+        if not self._started:
+            self._start_at(seg.start)
+        elif seg.start > self._analysed + 0.1:
+            self._gaps += 1
+            log.info("%s: gap in the stream %.2f-%.2f", self.stream_id, self._analysed, seg.start)
+        self._n_segments += 1
+        words: list[Word] = []
+        try:
+            clock, has_video = _segment_clock(seg.path)
+            words = self._tap_audio(seg, clock)
+            if has_video:
+                self._tap_frames(seg, clock)
+        except AceError as exc:  # a broken segment is a gap, not the end of the stream
+            self._bad_segments += 1
+            log.warning("%s: segment %d (%s) could not be analysed: %s", self.stream_id, seg.seq, seg.path, exc)
+        self._analysed = max(self._analysed, seg.end)
+        now = self._analysed - self.o.event_delay_s
+        before = self._inter.late
+        self._signals.extend(self._inter.process_events((), now=now))
+        self._late_events += self._inter.late - before
+        self._segments.append((seg, arrived))
+        self._prune()
+        return words
+
+    def _start_at(self, t: float) -> None:
+        self._started = True
+        self._analysed = t
+        # the interaction detector counts seconds from 0; a stream joined later (or resumed) starts at
+        # its own first second, else the empty seconds before it would make the room's baseline
+        first = int(math.floor(t))
+        self._inter._next = max(self._inter._next, first)
+        for sec in [k for k in self._inter._buckets if k < first]:
+            late = self._inter._buckets.pop(sec)  # pushed for before the start: count them at the start
+            self._inter._buckets[first].extend(late)
+        self._ensure_visual(self.level)
+
+    def _tap_audio(self, seg: Segment, clock: _SegmentClock) -> list[Word]:
+        if clock.audio is None:
+            return []
+        try:
+            x = media.read_audio(seg.path, sr=SAMPLE_RATE)
+        except NoStreamError:
+            return []
+        ta = seg.start + clock.audio  # stream time of the first sample
+        words: list[Word] = []
+        if self._audio_t is None:
+            self._audio_t = seg.start
+            self._live = self._new_transcriber(seg.start)
+        gap = ta - self._audio_t
+        if gap > self.o.max_fill_s:  # restart the audio side at the far side of the gap
+            self._signals.extend(self._audio.flush())
+            words.extend(self._take_words(self._live.flush() if self._live is not None else [], final=True))
+            self._audio_t = ta
+            self._live = self._new_transcriber(ta)
+        elif gap > 0.5 / SAMPLE_RATE:
+            x = np.concatenate([np.zeros(int(round(gap * SAMPLE_RATE)), np.float32), x])
+        elif gap < -0.5 / SAMPLE_RATE:
+            x = x[int(round(-gap * SAMPLE_RATE)):]
+        if x.size == 0:
+            return words
+        self._signals.extend(self._audio.process_audio(self._audio_t, x))
+        self._audio_t += x.size / SAMPLE_RATE
+        if self._live is not None:
+            words.extend(self._take_words(self._live.feed(x)))
+        return words
+
+    def _tap_frames(self, seg: Segment, clock: _SegmentClock) -> None:
+        self._ensure_visual(self.level)
+        fps, skip, mode = self._frame_settings(self.level)
+        vis = self._visual
+        assert vis is not None
+        frames = media.iter_frames(seg.path, fps=fps, width=self.settings.analysis_width, skip_bidir=skip)
+        try:
+            for ft, frame in frames:
+                t = seg.start + ft + clock.origin  # the instant shown, on the stream clock
+                if t >= seg.end - 0.5 / fps:
+                    break  # the next segment's first frame
+                if t <= self._last_frame_t:
+                    continue
+                if mode == 2 and self._last_frame is not None and np.array_equal(frame, self._last_frame):
+                    continue  # a keyframe repeated by the frame-rate filter
+                self._last_frame, self._last_frame_t = frame, t
+                self._signals.extend(vis.process_frame(round(t, 4), frame))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    def _take_words(self, words: Sequence[Word], final: bool = False) -> list[Word]:
+        """Committed words -> finished sentences -> speech evidence. The last sentence waits for its
+        end (punctuation, a pause of a second, or the end of the stream)."""
+        self._words_committed += len(words)
+        pending = self._pending_words
+        if pending and words and words[0].start - pending[-1].end >= _SENTENCE_GAP:
+            self._finish_sentences(split_sentences(pending))
+            pending = []
+        pending = pending + list(words)
+        sents = split_sentences(pending) if pending else []
+        if sents and not final:
+            tail = sents[-1]
+            done = tail.text.rstrip().endswith(_SENTENCE_END) or tail.end - tail.start >= _SENTENCE_MAX
+            if not done:
+                sents = sents[:-1]
+                pending = list(tail.words)
+            else:
+                pending = []
+        else:
+            pending = []
+        self._finish_sentences(sents)
+        self._pending_words = pending
+        return list(words)
+
+    def _finish_sentences(self, sents: Sequence[Sentence]) -> None:
+        if not sents:
+            return
+        self._sentences.extend(sents)
+        self._signals.extend(self._speech_det.process_sentences(sents))
+
+    def _prune(self) -> None:
+        keep = self._analysed - self.o.look_behind_s - 2 * self.fusion.interaction_lag
+        # detectors answer with different delays (speech after its commit delay), so signals are
+        # only roughly in time order: filter them all
+        if self._signals and min(self._signals[0].t, self._signals[-1].t) < keep:
+            self._signals = deque(s for s in self._signals if s.t >= keep)
+        while self._sentences and self._sentences[0].end < keep:
+            self._sentences.popleft()
+        while self._segments and self._segments[0][0].end < keep:
+            self._segments.popleft()
+        cuts = self._cuts if self._visual is None else self._visual.cuts
+        i = next((k for k, c in enumerate(cuts) if c >= keep), len(cuts))
+        if i > 1:
+            del cuts[: i - 1]  # the last old cut stays: the detector keeps cuts min_cut_gap apart
+        # the detectors' diagnostic histories
+        for hist in (self._audio.loudness, self._inter.engagement):
+            j = next((k for k, (t, _v) in enumerate(hist) if t >= keep), len(hist))
+            if j:
+                del hist[:j]
+
+    # -- moments and clips ----------------------------------------------------------------------
+
+    def _fusion_inputs(self) -> tuple[list[Signal], list[Sentence], list[float], list[Word]]:
+        sents = list(self._sentences)
+        if self._pending_words:  # an unfinished sentence still keeps edges out of its words
+            sents.extend(split_sentences(self._pending_words))
+        words = [w for s in sents for w in s.words]
+        cuts = list(self._visual.cuts) if self._visual is not None else list(self._cuts)
+        return list(self._signals), sents, cuts, words
+
+    def _emit(self, final: bool) -> LiveUpdate:
+        T = self._analysed
+        update = LiveUpdate(analysed_until=T, lag_s=self._lag, level=self.level)
+        if not math.isfinite(T):
+            return update
+        signals, sents, cuts, words = self._fusion_inputs()
+        t0 = max(0.0, T - self.o.look_behind_s)
+        candidates = fuse_window(self.stream_id, signals, sents, cuts, t0, T, self.fusion)
+        if final:
+            until = T
+        else:
+            until = min(T - self.horizon_s, self.speech_frontier - speech_reach(self.fusion))
+        moments = self.gate.admit(candidates, until, words)
+        update.moments = moments
+        for m in moments:
+            clip = self._cut(m, sents)
+            if clip is not None:
+                update.clips.append(clip)
+                ready = self._clock()
+                latency = max(0.0, ready - self._reached(m.end, ready))
+                update.latency_s[m.id] = round(latency, 3)
+                self._latencies.append(latency)
+            log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f%s", self.stream_id, m.id, m.start, m.end,
+                     m.score, T, f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else "")
+        return update
+
+    def _reached(self, t: float, default: float) -> float:
+        """Wall time at which the stream reached stream time ``t``: the arrival of the segment holding it."""
+        for seg, arrived in self._segments:
+            if seg.start - 1e-6 <= t <= seg.end + 1e-6:
+                return arrived
+        later = [a for s, a in self._segments if s.start >= t]
+        return min(later) if later else default
+
+    def _covering(self, start: float, end: float) -> list[Segment]:
+        if self.segments_for is not None:
+            try:
+                segs = list(self.segments_for(start, end))
+            except Exception:
+                log.exception("%s: the buffer could not list segments for %.2f-%.2f", self.stream_id, start, end)
+                segs = []
+        else:
+            segs = [s for s, _a in self._segments if s.end > start and s.start < end]
+        segs = sorted({s.seq: s for s in segs}.values(), key=lambda s: s.start)
+        return [s for s in segs if s.end > start - 1e-6 and s.start < end + 1e-6]
+
+    def _cut(self, m: Moment, sentences: Sequence[Sentence]) -> Clip | None:
+        segs = self._covering(m.start, m.end)
+        if not segs or segs[0].start > m.start + 0.05 or segs[-1].end < m.end - 0.05:
+            self._clip_errors += 1
+            have = f"{segs[0].start:.2f}-{segs[-1].end:.2f}" if segs else "nothing"
+            log.warning("%s: the buffer no longer holds %.2f-%.2f for moment %s (has %s)", self.stream_id,
+                        m.start, m.end, m.id, have)
+            return None
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=self.clip_dir) as tmp:
+                joined = Path(tmp) / "joined.ts"
+                base = join_segments(segs, joined)
+                plan = ClipPlan(moment_id=m.id, start=max(0.0, m.start - base), end=m.end - base,
+                                mode=self.settings.clip_mode)
+                local = [_shift_sentence(s, -base) for s in sentences if s.end >= m.start - 1 and s.start <= m.end + 1]
+                clip = render_clip(str(joined), plan, self.clip_dir, local, thumb_at=m.peak - base)
+        except (AceError, OSError, ValueError) as exc:
+            self._clip_errors += 1
+            log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
+            return None
+        self._n_clips += 1
+        return dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
+
+
+def join_segments(segments: Sequence[Segment], dst: str | Path) -> float:
+    """Join consecutive MPEG-TS segments into ``dst``; returns the stream time of ``dst``'s time 0
+    (media's clock: the file's first timestamp).
+
+    Segments whose timestamps run on from one to the next (the segment muxer's default) are simply
+    concatenated, byte for byte, which MPEG-TS allows; otherwise (timestamps reset per segment) they
+    are remuxed with ffmpeg's concat demuxer, which lays them end to end."""
+    if not segments:
+        raise InputError("no segments to join")
+    dst = Path(dst)
+    clocks = []
+    for s in segments:
+        p = media._probe(s.path)
+        clocks.append(p.info.start_time if p.info.has_video else p.start)
+    first_clock, _ = _segment_clock(segments[0].path)
+    base = segments[0].start + first_clock.origin
+    continuous = all(abs((c - clocks[0]) - (s.start - segments[0].start)) < 0.05 for s, c in zip(segments, clocks))
+    if continuous:
+        with open(dst, "wb") as out:
+            for s in segments:
+                with open(s.path, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        return base
+    listing = dst.with_suffix(".txt")
+    quoted = (Path(s.path).resolve().as_posix().replace("'", "'\\''") for s in segments)
+    listing.write_text("".join(f"file '{q}'\n" for q in quoted), encoding="utf-8")
+    cmd = [media.ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0",
+           "-i", "file:" + str(listing.resolve()), "-map", "0", "-c", "copy", "-f", "mpegts", "file:" + str(dst.resolve())]
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise MediaError(f"joining {len(segments)} segments failed (exit {proc.returncode})",
+                         proc.stderr.decode("utf-8", "replace")[-2000:], proc.returncode)
+    return base

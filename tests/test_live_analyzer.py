@@ -1,0 +1,396 @@
+"""Causal live analysis: finality and de-duplication with made-up evidence, then the sample show fed as
+2 s MPEG-TS segments the way the ingest announces them (real ffmpeg, the real tiny.en model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ace import media
+from ace.config import Settings
+from ace.evaluate import compare_with_truth
+from ace.evaluation.boundaries import frame_offsets, inside_word
+from ace.events import load_events
+from ace.fusion import FusionOptions, find_moments
+from ace.live.analyzer import (
+    DEGRADE_LEVELS,
+    Backpressure,
+    LiveAnalyzer,
+    LiveOptions,
+    MomentGate,
+    finality_horizon,
+    fuse_window,
+    speech_reach,
+)
+from ace.signals.interaction import InteractionOptions
+from ace.types import Moment, Segment, Signal
+
+
+def sig(source, t0, t1, score=1.0):
+    return [Signal(source, t + 0.5, score, f"{source} evidence") for t in range(int(t0), int(t1))]
+
+
+def moment(start, end, peak=None, score=0.9):
+    return Moment("live", start, end, score, (start + end) / 2 if peak is None else peak)
+
+
+# --------------------------------------------------------------------------------- finality, no media
+
+
+def test_horizon_is_derived_from_the_fusion_and_detector_settings():
+    fo = FusionOptions()
+    # 2 * spread + the slowest source: interaction lag 3 + half its 5 s window + 1 s for late events
+    assert finality_horizon(fo) == pytest.approx(10.5)
+    assert finality_horizon(fo, event_delay_s=0.0) == pytest.approx(9.5)
+    assert finality_horizon(FusionOptions(interaction_lag=6.0)) == pytest.approx(13.5)
+    assert finality_horizon(fo, InteractionOptions(window_s=9)) == pytest.approx(12.5)
+    assert finality_horizon(FusionOptions(interaction_lag=0.0), visual_look_ahead=8.0) == pytest.approx(13.0)
+    assert speech_reach(fo) == pytest.approx(4.0)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError):
+        LiveOptions(max_level=len(DEGRADE_LEVELS))
+    with pytest.raises(ValueError):
+        LiveOptions(horizon_s=-1)
+    with pytest.raises(ValueError, match="look_behind_s"):
+        LiveAnalyzer("s", Settings(), None, "/tmp/unused", options=LiveOptions(look_behind_s=30))
+
+
+def test_window_fusion_matches_batch_fusion_far_into_a_stream():
+    fo = FusionOptions()
+    base = 3600.0
+    signals = sig("keyword", 40, 42) + sig("audio", 41, 45) + sig("interaction", 44, 50) + sig("visual", 90, 94, 0.3)
+    batch, _ = find_moments("live", signals, 120.0, options=fo)
+    shifted = [Signal(s.source, s.t + base, s.score, s.reason) for s in signals]
+    # old evidence before the window is left out, not piled into its first second
+    old = sig("keyword", base - 300, base - 290)
+    live = fuse_window("live", old + shifted, [], [], base - 0.4, base + 120.0, fo)
+    assert len(batch) == len(live) == 1
+    assert live[0].start == pytest.approx(batch[0].start + base)
+    assert live[0].end == pytest.approx(batch[0].end + base)
+    assert live[0].id == Moment("live", live[0].start, live[0].end, 0, 0).id
+
+
+def test_gate_emits_each_moment_once_when_final():
+    gate = MomentGate("live", min_length=4.0)
+    m = moment(30.0, 45.0)
+    assert gate.admit([m], final_until=40.0) == []  # not final yet
+    assert gate.admit([m], final_until=50.0) == [m]
+    # fusion over a longer past finds it again with its edges moved a little: the same moment
+    again = [moment(29.7, 45.4), moment(31.0, 44.0)]
+    assert gate.admit(again, final_until=60.0) == []
+    assert gate.suppressed == 2 and gate.total == 1
+    # a neighbour that overlaps only its edge is trimmed to start where it ends
+    nb = moment(42.0, 60.0, peak=55.0)
+    out = gate.admit([m, nb], final_until=70.0)
+    assert len(out) == 1 and out[0].start == pytest.approx(45.0) and out[0].end == pytest.approx(60.0)
+    assert out[0].id != nb.id and gate.trimmed == 1
+    # ... and dropped when little of it is left
+    assert gate.admit([moment(44.0, 47.0, peak=46.5)], final_until=80.0) == []
+    ids = [e[0] for e in gate.emitted]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_gate_state_survives_a_restart_without_duplicates():
+    gate = MomentGate("live")
+    gate.admit([moment(10.0, 25.0)], final_until=30.0)
+    state = json.loads(json.dumps(gate.state()))
+    fresh = MomentGate("live")
+    fresh.restore(state)
+    # a restarted run finds the emitted moment again, a bit differently: not emitted again
+    assert fresh.admit([moment(11.0, 24.5)], final_until=40.0) == []
+    # a moment the earlier run had decided against (its end before the decided time) stays decided
+    assert fresh.admit([moment(26.0, 29.0, peak=27.0)], final_until=40.0) == []
+    # what was still pending comes out once
+    later = moment(28.0, 38.0, peak=33.0)
+    assert fresh.admit([later], final_until=40.0) == [later]
+    assert fresh.total == 2
+
+
+def test_causal_fusion_of_made_up_evidence_emits_the_batch_moments_once():
+    """Evidence is revealed as a live stream would reveal it (each source after its own delay);
+    fusion runs every 2 s and the gate emits with the derived horizon. Every moment comes out once,
+    only after the horizon, as batch fusion over the whole stream would set it."""
+    fo = FusionOptions()
+    horizon = finality_horizon(fo)
+    # seconds from a signal's time to when its detector reports it: audio at the end of its second,
+    # visual after its look-ahead and the second, interaction after half its window and late events
+    # (fusion then moves that evidence interaction_lag earlier); speech is gated on the transcript
+    delay = {"audio": 1.0, "visual": 2.0, "keyword": 0.0, "speech": 0.0, "interaction": 3.5}
+    signals = (sig("keyword", 40, 41) + sig("audio", 40, 44) + sig("interaction", 44, 50)
+               + sig("audio", 130, 136) + sig("visual", 131, 136, 0.8)
+               + sig("interaction", 250, 258) + sig("keyword", 247, 248))
+    duration = 320.0
+    batch, _ = find_moments("live", signals, duration, options=fo)
+    gate = MomentGate("live")
+    emitted: list[tuple[float, Moment]] = []
+    T = 0.0
+    while T < duration:
+        T += 2.0
+        known = [s for s in signals if s.t + delay[s.source] <= T]
+        for m in gate.admit(fuse_window("live", known, [], [], max(0.0, T - 180.0), T, fo), T - horizon):
+            emitted.append((T, m))
+    assert len(emitted) == len(batch) == 3
+    for (T_emit, m), b in zip(emitted, batch):
+        assert m.end <= T_emit - horizon
+        assert m.start == pytest.approx(b.start) and m.end == pytest.approx(b.end)
+
+
+def test_backpressure_steps_down_in_order_and_recovers():
+    o = LiveOptions(degrade_after=3, recover_after=4)
+    bp = Backpressure(o)
+    levels = [bp.observe(busy_s=3.0, segment_s=2.0, lag_s=1.0 + i) for i in range(12)]
+    assert levels == [0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3]
+    assert DEGRADE_LEVELS[bp.level] == "beam-1"
+    ups = [bp.observe(busy_s=0.2, segment_s=2.0, lag_s=0.3) for _ in range(16)]
+    assert ups[-1] == 0 and ups == sorted(ups, reverse=True)
+    # a lag that is large but shrinking (catching up) is not a reason to degrade
+    bp2 = Backpressure(o)
+    assert {bp2.observe(busy_s=0.5, segment_s=2.0, lag_s=20.0 - i) for i in range(10)} == {0}
+    assert Backpressure(LiveOptions(max_level=1)).level == 0
+    capped = Backpressure(LiveOptions(max_level=1, degrade_after=1))
+    assert max(capped.observe(5.0, 2.0, 9.0) for _ in range(5)) == 1
+
+
+def test_memory_stays_bounded(tmp_path):
+    an = LiveAnalyzer("s", Settings(), None, tmp_path)
+    an._start_at(0.0)
+    an._analysed = 10_000.0
+    an._signals.extend(Signal("audio", float(t), 0.5) for t in range(0, 10_000, 2))
+    an._visual.cuts.extend(float(t) for t in range(0, 10_000, 5))
+    an._prune()
+    keep = 10_000.0 - an.o.look_behind_s - 2 * an.fusion.interaction_lag
+    assert all(s.t >= keep for s in an._signals) and len(an._signals) < 100
+    assert len(an._visual.cuts) < 50
+
+
+# ------------------------------------------------------------------------------ the sample show, live
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from models.registry import load_whisper
+
+    return load_whisper("tiny.en", device="cpu", cpu_threads=1)
+
+
+@pytest.fixture(scope="module")
+def segments(short_show, tmp_path_factory) -> list[Segment]:
+    """The show as 2 s MPEG-TS segments, timed on the show's clock (each segment's first video frame)."""
+    folder = tmp_path_factory.mktemp("segments")
+    subprocess.run([media.ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(short_show.video), "-map", "0",
+                    "-c", "copy", "-f", "segment", "-segment_time", "2", "-segment_format", "mpegts",
+                    str(folder / "seg%03d.ts")], check=True)
+    paths = sorted(folder.glob("seg*.ts"))
+    first = [media.probe(p).start_time for p in paths]
+    out = []
+    for i, p in enumerate(paths):
+        start = round(first[i] - first[0], 6)
+        end = round(first[i + 1] - first[0], 6) if i + 1 < len(paths) else start + media.probe(p).duration
+        out.append(Segment("sample", i, start, end, str(p)))
+    return out
+
+
+class SimClock:
+    """Wall time for a stream that arrives in real time, without the waiting: when the next segment
+    is not due yet, the clock jumps to its arrival; analysis itself takes real time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.t0 = self()
+
+    def __call__(self) -> float:
+        return time.perf_counter() + self.offset
+
+    def wait_for(self, stream_t: float) -> float:
+        due = self.t0 + stream_t
+        if self() < due:
+            self.offset += due - self()
+        return due
+
+
+def feed(an: LiveAnalyzer, segs, events, clock: SimClock, record: list, snapshots: dict | None = None,
+         pushed_until: float = -1.0) -> None:
+    """Feed segments in order, each at its arrival time, with the events of their span pushed first."""
+    for seg in segs:
+        arrived = clock.wait_for(seg.end)
+        an.push_events([e for e in events if pushed_until <= e.t < seg.end])
+        pushed_until = seg.end
+        up = an.process_segment(seg, arrived=arrived)
+        record.append({"T": up.analysed_until, "frontier": an.speech_frontier, "horizon": an.horizon_s,
+                       "update": up})
+        if snapshots is not None:
+            snapshots[round(seg.end)] = json.loads(json.dumps(an.state()))
+
+
+@pytest.fixture(scope="module")
+def live_run(segments, short_show, tiny, tmp_path_factory):
+    from ace.signals.speech import Transcriber
+
+    clips = tmp_path_factory.mktemp("live-clips")
+    clock = SimClock()
+    events = load_events(short_show.events).events
+    an = LiveAnalyzer("sample", Settings(cpu_threads=1), Transcriber(tiny), clips, clock=clock)
+    record: list[dict] = []
+    snapshots: dict[int, dict] = {}
+    feed(an, segments, events, clock, record, snapshots)
+    final = an.flush()
+    return {"analyzer": an, "record": record, "final": final, "snapshots": snapshots, "events": events,
+            "clips": clips}
+
+
+def _emitted(run) -> list[Moment]:
+    return [m for r in run["record"] for m in r["update"].moments] + list(run["final"].moments)
+
+
+def _words(run):
+    return [w for r in run["record"] for w in r["update"].words] + list(run["final"].words)
+
+
+def test_live_finds_the_planted_highlights_like_batch(live_run, short_show):
+    from ace.pipeline import ShowPipeline
+
+    truth = json.loads(Path(short_show.truth).read_text())
+    live = compare_with_truth(_emitted(live_run), truth)
+    batch_moments = ShowPipeline(Settings(cpu_threads=1, speech_workers=1)).analyse(short_show.video, short_show.events).moments
+    batch = compare_with_truth(batch_moments, truth)
+    report = f"live {live['recall']} ({live['rows']}), batch {batch['recall']} ({batch['rows']})"
+    assert batch["recall"] == 1.0, report
+    assert live["recall"] >= 0.75, report
+    # the edges agree with batch's within a snap window
+    for lm in _emitted(live_run):
+        near = min(batch_moments, key=lambda b: abs(b.start - lm.start) + abs(b.end - lm.end))
+        assert abs(near.start - lm.start) < 4.0 and abs(near.end - lm.end) < 4.0, (lm, near)
+
+
+def test_moments_are_emitted_only_once_final_and_never_twice(live_run):
+    reach = speech_reach(live_run["analyzer"].fusion)
+    emitted = []
+    for r in live_run["record"]:
+        for m in r["update"].moments:
+            assert m.end <= r["T"] - r["horizon"] + 1e-6, (m, r["T"])
+            assert m.end <= r["frontier"] - reach + 1e-6, (m, r["frontier"])
+            emitted.append(m)
+    assert emitted, "the highlight is final before the stream ends"
+    everything = _emitted(live_run)
+    assert len({m.id for m in everything}) == len(everything)
+    spans = sorted((m.start, m.end) for m in everything)
+    assert all(a[1] <= b[0] + 1e-6 for a, b in zip(spans, spans[1:])), spans
+    st = live_run["analyzer"].stats()
+    assert st["moments"] == len(everything) and st["suppressed"] > 0, st  # found again, let out once
+
+
+def test_clips_are_frame_exact_on_the_stream_clock_and_clear_of_words(live_run, short_show):
+    words = _words(live_run)
+    assert len(words) > 50
+    assert all(a.end <= b.start + 0.05 for a, b in zip(words, words[1:])), "each word committed once, in order"
+    clips = [c for r in live_run["record"] for c in r["update"].clips] + list(live_run["final"].clips)
+    by_id = {m.id: m for m in _emitted(live_run)}
+    assert clips and {c.moment_id for c in clips} == set(by_id)
+    fps = media.probe(short_show.video).fps
+    for c in clips:
+        m = by_id[c.moment_id]
+        assert Path(c.path).name == f"{m.id}.mp4" and Path(c.path).parent == live_run["clips"]
+        assert Path(c.srt_path).is_file() and Path(c.thumb_path).is_file()
+        assert "-->" in Path(c.srt_path).read_text()
+        assert abs(c.start - m.start) <= 1 / fps and abs(c.end - m.end) <= 1 / fps, (c, m)
+        assert media.probe(c.path).duration == pytest.approx(c.end - c.start, abs=0.05)
+        off = frame_offsets(str(short_show.video), c.path, c.start, c.end, fps)
+        assert off["first"] == 0 and off["last"] == 0, off
+        for t in (m.start, m.end):
+            assert inside_word(t, words) is None, (t, inside_word(t, words))
+
+
+def test_latency_and_load_are_reported(live_run):
+    an = live_run["analyzer"]
+    st = an.stats()
+    lat = [v for r in live_run["record"] for v in r["update"].latency_s.values()]
+    assert lat and st["latency_max_s"] == pytest.approx(max(lat))
+    # the horizon, the rest of the segment that completes it, and the cut
+    assert max(lat) <= an.horizon_s + 2 * 2.0 + 8.0, st
+    assert st["segments"] == len(live_run["record"]) and st["level"] == 0, st
+    assert st["realtime"] > 1.0 and st["lag_s"] < 6.0, st
+    assert st["clip_errors"] == 0 and st["bad_segments"] == 0 and st["gaps"] == 0, st
+
+
+def test_restart_resumes_without_re_emitting(live_run, segments, tiny, tmp_path):
+    """A fresh analyzer restored from a snapshot taken after the highlight was emitted warms up on
+    the buffer and goes on to the end without emitting it again; one restored from before emits the
+    pending highlight exactly once, at the end of the stream at the latest (flush)."""
+    from ace.signals.speech import Transcriber
+
+    emitted_at = {m.id: r["T"] for r in live_run["record"] for m in r["update"].moments}
+    first_emit = min(emitted_at.values())
+    before = max(t for t in live_run["snapshots"] if t < first_emit - 4)
+    after = min(t for t in live_run["snapshots"] if t > first_emit)
+    events = live_run["events"]
+
+    def covering(t0, t1):
+        return [s for s in segments if s.end > t0 and s.start < t1]
+
+    def resume(snapshot_t: int, upto: float) -> tuple[LiveAnalyzer, list[Moment]]:
+        clock = SimClock()
+        an = LiveAnalyzer("sample", Settings(cpu_threads=1), Transcriber(tiny), tmp_path / f"clips{snapshot_t}",
+                          segments_for=covering, clock=clock)
+        since = an.restore(live_run["snapshots"][snapshot_t])
+        assert since is not None and since < snapshot_t
+        an.push_events([e for e in events if since <= e.t < snapshot_t])
+        record: list[dict] = []
+        # the controller replays from a segment the earlier run had already seen: it is skipped
+        todo = [s for s in segments if s.end > snapshot_t - 2.5 and s.start < upto]
+        feed(an, todo, events, clock, record, pushed_until=snapshot_t)
+        out = [m for r in record for m in r["update"].moments] + list(an.flush().moments)
+        return an, out
+
+    an, again = resume(after, segments[-1].end)
+    assert again == [], again
+    st = an.stats()
+    assert st["moments"] == len(emitted_at) and st["segments"] >= 30, st  # warmed up on the buffer
+
+    # stop two segments after the snapshot: the highlight is not final yet, flush() lets it out
+    an, pending = resume(before, before + 4.0)
+    originals = [m for m in _emitted(live_run) if m.id in emitted_at]
+    assert len(pending) == len(originals) == 1, (pending, originals)
+    assert abs(pending[0].start - originals[0].start) < 1.0 and pending[0].end <= before + 4.0 + 1e-6
+    assert an.stats()["clips"] == 1
+
+
+def test_keyframes_only_level_still_analyses(segments, tmp_path):
+    an = LiveAnalyzer("sample", Settings(), None, tmp_path)
+    an.set_level(2)
+    for seg in segments[:6]:
+        up = an.process_segment(seg)
+        assert up.level == 2
+    st = an.stats()
+    assert st["level_name"] == "keyframes-only" and st["segments"] == 6 and st["bad_segments"] == 0
+    assert an._visual.frames == 6  # one keyframe per 2 s segment
+    assert an.horizon_s >= finality_horizon(an.fusion)
+
+
+def test_a_gap_in_the_stream_restarts_the_audio_side(segments, tmp_path):
+    an = LiveAnalyzer("sample", Settings(), None, tmp_path)
+    for seg in segments[:3] + segments[6:8]:  # 6 s missing: longer than max_fill_s
+        an.process_segment(seg)
+    an.process_segment(segments[7])  # a replay is skipped
+    st = an.stats()
+    assert st["gaps"] == 1 and st["segments"] == 5 and st["bad_segments"] == 0, st
+    assert an.analysed_until == pytest.approx(segments[7].end)
+    assert an.flush().moments == [] and an.flush().moments == []
+    with pytest.raises(RuntimeError):
+        an.process_segment(segments[8])
+
+
+def test_flush_right_after_a_restore_has_nothing_to_warm_up_on(tmp_path):
+    an = LiveAnalyzer("sample", Settings(), None, tmp_path, segments_for=lambda t0, t1: [])
+    state = {"version": 1, "stream_id": "sample", "analysed_until": 50.0, "level": 0,
+             "decided_until": 39.5, "emitted": [["abc", 20.0, 35.0]], "emitted_total": 1}
+    assert an.restore(state) == pytest.approx(0.0)
+    up = an.flush()
+    assert up.moments == [] and an.state()["emitted_total"] == 1
+    with pytest.raises(ValueError):
+        LiveAnalyzer("other", Settings(), None, tmp_path).restore(state)
