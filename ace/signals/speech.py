@@ -201,6 +201,7 @@ class Transcriber:
             word_timestamps=True,
             vad_filter=self.vad,
             condition_on_previous_text=False,
+            temperature=0.0,  # no sampled fallback: the same audio always gives the same words
         )
         out: list[Sentence] = []
         for seg in segments:

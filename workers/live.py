@@ -1,0 +1,508 @@
+"""Live streams on Ray: one stream actor per stream, owned by one named, detached controller.
+
+:class:`StreamWorker` is a plain class (tested without Ray) holding one stream's
+:class:`~ace.live.ingest.Ingest` (ffmpeg into a rolling buffer) and
+:class:`~ace.live.analyzer.LiveAnalyzer` (causal detectors, fusion, clips). It runs its own loop
+in a thread that lives as long as it does — ffmpeg is tied to the thread that started it — and
+keeps what it found in the store (rows of the ``shows`` table with the stream id, its moments and
+clips) and a small state file beside the buffer, so a restarted actor resumes without repeating a
+moment. :class:`LiveController` owns the streams: submit, stop, status, push_events, moments,
+clips — the protocol the HTTP back office calls. The Ray actors are made here and only here:
+:data:`StreamActor` (``ace:stream:<id>``, fractional CPU, restarted by Ray when it dies) and
+:data:`ControllerActor` (``ace:controller`` in namespace ``ace``, detached).
+
+Stream time: seconds since ACE started following the stream. After an actor restart the new ffmpeg
+starts its clock over; the worker shifts it by the saved analysed time plus the outage measured
+by the wall clock, so the gap is recorded and times never run backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ace.config import Settings
+from ace.events import iter_jsonl_lines
+from ace.live.ingest import FINAL_STATUSES, Ingest, IngestOptions, redact, source_kind
+from ace.types import Clip, Event, Moment, Segment, to_dict
+from workers.metrics import LiveMetrics
+
+log = logging.getLogger("ace.workers")
+
+NAMESPACE = "ace"
+CONTROLLER_NAME = "ace:controller"
+#: CPU share a stream actor asks Ray for: analysis runs at ~20x real time, so a stream needs a
+#: fraction of a core, and whole CPUs would let only two streams start on two cores
+STREAM_ACTOR_CPUS = 0.25
+CONTROLLER_CPUS = 0.05
+#: how often a stream's loop polls the ingest (seconds)
+POLL_S = 0.5
+#: an id given by the caller: letters, digits, '-', '_' (the actor name and folder derive from it)
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "running", "ended": "done",
+                 "stopped": "done", "failed": "failed"}
+
+
+def new_stream_id(name: str | None = None) -> str:
+    """``<slug of name>-<8 hex>`` (or just the hex): unique, safe as a folder and actor name."""
+    from ace.pipeline import slug
+
+    tail = uuid.uuid4().hex[:8]
+    return f"{slug(name, 24)}-{tail}" if name else tail
+
+
+def check_stream_id(stream_id: str) -> str:
+    if not stream_id or len(stream_id) > 64 or not set(stream_id) <= _ID_CHARS:
+        raise ValueError(f"bad stream id {stream_id!r}: use 1-64 letters, digits, '-' or '_'")
+    return stream_id
+
+
+@dataclass
+class StreamSpec:
+    """What a stream was submitted with."""
+
+    stream_id: str
+    url: str
+    name: str = ""
+    tenant: str = "default"
+    events: str | None = None  #: a JSONL file being appended to (pushed events need nothing here)
+    products: list[str] = field(default_factory=list)
+    submitted_at: float = field(default_factory=time.time)
+
+
+class EventTail:
+    """Follows an ACE JSONL file that is being appended to: each :meth:`read` returns the events of
+    the complete lines added since the last one (a half-written last line waits for its newline);
+    malformed lines are counted and logged with their line number, never silently dropped."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._pos = 0
+        self._line = 1
+        self._partial = b""
+        self.bad_lines = 0
+
+    def read(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._pos)
+                data = fh.read(1 << 20)
+        except FileNotFoundError:
+            return []
+        if not data:
+            return []
+        self._pos += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out: list[Event] = []
+        for item in iter_jsonl_lines(lines, start_line=self._line):
+            if item.event is not None:
+                out.append(item.event)
+            else:
+                self.bad_lines += 1
+                log.warning("%s: %s", self.path.name, item.warning)
+        self._line += len(lines)
+        return out
+
+
+class StreamWorker:
+    """One live stream: ingest, analysis, clips, store rows. Thread-safe public methods; the
+    analysis itself runs in the worker's own thread (:meth:`start`)."""
+
+    def __init__(self, spec: StreamSpec | dict, settings: Settings | dict | None = None,
+                 ingest_options: IngestOptions | None = None, live_options: Any = None, *,
+                 autostart: bool = False, with_speech: bool = True):
+        from ace.live.analyzer import LiveAnalyzer
+        from ace.pipeline import settings_hash
+        from ace.store import Store
+
+        self.spec = spec if isinstance(spec, StreamSpec) else StreamSpec(**spec)
+        check_stream_id(self.spec.stream_id)
+        source_kind(self.spec.url)  # InputError for a refused URL, before anything starts
+        s = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
+        self.settings = s
+        self.folder = Path(s.data_dir).absolute() / "live" / self.spec.stream_id
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.clip_dir = self.folder / "clips"
+        self._state_path = self.folder / "state.json"
+        self._lock = threading.RLock()
+        self._events: deque[Event] = deque()
+        self._tail = EventTail(self.spec.events) if self.spec.events and not _is_url(self.spec.events) else None
+        self.metrics = LiveMetrics(self.spec.stream_id)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error = ""
+        self._status = "starting"
+        self._moments: dict[str, Moment] = {}
+        self._clips: dict[str, Clip] = {}
+        self._latencies: deque[float] = deque(maxlen=1000)
+        self._shash = settings_hash(s)
+        self.store = Store.from_settings(s)
+        self.store.create_all()
+
+        saved = self._load_state()
+        self._offset = 0.0
+        if saved.get("analysed_until") is not None:
+            outage = max(0.0, time.time() - float(saved.get("saved_at", time.time())))
+            self._offset = float(saved["analysed_until"]) + outage
+        self._restarts = int(saved.get("restarts", -1)) + 1
+        for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
+            self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
+        for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
+            self._clips[c["moment_id"]] = _clip_from_row(c)
+
+        transcriber = self._transcriber() if with_speech else None
+        self.analyzer = LiveAnalyzer(self.spec.stream_id, s, transcriber, self.clip_dir,
+                                     segments_for=self._covering, options=live_options)
+        if saved.get("analyzer"):
+            try:
+                self.analyzer.restore(saved["analyzer"])
+            except (ValueError, RuntimeError) as e:
+                log.warning("stream %s: cannot resume the analysis (%s); starting afresh", self.spec.stream_id, e)
+        self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer",
+                             ingest_options or IngestOptions())
+        self._save_show()
+        if autostart:
+            self.start()
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def _transcriber(self):
+        from ace.signals.speech import Transcriber
+        from models.registry import detect_device, load_whisper
+
+        s = self.settings
+        device, compute = detect_device(s.device, s.compute_type)
+        # one thread per stream: streams run side by side, and Whisper uses a second thread poorly
+        model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=s.cpu_threads or 1,
+                             cache_dir=s.cache_dir)
+        return Transcriber(model, beam_size=s.beam_size, language=s.language)
+
+    def _load_state(self) -> dict:
+        try:
+            return json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_state(self) -> None:
+        state = {"analyzer": self.analyzer.state(), "saved_at": time.time(), "restarts": self._restarts,
+                 "offset": self._offset}
+        a = state["analyzer"].get("analysed_until")
+        state["analysed_until"] = a
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_path)
+
+    def _save_show(self) -> None:
+        s = self.spec
+        self.store.upsert_show(s.stream_id, path=redact(s.url), name=s.name or s.stream_id,
+                               duration=max(0.0, self.analyzer.analysed_until) if self.analyzer.analysed_until > 0 else 0.0,
+                               settings_hash=self._shash, status=_STORE_STATUS.get(self._status, "running"),
+                               error=self._error[:2000], tenant=s.tenant)
+
+    def _save_results(self) -> None:
+        self.store.save_results(self.spec.stream_id, sorted(self._moments.values(), key=lambda m: m.start),
+                                list(self._clips.values()), self._shash, tenant=self.spec.tenant)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following the stream in the worker's own thread."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name=f"ace-stream-{self.spec.stream_id}", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.ingest.start()
+            while not self._stop.is_set():
+                self.step()
+                if self._status in FINAL_STATUSES:
+                    break
+                self._stop.wait(POLL_S)
+        except Exception as e:  # a bug or a broken disk must show as the stream's error, not vanish
+            log.exception("stream %s failed", self.spec.stream_id)
+            with self._lock:
+                self._status, self._error = "failed", f"{type(e).__name__}: {e}"
+            self.metrics.count("errors")
+        finally:
+            if self._stop.is_set() and self._status not in FINAL_STATUSES:
+                self.ingest.stop()
+                self._finish("stopped")
+            try:
+                self._save_show()
+            except Exception:  # pragma: no cover - the store is gone too
+                log.exception("stream %s: saving its final status failed", self.spec.stream_id)
+
+    def step(self) -> list[Moment]:
+        """One round: take pushed and tailed events, new segments, analyse them; at the stream's
+        end, flush. Returns the moments that became final."""
+        events = self._take_events()
+        if events:
+            self.analyzer.push_events(events)
+        before = self.ingest.reconnects
+        segments = self.ingest.poll()
+        self.metrics.count("reconnects", self.ingest.reconnects - before)
+        found: list[Moment] = []
+        for seg in segments:
+            self.metrics.count("segments")
+            update = self.analyzer.process_segment(self._shift(seg), arrived=time.time())
+            found.extend(self._take(update))
+        status = self.ingest.status
+        if status in FINAL_STATUSES:
+            found.extend(self._take(self.analyzer.flush()))
+            with self._lock:
+                self._error = self.ingest.error or self._error
+            self._finish(status)
+        else:
+            with self._lock:
+                self._status = status
+        st = self.ingest.stats()
+        self.metrics.gauge("behind", st.get("seconds_behind_live"))
+        self.metrics.gauge("lag", self.analyzer.lag_s)
+        self.metrics.gauge("level", self.analyzer.level)
+        if segments or found:
+            self._save_state()
+        return found
+
+    def _finish(self, status: str) -> None:
+        with self._lock:
+            self._status = status
+        if status == "failed":
+            self.metrics.count("errors")
+        self._save_state()
+        self._save_show()
+
+    def _take(self, update) -> list[Moment]:
+        clips = {c.moment_id: c for c in update.clips}
+        with self._lock:
+            for m in update.moments:
+                self._moments[m.id] = m
+            self._clips.update(clips)
+            for lat in update.latency_s.values():
+                self._latencies.append(lat)
+        self.metrics.count("moments", len(update.moments))
+        self.metrics.count("clips", len(clips))
+        for lat in update.latency_s.values():
+            self.metrics.observe_latency(lat)
+        if update.moments or clips:
+            self._save_results()
+            for m in update.moments:
+                log.info("stream %s: moment %s %.1f-%.1f (%.2f)", self.spec.stream_id, m.id, m.start, m.end, m.score)
+        return list(update.moments)
+
+    def _shift(self, seg: Segment) -> Segment:
+        return seg if not self._offset else replace(seg, start=seg.start + self._offset, end=seg.end + self._offset)
+
+    def _covering(self, t0: float, t1: float) -> list[Segment]:
+        return [self._shift(s) for s in self.ingest.covering(t0 - self._offset, t1 - self._offset)]
+
+    def _take_events(self) -> list[Event]:
+        out: list[Event] = []
+        if self._tail is not None:
+            out.extend(self._tail.read())
+        with self._lock:
+            while self._events:
+                out.append(self._events.popleft())
+        return out
+
+    # -- the public API (any thread) ---------------------------------------------------------------
+
+    def push_events(self, events: Iterable[Event | dict]) -> int:
+        """Queue interaction events (stream time, ACE's JSONL fields); returns how many were
+        accepted. A malformed event raises ValueError naming it, and nothing of the call is queued."""
+        from ace.events import _event_from_obj
+
+        parsed: list[Event] = []
+        for i, e in enumerate(events):
+            if isinstance(e, Event):
+                parsed.append(e)
+                continue
+            ev, problem = _event_from_obj(e)
+            if ev is None:
+                raise ValueError(f"event {i}: {problem}")
+            parsed.append(ev)
+        with self._lock:
+            self._events.extend(parsed)
+        return len(parsed)
+
+    def stop(self, timeout: float = 15.0) -> dict:
+        """Stop following the stream (pending moments are flushed); returns the final status."""
+        self._stop.set()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+        else:
+            self.ingest.stop()
+            self._finish("stopped")
+        return self.status()
+
+    def status(self) -> dict:
+        st = self.ingest.stats()
+        an = self.analyzer.stats()
+        with self._lock:
+            lat = sorted(self._latencies)
+            return {
+                "id": self.spec.stream_id,
+                "name": self.spec.name or self.spec.stream_id,
+                "tenant": self.spec.tenant,
+                "url": redact(self.spec.url),
+                "status": self._status,
+                "error": self._error,
+                "analysed_until": an.get("analysed_until"),
+                "lag_s": an.get("lag_s"),
+                "level": an.get("level_name"),
+                "seconds_behind_live": st.get("seconds_behind_live"),
+                "reconnects": st.get("reconnects"),
+                "gaps": st.get("gaps"),
+                "segments": an.get("segments"),
+                "moments": len(self._moments),
+                "clips": len(self._clips),
+                "clip_latency_p50_s": _pct(lat, 50),
+                "clip_latency_p95_s": _pct(lat, 95),
+                "restarts": self._restarts,
+                "realtime": an.get("realtime"),
+            }
+
+    def moments(self, min_score: float | None = None) -> list[dict]:
+        with self._lock:
+            ms = sorted(self._moments.values(), key=lambda m: m.start)
+        return [to_dict(m) | {"id": m.id} for m in ms if min_score is None or m.score >= min_score]
+
+    def clips(self) -> list[dict]:
+        with self._lock:
+            return [to_dict(c) for c in sorted(self._clips.values(), key=lambda c: c.start)]
+
+    def ping(self) -> str:
+        return self.spec.stream_id
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+    return round(values[k], 2)
+
+
+def _is_url(s: str) -> bool:
+    return "://" in s
+
+
+def _moment_from_row(stream_id: str, row: dict) -> Moment:
+    from ace.types import Reason
+
+    reasons = tuple(Reason(**r) if isinstance(r, dict) else r for r in (row.get("reasons") or ()))
+    return Moment(stream_id, float(row["start"]), float(row["end"]), float(row["score"]), float(row.get("peak") or row["start"]),
+                  reasons, row.get("transcript") or "")
+
+
+def _clip_from_row(row: dict) -> Clip:
+    keys = ("moment_id", "path", "start", "end", "mode", "srt_path", "thumb_path", "seconds")
+    return Clip(**{k: row[k] for k in keys if k in row})
+
+
+# ----------------------------------------------------------------------------------- controller
+
+
+class LiveController:
+    """Owns every live stream of a Ray cluster: one :data:`StreamActor` each.
+
+    Every call names a ``tenant``; a tenant sees and touches only its own streams (another
+    tenant's id answers as unknown)."""
+
+    def __init__(self, settings: dict | None = None, actor_options: dict | None = None):
+        self.settings = dict(settings or {})
+        self.actor_options = dict(actor_options or {})
+        self._streams: dict[str, tuple[StreamSpec, Any]] = {}
+        self._lock = threading.RLock()
+
+    def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
+               products: Sequence[str] = (), stream_id: str | None = None,
+               ingest_options: dict | None = None) -> str:
+        """Start following ``url``; returns the stream id. A refused URL raises ValueError."""
+        from ace.errors import InputError
+
+        try:
+            source_kind(url)
+        except InputError as e:
+            raise ValueError(str(e)) from None
+        sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)
+        spec = StreamSpec(sid, url, name or sid, tenant, events, list(products))
+        opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
+                "name": f"ace:stream:{sid}", "namespace": NAMESPACE} | self.actor_options
+        actor = StreamActor.options(**opts).remote(spec, self.settings,
+                                                   IngestOptions(**ingest_options) if ingest_options else None,
+                                                   autostart=True)
+        with self._lock:
+            self._streams[sid] = (spec, actor)
+        log.info("stream %s submitted (%s)", sid, redact(url))
+        return sid
+
+    def _get(self, stream_id: str, tenant: str):
+        with self._lock:
+            item = self._streams.get(stream_id)
+        if item is None or item[0].tenant != tenant:
+            raise KeyError(f"no stream {stream_id!r}")
+        return item
+
+    def stop(self, stream_id: str, tenant: str = "default") -> dict:
+        _spec, actor = self._get(stream_id, tenant)
+        return ray.get(actor.stop.remote())
+
+    def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:
+        if stream_id is not None:
+            spec, actor = self._get(stream_id, tenant)
+            return self._status_of(spec, actor)
+        with self._lock:
+            items = [v for v in self._streams.values() if v[0].tenant == tenant]
+        return [self._status_of(spec, actor) for spec, actor in items]
+
+    def _status_of(self, spec: StreamSpec, actor) -> dict:
+        try:
+            return ray.get(actor.status.remote(), timeout=10)
+        except Exception as e:  # the actor is restarting or gone: say so, do not fail the listing
+            return {"id": spec.stream_id, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
+                    "status": "unavailable", "error": f"{type(e).__name__}: {e}"[:500]}
+
+    def push_events(self, stream_id: str, events: list[dict], tenant: str = "default") -> int:
+        _spec, actor = self._get(stream_id, tenant)
+        return ray.get(actor.push_events.remote(events))
+
+    def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
+        _spec, actor = self._get(stream_id, tenant)
+        return ray.get(actor.moments.remote(min_score))
+
+    def clips(self, stream_id: str, tenant: str = "default") -> list[dict]:
+        _spec, actor = self._get(stream_id, tenant)
+        return ray.get(actor.clips.remote())
+
+    def streams(self, tenant: str = "default") -> list[str]:
+        with self._lock:
+            return [sid for sid, (spec, _a) in self._streams.items() if spec.tenant == tenant]
+
+
+StreamActor = ray.remote(StreamWorker)
+ControllerActor = ray.remote(LiveController)
+
+
+def get_controller(create: bool = True, settings: dict | None = None):
+    """The cluster's controller actor (created, detached, when ``create`` and it does not exist)."""
+    if create:
+        return ControllerActor.options(name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached",
+                                       get_if_exists=True, num_cpus=CONTROLLER_CPUS, max_concurrency=16,
+                                       max_restarts=-1).remote(settings)
+    return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
