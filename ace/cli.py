@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
     e.set_defaults(func=cmd_eval)
 
+    from ace.live.cli import register as register_live
+
+    register_live(sub, _add_common)
+
     try:
         from ace.policy.cli import register as register_policy
     except ImportError:

@@ -1,0 +1,277 @@
+"""``ace serve``, ``ace live``, ``ace stop``, ``ace streams``: the live commands.
+
+``ace serve`` starts a Ray head node with its dashboard (or joins ``--address`` / ``RAY_ADDRESS``)
+and the detached controller actor, writes the cluster's address to ``DATA_DIR/ray.address`` so the
+other commands find it, and stays in the foreground until Ctrl-C (then it stops the streams and
+the Ray node it started); ``--detach`` returns at once and leaves them running
+(``ace serve --shutdown`` stops them later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _address_file(data_dir: Path) -> Path:
+    return Path(data_dir).absolute() / "ray.address"
+
+
+def _ray_cli() -> str:
+    cand = Path(sys.executable).with_name("ray")
+    return str(cand) if cand.exists() else "ray"
+
+
+def _settings(args):
+    from ace.cli import settings_from
+
+    return settings_from(args)
+
+
+def _connect(args, settings) -> str:
+    """Join the running cluster: --address, RAY_ADDRESS, or the one `ace serve` wrote down."""
+    from workers.cluster import init_ray
+
+    address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")
+    if not address:
+        f = _address_file(settings.data_dir)
+        if not f.is_file():
+            raise SystemExit("ace: no ACE cluster is running here; start one with `ace serve` (or give --address)")
+        address = f.read_text().split()[0]
+    try:
+        init_ray(address=address, data_dir=settings.data_dir)
+    except Exception as e:
+        raise SystemExit(f"ace: cannot reach the Ray cluster at {address} ({type(e).__name__}: {e}); is `ace serve` running?") from None
+    return address
+
+
+def _controller():
+    from workers.live import get_controller
+
+    try:
+        return get_controller(create=False)
+    except ValueError:
+        raise SystemExit("ace: the cluster has no ACE controller; start it with `ace serve`") from None
+
+
+def _settings_for_actors(settings) -> dict:
+    keep = ("data_dir", "database_url", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
+            "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords")
+    d = {k: getattr(settings, k) for k in keep}
+    d["data_dir"] = str(Path(settings.data_dir).absolute())
+    d["cpu_threads"] = 1
+    return d
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ray
+
+    from workers.cluster import init_ray, ray_temp_dir
+    from workers.live import get_controller
+
+    settings = _settings(args)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    addr_file = _address_file(settings.data_dir)
+    if args.shutdown:
+        return _shutdown(args, settings)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    started = False
+    if not address:
+        temp = ray_temp_dir(Path(settings.data_dir))
+        Path(temp).mkdir(parents=True, exist_ok=True)
+        cmd = [_ray_cli(), "start", "--head", "--port", str(args.port), "--temp-dir", temp,
+               "--include-dashboard", "true", "--dashboard-host", args.host, "--dashboard-port", str(args.dashboard_port),
+               "--disable-usage-stats"]
+        if args.num_cpus:
+            cmd += ["--num-cpus", str(args.num_cpus)]
+        err.print("[dim]starting Ray ...")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            err.print(f"[red]error[/] Ray did not start:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            return 1
+        address = f"127.0.0.1:{args.port}"
+        started = True
+    init_ray(address=address, data_dir=settings.data_dir)
+    controller = get_controller(create=True, settings=_settings_for_actors(settings))
+    ray.get(controller.streams.remote())  # it answers: ready
+    addr_file.parent.mkdir(parents=True, exist_ok=True)
+    addr_file.write_text(address + ("\nstarted\n" if started else "\n"))
+    dash = f"http://{args.host}:{args.dashboard_port}" if started else "the joined cluster's own dashboard"
+    out.print(f"ACE is serving on Ray at {address}\n  dashboard:  {dash}\n  controller: ace:controller (namespace ace)\n"
+              f"  submit:     ace live URL [--events FILE]\n  stop:       ace stop ID")
+    if args.detach:
+        return 0
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        err.print("stopping ...")
+    return _shutdown(args, settings)
+
+
+def _shutdown(args, settings) -> int:
+    import ray
+
+    addr_file = _address_file(settings.data_dir)
+    started = addr_file.is_file() and "started" in addr_file.read_text()
+    try:
+        if not ray.is_initialized():
+            _connect(args, settings)
+        controller = _controller()
+        for sid in ray.get(controller.streams.remote()):
+            try:
+                ray.get(controller.stop.remote(sid), timeout=30)
+            except Exception as e:  # noqa: BLE001 - shutting down anyway
+                err.print(f"[yellow]warning[/] stopping {sid}: {e}")
+        ray.kill(controller)
+    except SystemExit as e:
+        err.print(f"[yellow]{e}")
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    if started:
+        subprocess.run([_ray_cli(), "stop"], capture_output=True)
+    addr_file.unlink(missing_ok=True)
+    err.print("ACE stopped")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    import ray
+
+    settings = _settings(args)
+    _connect(args, settings)
+    controller = _controller()
+    ids = []
+    for i, url in enumerate(args.urls):
+        events = args.events[i] if args.events and i < len(args.events) else None
+        if events and "://" not in events:
+            events = str(Path(events).absolute())
+        try:
+            sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events))
+        except ray.exceptions.RayTaskError as e:
+            err.print(f"[red]refused[/] {url}: {e.cause if hasattr(e, 'cause') else e}")
+            continue
+        ids.append(sid)
+        out.print(f"stream {sid}: {url}")
+    if not ids:
+        return 1
+    if args.no_follow:
+        return 0
+    return follow(controller, ids, as_json=args.json)
+
+
+def follow(controller, ids: list[str], as_json: bool = False, poll_s: float = 1.0) -> int:
+    """Print moments and clips as they appear until every stream has ended (Ctrl-C detaches)."""
+    import ray
+
+    seen: set[str] = set()
+    last: dict[str, str] = {}
+    try:
+        while True:
+            final = 0
+            for sid in ids:
+                st = ray.get(controller.status.remote(sid))
+                if st["status"] != last.get(sid):
+                    last[sid] = st["status"]
+                    msg = f"{sid}: {st['status']}" + (f" ({st['error'].splitlines()[0]})" if st.get("error") else "")
+                    print(json.dumps({"stream": sid, "status": st["status"], "error": st.get("error", "")}) if as_json else msg, flush=True)
+                clips = {c["moment_id"]: c for c in ray.get(controller.clips.remote(sid))}
+                for m in ray.get(controller.moments.remote(sid)):
+                    if m["id"] in seen or m["id"] not in clips:
+                        continue
+                    seen.add(m["id"])
+                    c = clips[m["id"]]
+                    if as_json:
+                        print(json.dumps({"stream": sid, "moment": m, "clip": c}), flush=True)
+                    else:
+                        why = ", ".join(r["source"] for r in m.get("reasons", []))
+                        print(f"{sid}: moment {m['start']:.1f}-{m['end']:.1f} s score {m['score']:.2f} ({why}) -> {c['path']}", flush=True)
+                if st["status"] in ("ended", "failed", "stopped"):
+                    final += 1
+            if final == len(ids):
+                return 0 if all(last[s] != "failed" for s in ids) else 1
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        err.print("detached; the streams keep running (ace stop ID stops one)")
+        return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import ray
+
+    settings = _settings(args)
+    _connect(args, settings)
+    controller = _controller()
+    rc = 0
+    for sid in args.ids:
+        try:
+            st = ray.get(controller.stop.remote(sid))
+            out.print(f"{sid}: {st['status']}")
+        except ray.exceptions.RayTaskError:
+            err.print(f"[red]error[/] no stream {sid!r}")
+            rc = 1
+    return rc
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    import ray
+
+    settings = _settings(args)
+    _connect(args, settings)
+    rows = ray.get(_controller().status.remote())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    t = Table(title="live streams")
+    for col in ("id", "status", "analysed s", "lag s", "moments", "clips", "clip p95 s", "reconnects", "error"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["id"], r["status"], f"{r.get('analysed_until') or 0:.0f}", f"{r.get('lag_s') or 0:.1f}",
+                  str(r.get("moments", "-")), str(r.get("clips", "-")), str(r.get("clip_latency_p95_s") or "-"),
+                  str(r.get("reconnects", "-")), (r.get("error") or "").splitlines()[0][:60] if r.get("error") else "")
+    out.print(t)
+    return 0
+
+
+def register(sub, add_common) -> None:
+    s = sub.add_parser("serve", help="start (or join) a Ray cluster with its dashboard and the live-stream controller")
+    s.add_argument("--host", default="127.0.0.1", help="dashboard host (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=6379, help="Ray head port when starting one (default 6379)")
+    s.add_argument("--dashboard-port", type=int, default=8265, dest="dashboard_port", help="Ray dashboard port (default 8265)")
+    s.add_argument("--detach", action="store_true", help="return once serving; `ace serve --shutdown` stops it")
+    s.add_argument("--shutdown", action="store_true", help="stop every stream, the controller and the Ray node `ace serve` started")
+    add_common(s)
+    s.set_defaults(func=cmd_serve)
+
+    lv = sub.add_parser("live", help="submit live streams to the controller and follow their moments and clips")
+    lv.add_argument("urls", nargs="+", help="HLS/HTTP-FLV (http, https), RTMP, RTSP URLs, or a local file (played at real speed)")
+    lv.add_argument("--events", action="append", help="JSONL events file being appended to, one per URL in order")
+    lv.add_argument("--name", help="a name for the stream (its id starts with it)")
+    lv.add_argument("--no-follow", action="store_true", dest="no_follow", help="submit and return")
+    lv.add_argument("--json", action="store_true", help="follow as JSON lines")
+    add_common(lv)
+    lv.set_defaults(func=cmd_live)
+
+    st = sub.add_parser("stop", help="stop live streams by id")
+    st.add_argument("ids", nargs="+")
+    add_common(st)
+    st.set_defaults(func=cmd_stop)
+
+    ls = sub.add_parser("streams", help="list live streams with status, lag, moments and clips")
+    ls.add_argument("--json", action="store_true")
+    add_common(ls)
+    ls.set_defaults(func=cmd_streams)
