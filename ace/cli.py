@@ -209,9 +209,19 @@ def truth_table(cmp: dict) -> Table:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.what == "live":
+        from workers.bench_live import print_live_report, run_live_bench
+
+        report_ = run_live_bench(settings, streams=args.streams, seconds=args.seconds, input_path=args.input,
+                                 events_path=args.events, num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
+        if args.json:
+            print(json.dumps(report_, indent=2))
+        else:
+            print_live_report(report_, out)
+        return 0
     from ace.bench import print_report, run_bench
 
-    settings = settings_from(args)
     report_ = run_bench(settings, input_path=args.input, events_path=args.events, duration=args.duration, progress=lambda m: err.print(f"[dim]{m}"))
     if args.json:
         print(json.dumps(report_, indent=2))
@@ -279,7 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(d)
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("bench", help="benchmark decode, speech and the full pipeline on one show")
+    b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
+    b.add_argument("what", nargs="?", choices=["pipeline", "live"], default="pipeline",
+                   help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the controller")
+    b.add_argument("--streams", type=int, default=8, help="live: how many copies of the show (default 8)")
+    b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180)")
     b.add_argument("--input", help="show to measure (default: the sample show)")
     b.add_argument("--events", help="events file for --input")
     b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")

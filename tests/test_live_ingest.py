@@ -589,3 +589,31 @@ def test_failing_sources_get_clear_errors_and_leave_other_streams_alone(tiny_vid
     assert watches["good"].segments[-1].end == pytest.approx(6.0, abs=0.15)
     for ing in ings.values():
         assert ing.stats()["ffmpeg_pid"] is None
+
+
+def test_hls_that_the_publisher_closes_ends_instead_of_replaying(tmp_path):
+    """A playlist closed with #EXT-X-ENDLIST is the stream's end: status `ended`, no restarts
+    replaying its last segments."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    args = ["-re", "-f", "lavfi", "-i", LAVFI_VIDEO, "-re", "-f", "lavfi", "-i", LAVFI_AUDIO, "-t", "5", *ENCODE,
+            "-f", "hls", "-hls_time", "1", "-hls_list_size", "4", "-hls_flags", "delete_segments",
+            str(folder / "live.m3u8")]
+    server = Server(functools.partial(QuietFiles, directory=str(folder)))
+    with process(args) as proc:
+        playlist = folder / "live.m3u8"
+        deadline = time.monotonic() + 15
+        while not (playlist.exists() and playlist.read_text().count("#EXTINF") >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, "HLS publisher wrote no playlist"
+            time.sleep(0.2)
+        server.start()
+        try:
+            ing = Ingest("closed", server.url("live.m3u8"), tmp_path / "buf", IngestOptions(segment_s=1.0))
+            w = Watch(ing)
+            with ingesting(ing):
+                assert pump([w], lambda: ing.status in ("ended", "failed"), timeout=40), w.statuses
+            assert ing.status == "ended", (ing.status, ing.error)
+            assert ing.reconnects <= 1
+            assert sum(s.end - s.start for s in w.segments) < 8.0  # about the 5 s published, not replayed
+        finally:
+            server.stop()

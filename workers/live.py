@@ -42,10 +42,14 @@ log = logging.getLogger("ace.workers")
 
 NAMESPACE = "ace"
 CONTROLLER_NAME = "ace:controller"
-#: CPU share a stream actor asks Ray for: analysis runs at ~20x real time, so a stream needs a
-#: fraction of a core, and whole CPUs would let only two streams start on two cores
-STREAM_ACTOR_CPUS = 0.25
+#: CPU share a stream actor asks Ray for (a reservation, not a limit): a 2 s segment takes about
+#: 0.5 s to analyse, and backpressure degrades analysis when the machine is short; with 0.1 twenty
+#: streams fit the reservations of two cores instead of leaving some unscheduled
+STREAM_ACTOR_CPUS = 0.1
 CONTROLLER_CPUS = 0.05
+#: how long the controller waits for a stream actor's answer (one that is restarting, or cannot be
+#: scheduled, answers with an error instead of hanging the caller)
+CALL_TIMEOUT_S = 10.0
 #: how often a stream's loop polls the ingest (seconds)
 POLL_S = 0.5
 #: an id given by the caller: letters, digits, '-', '_' (the actor name and folder derive from it)
@@ -374,6 +378,7 @@ class StreamWorker:
                 "clips": len(self._clips),
                 "clip_latency_p50_s": _pct(lat, 50),
                 "clip_latency_p95_s": _pct(lat, 95),
+                "clip_latencies": [round(x, 3) for x in self._latencies],
                 "restarts": self._restarts,
                 "realtime": an.get("realtime"),
             }
@@ -461,7 +466,7 @@ class LiveController:
 
     def stop(self, stream_id: str, tenant: str = "default") -> dict:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.stop.remote())
+        return ray.get(actor.stop.remote(), timeout=60)
 
     def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:
         if stream_id is not None:
@@ -473,22 +478,22 @@ class LiveController:
 
     def _status_of(self, spec: StreamSpec, actor) -> dict:
         try:
-            return ray.get(actor.status.remote(), timeout=10)
+            return ray.get(actor.status.remote(), timeout=CALL_TIMEOUT_S)
         except Exception as e:  # the actor is restarting or gone: say so, do not fail the listing
             return {"id": spec.stream_id, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
                     "status": "unavailable", "error": f"{type(e).__name__}: {e}"[:500]}
 
     def push_events(self, stream_id: str, events: list[dict], tenant: str = "default") -> int:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.push_events.remote(events))
+        return ray.get(actor.push_events.remote(events), timeout=CALL_TIMEOUT_S)
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.moments.remote(min_score))
+        return ray.get(actor.moments.remote(min_score), timeout=CALL_TIMEOUT_S)
 
     def clips(self, stream_id: str, tenant: str = "default") -> list[dict]:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.clips.remote())
+        return ray.get(actor.clips.remote(), timeout=CALL_TIMEOUT_S)
 
     def streams(self, tenant: str = "default") -> list[str]:
         with self._lock:

@@ -559,6 +559,20 @@ _DIAGNOSES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
 )
 
 
+def _hls_ended(url: str, timeout: float = 3.0) -> bool:
+    """Whether the HLS media playlist at ``url`` is closed (``#EXT-X-ENDLIST``). False when it
+    cannot be read or is a master playlist (its variants would have to be read instead)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "ace"}), timeout=timeout) as r:
+            text = r.read(1 << 20).decode("utf-8", "replace")
+    except Exception as e:  # the source is gone: an outage, not an end
+        log.debug("HLS playlist %s not readable: %s", redact(url), e)
+        return False
+    return "#EXT-X-ENDLIST" in text and "#EXT-X-STREAM-INF" not in text
+
+
 def _diagnose(stderr: str, returncode: int | None = None) -> tuple[str, bool]:
     """A reason for people, and whether it is permanent, from ffmpeg's stderr (and exit status)."""
     for pattern, words, permanent in _DIAGNOSES:
@@ -907,6 +921,11 @@ class Ingest:
                 self._set_status("failed", _with_tail(f"no media in {self.url}", stderr))
             else:
                 self._set_status("failed", _with_tail(f"cannot read {self.url}: {reason}", stderr))
+            return out
+        if self.kind == "hls" and rc == 0 and self._segments_total and _hls_ended(self.url):
+            # the publisher closed the playlist (#EXT-X-ENDLIST): a real end, not an outage; restarting
+            # would replay its last segments again and again
+            self._set_status("ended", "")
             return out
         src = redact(self.url)
         if self._first_segment_at is None:

@@ -1,0 +1,178 @@
+"""``ace bench live``: N copies of the sample show as live HLS on loopback, through the controller.
+
+Each copy is published by ``ffmpeg -re`` as an HLS playlist (2 s segments) into a folder served by
+one threaded HTTP server on 127.0.0.1; the show's audience events are pushed to the controller as
+their time comes. A local Ray instance runs the controller and one stream actor per copy, exactly
+as ``ace serve`` does. Every second the bench samples each stream's status, the machine's CPU and
+the resident memory of this process tree (Ray, its workers, the ffmpeg processes).
+
+A stream *keeps up* when its analysis lag stays bounded: the lag over the last third of the run
+stays under ``max(10 s, 3 segments)`` and does not keep growing. Clip latency is the time from a
+moment's end in the stream to its clip being ready (the stream actors measure it).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import logging
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from ace.bench import PeakMemory
+from ace.config import Settings
+from ace.events import load_events
+
+log = logging.getLogger("ace.workers")
+
+SEGMENT_S = 2.0
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D401 - silence the access log
+        pass
+
+
+def _serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
+    handler = functools.partial(_Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="ace-bench-http").start()
+    return server, server.server_address[1]
+
+
+def _publish(src: Path, out: Path, seconds: float) -> subprocess.Popen:
+    out.mkdir(parents=True, exist_ok=True)
+    from ace.media import ffmpeg_binary
+
+    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-re", "-t", f"{seconds:.1f}", "-i", str(src), "-c", "copy",
+           "-f", "hls", "-hls_time", f"{SEGMENT_S:g}", "-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file",
+           str(out / "live.m3u8")]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0, input_path: str | None = None,
+                   events_path: str | None = None, num_cpus: int | None = None, progress=None) -> dict:
+    """Run the live benchmark and return its report (plain data)."""
+    import ray
+
+    from samples.show import make_sample_show
+    from workers.cluster import init_ray, shutdown_ray
+    from workers.live import LiveController
+
+    say = progress or (lambda msg: None)
+    if input_path is None:
+        show = make_sample_show(settings.data_dir / "samples")
+        input_path, events_path = str(show.video), str(show.events)
+    events = load_events(events_path).events if events_path else []
+    root = Path(settings.data_dir).absolute() / "bench-live"
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    (root / "hls").mkdir(parents=True)
+    server, port = _serve(root / "hls")
+    pubs = []
+    report: dict = {"streams": streams, "seconds": seconds, "input": str(input_path), "segment_s": SEGMENT_S,
+                    "cpu_count": psutil.cpu_count(), "model": settings.model}
+    shutdown_ray()
+    init_ray(num_cpus=num_cpus, data_dir=settings.data_dir)
+    actor_settings = {"data_dir": str(root / "data"), "model": settings.model, "cpu_threads": 1,
+                      "beam_size": settings.beam_size, "database_url": settings.database_url}
+    controller = ray.remote(LiveController).options(num_cpus=0.05, max_concurrency=16).remote(actor_settings)
+    samples: dict[str, list[tuple[float, float]]] = {}
+    cpu: list[float] = []
+    try:
+        with PeakMemory(interval=0.5) as mem:
+            say(f"publishing {streams} HLS copies on 127.0.0.1:{port} ...")
+            for i in range(streams):
+                pubs.append(_publish(Path(input_path), root / "hls" / f"s{i}", seconds + 10))
+            time.sleep(SEGMENT_S * 3)  # a few segments in the playlists
+            ids = [ray.get(controller.submit.remote(f"http://127.0.0.1:{port}/s{i}/live.m3u8", name=f"s{i}"))
+                   for i in range(streams)]
+            t0 = time.time()
+            pushed = 0
+            psutil.cpu_percent(None)
+            say(f"following {streams} streams for {seconds:.0f} s ...")
+            while time.time() - t0 < seconds:
+                now = time.time() - t0
+                k = pushed
+                while k < len(events) and events[k].t <= now:
+                    k += 1
+                if k > pushed:
+                    batch = [{"t": e.t, "kind": e.kind, "user": e.user, "value": e.value, "text": e.text} for e in events[pushed:k]]
+                    # stream time starts when ACE joins: close to the publisher's clock, good enough for a load test
+                    ray.get([controller.push_events.remote(sid, batch) for sid in ids])
+                    pushed = k
+                for st in ray.get(controller.status.remote()):
+                    samples.setdefault(st["id"], []).append((now, float(st.get("lag_s") or 0.0)))
+                cpu.append(psutil.cpu_percent(None))
+                if int(now) // 30 > int(now - 1.0) // 30 or not cpu[:-1]:
+                    say(f"{now:.0f} s: mean lag {sum(lag for lag in (v[-1][1] for v in samples.values())) / max(1, len(samples)):.1f} s")
+                time.sleep(1.0)
+            final = {st["id"]: st for st in ray.get(controller.status.remote())}
+            ray.get([controller.stop.remote(sid) for sid in ids], timeout=120)
+        report["peak_memory_mb"] = round(mem.peak / 2**20)
+    finally:
+        for p in pubs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        server.shutdown()
+        shutdown_ray()
+    rows = []
+    all_lat: list[float] = []
+    for sid, st in sorted(final.items()):
+        lags = samples.get(sid, [])
+        tail = [lag for t, lag in lags if t >= seconds * 2 / 3]
+        bound = max(10.0, 3 * SEGMENT_S)
+        growing = len(tail) > 4 and tail[-1] - tail[0] > bound / 2
+        keeps_up = bool(tail) and max(tail) < bound and not growing and st.get("status") in ("live", "reconnecting")
+        lat = st.get("clip_latencies") or []
+        all_lat.extend(lat)
+        rows.append({"id": sid, "status": st.get("status"), "keeps_up": keeps_up,
+                     "max_lag_s": round(max((lag for _, lag in lags), default=0.0), 2),
+                     "final_lag_s": round(tail[-1], 2) if tail else None, "level": st.get("level"),
+                     "segments": st.get("segments"), "moments": st.get("moments"), "clips": st.get("clips"),
+                     "clip_p50_s": st.get("clip_latency_p50_s"), "clip_p95_s": st.get("clip_latency_p95_s"),
+                     "error": (st.get("error") or "")[:200]})
+    all_lat.sort()
+
+    def pct(q):
+        return round(all_lat[min(len(all_lat) - 1, int(round(q / 100 * (len(all_lat) - 1))))], 2) if all_lat else None
+
+    report.update({
+        "per_stream": rows,
+        "keeping_up": sum(r["keeps_up"] for r in rows),
+        "clip_latency_p50_s": pct(50),
+        "clip_latency_p95_s": pct(95),
+        "clips": len(all_lat),
+        "cpu_mean_percent": round(sum(cpu) / len(cpu), 1) if cpu else None,
+    })
+    report["targets"] = {
+        "all_streams_keep_up": report["keeping_up"] == streams,
+        "clip_p95<=15s": report["clip_latency_p95_s"] is not None and report["clip_latency_p95_s"] <= 15.0,
+        "memory<=6GB": report["peak_memory_mb"] <= 6 * 1024,
+    }
+    return report
+
+
+def print_live_report(r: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"live bench: {r['streams']} streams x {r['seconds']:.0f} s ({r['cpu_count']} CPUs, {r['model']})")
+    for col in ("stream", "status", "keeps up", "max lag s", "level", "moments", "clips", "clip p50 s", "clip p95 s"):
+        t.add_column(col)
+    for s in r["per_stream"]:
+        t.add_row(s["id"], str(s["status"]), "yes" if s["keeps_up"] else "NO", str(s["max_lag_s"]), str(s["level"]),
+                  str(s["moments"]), str(s["clips"]), str(s["clip_p50_s"]), str(s["clip_p95_s"]))
+    console.print(t)
+    console.print(f"keeping up: {r['keeping_up']}/{r['streams']}   clip latency p50 {r['clip_latency_p50_s']} s, "
+                  f"p95 {r['clip_latency_p95_s']} s over {r['clips']} clips   CPU {r['cpu_mean_percent']}%   "
+                  f"peak memory {r['peak_memory_mb']} MB")
+    console.print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
+    console.print(json.dumps({k: r[k] for k in ("keeping_up", "clip_latency_p95_s", "peak_memory_mb")}))
