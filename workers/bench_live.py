@@ -1,6 +1,7 @@
 """``ace bench live``: N copies of the sample show as live HLS on loopback, through the controller.
 
-Each copy is published by ``ffmpeg -re`` as an HLS playlist (2 s segments) into a folder served by
+Each copy is published by ``ffmpeg -re`` as an HLS playlist (2 s segments), starting at its own
+point of the show (copy ``i`` at ``i / N`` of it, looping), into a folder served by
 one threaded HTTP server on 127.0.0.1; the show's audience events are pushed to the controller as
 their time comes. A local Ray instance runs the controller and one stream actor per copy, exactly
 as ``ace serve`` does. Every second the bench samples each stream's status, the machine's CPU and
@@ -33,6 +34,28 @@ log = logging.getLogger("ace.workers")
 SEGMENT_S = 2.0
 
 
+class _TreeMemory(PeakMemory):
+    """Peak resident memory of this process tree (Ray and its workers, the ingest ffmpegs), without
+    the publishing ffmpegs, which stand in for the platform and are not ACE."""
+
+    def __init__(self, exclude: list, interval: float = 0.5):
+        super().__init__(interval)
+        self.exclude = exclude
+
+    def _sample(self) -> int:
+        skip = {p.pid for p in self.exclude}
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for c in me.children(recursive=True):
+            if c.pid in skip:
+                continue
+            try:
+                total += c.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # noqa: D401 - silence the access log
         pass
@@ -45,11 +68,13 @@ def _serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     return server, server.server_address[1]
 
 
-def _publish(src: Path, out: Path, seconds: float) -> subprocess.Popen:
+def _publish(src: Path, out: Path, seconds: float, offset: float = 0.0) -> subprocess.Popen:
+    """``ffmpeg -re`` publishing ``src`` as live HLS from ``offset`` seconds into it, looping."""
     out.mkdir(parents=True, exist_ok=True)
     from ace.media import ffmpeg_binary
 
-    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-re", "-t", f"{seconds:.1f}", "-i", str(src), "-c", "copy",
+    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-stream_loop", "-1", "-ss", f"{offset:.3f}", "-re",
+           "-i", str(src), "-t", f"{seconds:.1f}", "-c", "copy",
            "-f", "hls", "-hls_time", f"{SEGMENT_S:g}", "-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file",
            str(out / "live.m3u8")]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -69,6 +94,9 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
         show = make_sample_show(settings.data_dir / "samples")
         input_path, events_path = str(show.video), str(show.events)
     events = load_events(events_path).events if events_path else []
+    from ace.media import probe
+
+    show_s = probe(input_path).duration
     root = Path(settings.data_dir).absolute() / "bench-live"
     if root.exists():
         import shutil
@@ -87,27 +115,35 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
     samples: dict[str, list[tuple[float, float]]] = {}
     cpu: list[float] = []
     try:
-        with PeakMemory(interval=0.5) as mem:
+        with _TreeMemory(exclude=pubs) as mem:
             say(f"publishing {streams} HLS copies on 127.0.0.1:{port} ...")
+            # each copy starts at another point of the show, as unrelated rooms would: highlights
+            # (and so clip cuts) do not all fall in the same second
+            offsets = [i * show_s / streams for i in range(streams)]
             for i in range(streams):
-                pubs.append(_publish(Path(input_path), root / "hls" / f"s{i}", seconds + 10))
+                pubs.append(_publish(Path(input_path), root / "hls" / f"s{i}", seconds + 10, offsets[i]))
+            per_stream = [sorted((((e.t - off) % show_s, e) for e in events), key=lambda x: x[0]) for off in offsets]
             time.sleep(SEGMENT_S * 3)  # a few segments in the playlists
             ids = [ray.get(controller.submit.remote(f"http://127.0.0.1:{port}/s{i}/live.m3u8", name=f"s{i}"))
                    for i in range(streams)]
             t0 = time.time()
-            pushed = 0
+            pushed = [0] * streams
             psutil.cpu_percent(None)
             say(f"following {streams} streams for {seconds:.0f} s ...")
             while time.time() - t0 < seconds:
                 now = time.time() - t0
-                k = pushed
-                while k < len(events) and events[k].t <= now:
-                    k += 1
-                if k > pushed:
-                    batch = [{"t": e.t, "kind": e.kind, "user": e.user, "value": e.value, "text": e.text} for e in events[pushed:k]]
-                    # stream time starts when ACE joins: close to the publisher's clock, good enough for a load test
-                    ray.get([controller.push_events.remote(sid, batch) for sid in ids])
-                    pushed = k
+                calls = []
+                for i, sid in enumerate(ids):
+                    k = pushed[i]
+                    while k < len(per_stream[i]) and per_stream[i][k][0] <= now:
+                        k += 1
+                    if k > pushed[i]:
+                        # stream time starts when ACE joins: close to the publisher's clock, good enough for a load test
+                        batch = [{"t": t, "kind": e.kind, "user": e.user, "value": e.value, "text": e.text}
+                                 for t, e in per_stream[i][pushed[i]:k]]
+                        calls.append(controller.push_events.remote(sid, batch))
+                        pushed[i] = k
+                ray.get(calls)
                 for st in ray.get(controller.status.remote()):
                     samples.setdefault(st["id"], []).append((now, float(st.get("lag_s") or 0.0)))
                 cpu.append(psutil.cpu_percent(None))
