@@ -25,10 +25,12 @@ from ace.config import Settings
 
 
 class PeakMemory:
-    """Samples RSS of this process and its children in a thread; ``peak`` in bytes."""
+    """Samples RSS of this process and its children in a thread; ``peak`` in bytes. Processes in
+    ``exclude`` (Popen objects or pids, a list that may grow while sampling) are not counted."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.05, exclude: list | None = None):
         self.interval = interval
+        self.exclude = exclude if exclude is not None else []
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -36,7 +38,10 @@ class PeakMemory:
     def _sample(self) -> int:
         me = psutil.Process()
         total = me.memory_info().rss
+        skip = {getattr(p, "pid", p) for p in self.exclude}
         for c in me.children(recursive=True):
+            if c.pid in skip:
+                continue
             try:
                 total += c.memory_info().rss
             except psutil.Error:

@@ -129,7 +129,8 @@ def ray_local():
 
     temp = "/tmp/ace-ray-test"
     os.makedirs(temp, exist_ok=True)
-    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=temp, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=temp, logging_level=logging.WARNING,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 

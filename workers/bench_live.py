@@ -34,28 +34,6 @@ log = logging.getLogger("ace.workers")
 SEGMENT_S = 2.0
 
 
-class _TreeMemory(PeakMemory):
-    """Peak resident memory of this process tree (Ray and its workers, the ingest ffmpegs), without
-    the publishing ffmpegs, which stand in for the platform and are not ACE."""
-
-    def __init__(self, exclude: list, interval: float = 0.5):
-        super().__init__(interval)
-        self.exclude = exclude
-
-    def _sample(self) -> int:
-        skip = {p.pid for p in self.exclude}
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for c in me.children(recursive=True):
-            if c.pid in skip:
-                continue
-            try:
-                total += c.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # noqa: D401 - silence the access log
         pass
@@ -115,7 +93,8 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
     samples: dict[str, list[tuple[float, float]]] = {}
     cpu: list[float] = []
     try:
-        with _TreeMemory(exclude=pubs) as mem:
+        # the publishing ffmpegs stand in for the platform: not ACE's memory
+        with PeakMemory(interval=0.5, exclude=pubs) as mem:
             say(f"publishing {streams} HLS copies on 127.0.0.1:{port} ...")
             # each copy starts at another point of the show, as unrelated rooms would: highlights
             # (and so clip cuts) do not all fall in the same second

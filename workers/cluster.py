@@ -40,6 +40,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, data_dir: 
         temp = ray_temp_dir(Path(data_dir))
         Path(temp).mkdir(parents=True, exist_ok=True)
         kwargs.update(
+            # "local": always a new instance, never the cluster that a `ray start` (e.g. `ace serve`)
+            # left recorded in the temp folder
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=dashboard,
             _temp_dir=temp,
