@@ -50,6 +50,8 @@ CONTROLLER_CPUS = 0.05
 #: how long the controller waits for a stream actor's answer (one that is restarting, or cannot be
 #: scheduled, answers with an error instead of hanging the caller)
 CALL_TIMEOUT_S = 10.0
+#: how long a call waits for a stream actor that Ray is restarting (model loading included)
+RESTART_WAIT_S = 60.0
 #: how often a stream's loop polls the ingest (seconds)
 POLL_S = 0.5
 #: an id given by the caller: letters, digits, '-', '_' (the actor name and folder derive from it)
@@ -485,19 +487,33 @@ class LiveController:
 
     def push_events(self, stream_id: str, events: list[dict], tenant: str = "default") -> int:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.push_events.remote(events), timeout=CALL_TIMEOUT_S)
+        return _call(actor.push_events, events)
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.moments.remote(min_score), timeout=CALL_TIMEOUT_S)
+        return _call(actor.moments, min_score)
 
     def clips(self, stream_id: str, tenant: str = "default") -> list[dict]:
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.clips.remote(), timeout=CALL_TIMEOUT_S)
+        return _call(actor.clips)
 
     def streams(self, tenant: str = "default") -> list[str]:
         with self._lock:
             return [sid for sid, (spec, _a) in self._streams.items() if spec.tenant == tenant]
+
+
+def _call(method, *args, wait_s: float = RESTART_WAIT_S):
+    """``ray.get(method.remote(*args))`` that waits out a stream actor's restart: while Ray restarts
+    it the call is refused (not run), so it is sent again until ``wait_s`` has passed — pushed
+    events are then delivered once, not lost."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ray.get(method.remote(*args), timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 StreamActor = ray.remote(StreamWorker)
