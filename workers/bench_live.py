@@ -65,7 +65,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
 
     from samples.show import make_sample_show
     from workers.cluster import init_ray, shutdown_ray
-    from workers.live import LiveController
+    from workers.live import LiveController, percentile
 
     say = progress or (lambda msg: None)
     if input_path is None:
@@ -157,14 +157,11 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
                      "error": (st.get("error") or "")[:200]})
     all_lat.sort()
 
-    def pct(q):
-        return round(all_lat[min(len(all_lat) - 1, int(round(q / 100 * (len(all_lat) - 1))))], 2) if all_lat else None
-
     report.update({
         "per_stream": rows,
         "keeping_up": sum(r["keeps_up"] for r in rows),
-        "clip_latency_p50_s": pct(50),
-        "clip_latency_p95_s": pct(95),
+        "clip_latency_p50_s": percentile(all_lat, 50),
+        "clip_latency_p95_s": percentile(all_lat, 95),
         "clips": len(all_lat),
         "cpu_mean_percent": round(sum(cpu) / len(cpu), 1) if cpu else None,
     })

@@ -214,7 +214,7 @@ class StreamWorker:
     def _save_show(self) -> None:
         s = self.spec
         self.store.upsert_show(s.stream_id, path=redact(s.url), name=s.name or s.stream_id,
-                               duration=max(0.0, self.analyzer.analysed_until) if self.analyzer.analysed_until > 0 else 0.0,
+                               duration=max(0.0, self.analyzer.analysed_until),
                                settings_hash=self._shash, status=_STORE_STATUS.get(self._status, "running"),
                                error=self._error[:2000], tenant=s.tenant)
 
@@ -378,8 +378,8 @@ class StreamWorker:
                 "segments": an.get("segments"),
                 "moments": len(self._moments),
                 "clips": len(self._clips),
-                "clip_latency_p50_s": _pct(lat, 50),
-                "clip_latency_p95_s": _pct(lat, 95),
+                "clip_latency_p50_s": percentile(lat, 50),
+                "clip_latency_p95_s": percentile(lat, 95),
                 "clip_latencies": [round(x, 3) for x in self._latencies],
                 "restarts": self._restarts,
                 "realtime": an.get("realtime"),
@@ -398,7 +398,8 @@ class StreamWorker:
         return self.spec.stream_id
 
 
-def _pct(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile of sorted ``values`` (nearest rank), rounded to 0.01; None if empty."""
     if not values:
         return None
     k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
