@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     threshold: float = Field(0.45, gt=0, lt=1, description="Fused score a peak must reach to become a moment.")
     keywords: tuple[str, ...] = Field(DEFAULT_KEYWORDS, description="Excitement phrases for the speech detector.")
     eval_data: Path = Field(Path("../shared/data"), description="Folder of public recordings with ground truth (ace eval, some tests).")
+    ramp_tick_s: float = Field(30.0, ge=1, le=3600, description="How often the traffic-ramp actor decides (seconds).")
+    ramp_pool: float = Field(20000.0, ge=0, description="Promoted impressions the ramp spreads over live rooms each tick.")
+    ramp_sink: str = Field("", description="Where ramp decisions go for the platform: a JSONL path or an http(s) webhook URL; empty means DATA_DIR/ramp/decisions.jsonl, 'none' sends nowhere.")
     ray_address: str | None = Field(None, description="Existing Ray cluster to join; None starts a local one.")
 
     @property

@@ -11,7 +11,9 @@ Formats (detected from the content, not the file name):
 
     ``t`` is seconds on the show's clock, ``kind`` one of :data:`ace.types.EVENT_KINDS`, ``user`` a
     string (numbers are accepted and turned into strings), ``value`` an optional number (1 when
-    absent) and ``text`` an optional string. Other keys are ignored. Blank lines and lines starting
+    absent) and ``text`` an optional string. ``promoted`` and ``trusted`` are optional booleans
+    (false when absent) that the traffic-ramp policy reads: the platform's attribution of the user
+    to promoted traffic, and whether it trusts the account. Other keys are ignored. Blank lines and lines starting
     with ``#`` are skipped. A JSON array of such objects is read too (``ace-json``).
 
 ``twitch-json``
@@ -175,7 +177,15 @@ def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
         text = ""
     elif not isinstance(text, str):
         return None, f"'text' must be a string, got {type(text).__name__}"
-    return Event(t=t, kind=k, user=str(user), value=fv, text=text), None
+    flags = {}
+    for name in ("promoted", "trusted"):
+        v = obj.get(name, False)
+        if v is None:
+            v = False
+        if not isinstance(v, bool):
+            return None, f"'{name}' must be true or false, got {v!r:.40}"
+        flags[name] = v
+    return Event(t=t, kind=k, user=str(user), value=fv, text=text, **flags), None
 
 
 def _parse_jsonl_line(raw: str | bytes, n: int) -> tuple[JsonlLine | None, bool]:
@@ -284,6 +294,10 @@ def event_to_json(e: Event) -> str:
         obj["value"] = int(e.value) if float(e.value).is_integer() and abs(e.value) < 2**53 else e.value
     if e.text:
         obj["text"] = e.text
+    if e.promoted:
+        obj["promoted"] = True
+    if e.trusted:
+        obj["trusted"] = True
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 
 

@@ -102,6 +102,19 @@ clips_table = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+ramp_table = sa.Table(
+    "ramp_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("show_id", sa.String, sa.ForeignKey("shows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_ramp_decisions_show_t", "show_id", "t"),
+)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -369,7 +382,7 @@ class Store:
 
     @_converted("deleting the show")
     def delete_show(self, show_id: str, tenant: str | None = None) -> bool:
-        """Delete a show with its moments and clips; False when there was none (for ``tenant``)."""
+        """Delete a show with its moments, clips and ramp decisions; False when there was none (for ``tenant``)."""
         with self._write() as conn:
             cond = shows_table.c.id == show_id
             if tenant is not None:
@@ -377,6 +390,7 @@ class Store:
             if conn.execute(sa.select(shows_table.c.id).where(cond)).first() is None:
                 return False
             conn.execute(sa.delete(clips_table).where(clips_table.c.show_id == show_id))
+            conn.execute(sa.delete(ramp_table).where(ramp_table.c.show_id == show_id))
             conn.execute(sa.delete(moments_table).where(moments_table.c.show_id == show_id))
             conn.execute(sa.delete(shows_table).where(shows_table.c.id == show_id))
             return True
@@ -479,3 +493,43 @@ class Store:
             q = q.where(clips_table.c.tenant == tenant)
         with self._read() as conn:
             return [_row(r) for r in conn.execute(q)]
+
+    # ------------------------------------------------------------------ ramp decisions
+
+    @_converted("saving ramp decisions")
+    def save_ramp_decisions(self, decisions: Iterable[Any]) -> int:
+        """Keep the traffic-ramp policy's decisions (``RampDecision`` objects or dicts with
+        ``stream_id``, ``t``, ``level``, ``share``, ``reason``), each under its stream's tenant.
+        Decisions for a stream the store does not know are skipped; returns how many were saved."""
+        items = [d if isinstance(d, dict) else to_dict(d) for d in decisions]
+        if not items:
+            return 0
+        ids = sorted({str(d["stream_id"]) for d in items})
+        with self._write() as conn:
+            owners: dict[str, str] = {}
+            for chunk in _chunks(ids):
+                q = sa.select(shows_table.c.id, shows_table.c.tenant).where(shows_table.c.id.in_(chunk))
+                owners.update({r.id: r.tenant for r in conn.execute(q)})
+            rows = [{"show_id": str(d["stream_id"]), "tenant": owners[str(d["stream_id"])], "t": float(d["t"]),
+                     "level": str(d["level"])[:16], "share": float(d["share"]), "reason": str(d.get("reason") or "")}
+                    for d in items if str(d["stream_id"]) in owners]
+            if rows:
+                conn.execute(sa.insert(ramp_table), rows)
+        return len(rows)
+
+    @_converted("listing ramp decisions")
+    def list_ramp_decisions(self, show_id: str, tenant: str | None = None, limit: int = 100,
+                            since: float | None = None) -> list[dict[str, Any]]:
+        """The stream's most recent ramp decisions (at most ``limit``, oldest first), each as
+        ``stream_id``, ``t``, ``level``, ``share``, ``reason``."""
+        q = sa.select(ramp_table).where(ramp_table.c.show_id == show_id)
+        if tenant is not None:
+            q = q.where(ramp_table.c.tenant == tenant)
+        if since is not None:
+            q = q.where(ramp_table.c.t >= float(since))
+        q = q.order_by(ramp_table.c.t.desc(), ramp_table.c.id.desc()).limit(max(0, int(limit)))
+        with self._read() as conn:
+            rows = [_row(r) for r in conn.execute(q)]
+        rows.reverse()
+        return [{"stream_id": r["show_id"], "t": r["t"], "level": r["level"], "share": r["share"], "reason": r["reason"]}
+                for r in rows]

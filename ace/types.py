@@ -23,6 +23,11 @@ EVENT_KINDS: tuple[str, ...] = (
     "cart",
     "order",
     "viewers",
+    # traffic and conversion reported by the platform (the ramp policy's inputs)
+    "impression",
+    "entry",
+    "watch",
+    "cancel",
 )
 
 
@@ -76,14 +81,19 @@ class Sentence:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One audience interaction. ``value`` is 1 for countable kinds, the gift's worth for gifts and
-    the viewer count for ``viewers``."""
+    """One audience interaction. ``value`` is 1 for countable kinds, the gift's worth for gifts, the
+    viewer count for ``viewers``, the number of impressions for ``impression`` and the seconds
+    watched for ``watch`` (sent when a viewer leaves). ``promoted`` marks the platform's
+    attribution of the user (or impressions) to promoted traffic; ``trusted`` marks a user the
+    platform trusts (history, verified, not flagged). Both only matter to the ramp policy."""
 
     t: float
     kind: str
     user: str = ""
     value: float = 1.0
     text: str = ""
+    promoted: bool = False
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

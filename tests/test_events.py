@@ -240,6 +240,8 @@ def test_round_trip(tmp_path: Path) -> None:
         Event(1.25, "gift", "大佬", 66.6, "火箭"),
         Event(2.0, "like", "bob"),
         Event(3.123456789, "order", "zoe", 2.0),
+        Event(4.0, "order", "kim", promoted=True, trusted=True),
+        Event(4.5, "impression", "", 300.0, promoted=True),
     ]
     events += [Event(10.0 + i * 0.1, k, f"u{i}") for i, k in enumerate(EVENT_KINDS)]
     p = write_jsonl(events, tmp_path / "sub" / "rt.jsonl")
@@ -250,6 +252,17 @@ def test_round_trip(tmp_path: Path) -> None:
     first = p.read_text(encoding="utf-8").splitlines()[3]
     assert json.loads(first) == {"t": 2.0, "kind": "like", "user": "bob"}  # value 1 and empty text left out
     assert json.loads(event_to_json(Event(1.0, "gift", "a", 5.0)))["value"] == 5
+    assert json.loads(event_to_json(Event(1.0, "order", "a", promoted=True))) == {"t": 1.0, "kind": "order", "user": "a",
+                                                                                 "promoted": True}
+
+
+def test_promoted_and_trusted_must_be_booleans(tmp_path: Path) -> None:
+    p = tmp_path / "flags.jsonl"
+    p.write_text('{"t": 1, "kind": "order", "user": "a", "promoted": "yes"}\n'
+                 '{"t": 2, "kind": "entry", "user": "b", "promoted": true, "trusted": null}\n')
+    load = load_events(p)
+    assert [(e.kind, e.promoted, e.trusted) for e in load.events] == [("entry", True, False)]
+    assert len(load.warnings) == 1 and "'promoted' must be true or false" in load.warnings[0]
 
 
 # --------------------------------------------------------------------------------------------------

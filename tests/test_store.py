@@ -314,3 +314,21 @@ def test_postgres_url_gets_psycopg_driver():
     assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalize_url("postgresql+psycopg://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalize_url("sqlite:////x/ace.db") == "sqlite:////x/ace.db"
+
+
+def test_ramp_decisions_are_kept_per_tenant(store):
+    from ace.types import RampDecision
+
+    _show(store, "r1", tenant="acme")
+    _show(store, "r2", tenant="globex")
+    ds = [RampDecision("r1", 30.0, "probe", 0.01, "new room"), RampDecision("r2", 30.0, "ramp", 0.2, "orders up"),
+          RampDecision("r1", 60.0, "ramp", 0.04, "highlight corroborated"),
+          RampDecision("gone", 60.0, "cool", 0.0, "unknown room")]
+    assert store.save_ramp_decisions(ds) == 3  # the unknown room is skipped
+    hist = store.list_ramp_decisions("r1", tenant="acme")
+    assert [(d["t"], d["level"], d["share"]) for d in hist] == [(30.0, "probe", 0.01), (60.0, "ramp", 0.04)]
+    assert hist[-1]["reason"] == "highlight corroborated"
+    assert store.list_ramp_decisions("r1", tenant="globex") == []
+    assert [d["t"] for d in store.list_ramp_decisions("r1", tenant="acme", limit=1)] == [60.0]
+    assert store.delete_show("r1", tenant="acme") and store.list_ramp_decisions("r1") == []
+    assert len(store.list_ramp_decisions("r2")) == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ import ray
 from ace.config import Settings
 from ace.events import iter_jsonl_lines
 from ace.live.ingest import FINAL_STATUSES, Ingest, IngestOptions, redact, source_kind
+from ace.policy.live import RoomTally
+from ace.policy.state import RoomAggregate
 from ace.types import Clip, Event, Moment, Segment, to_dict
 from workers.metrics import LiveMetrics
 
@@ -85,6 +88,10 @@ class StreamSpec:
     events: str | None = None  #: a JSONL file being appended to (pushed events need nothing here)
     products: list[str] = field(default_factory=list)
     submitted_at: float = field(default_factory=time.time)
+    #: the room's category for the ramp policy's priors (see ``ace.policy.state.CATEGORIES``)
+    category: str = "other"
+    #: promoted impressions the room may receive in total; None for no budget of its own
+    budget: float | None = None
 
 
 class EventTail:
@@ -154,6 +161,9 @@ class StreamWorker:
         self._moments: dict[str, Moment] = {}
         self._clips: dict[str, Clip] = {}
         self._latencies: deque[float] = deque(maxlen=1000)
+        self.tally = RoomTally()
+        #: (wall time found, moment on the wall clock) for the ramp policy, newest last
+        self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
         self.store = Store.from_settings(s)
         self.store.create_all()
@@ -295,9 +305,15 @@ class StreamWorker:
 
     def _take(self, update) -> list[Moment]:
         clips = {c.moment_id: c for c in update.clips}
+        now = time.time()
+        # stream time -> wall time, taking the analysed edge as now (the analysis keeps close to it)
+        edge = self.analyzer.analysed_until
         with self._lock:
             for m in update.moments:
                 self._moments[m.id] = m
+                to_wall = now - (edge if math.isfinite(edge) else m.end)
+                self._found.append((now, replace(m, start=m.start + to_wall, end=m.end + to_wall,
+                                                 peak=m.peak + to_wall)))
             self._clips.update(clips)
             for lat in update.latency_s.values():
                 self._latencies.append(lat)
@@ -320,7 +336,9 @@ class StreamWorker:
     def _take_events(self) -> list[Event]:
         out: list[Event] = []
         if self._tail is not None:
-            out.extend(self._tail.read())
+            tailed = self._tail.read()
+            self.tally.add(tailed)
+            out.extend(tailed)
         with self._lock:
             while self._events:
                 out.append(self._events.popleft())
@@ -344,6 +362,7 @@ class StreamWorker:
             parsed.append(ev)
         with self._lock:
             self._events.extend(parsed)
+            self.tally.add(parsed)
         return len(parsed)
 
     def stop(self, timeout: float = 15.0) -> dict:
@@ -394,6 +413,20 @@ class StreamWorker:
         with self._lock:
             return [to_dict(c) for c in sorted(self._clips.values(), key=lambda c: c.start)]
 
+    def room(self, since: float, until: float) -> tuple[RoomAggregate, list[Moment]] | None:
+        """What the ramp policy needs of this room for the tick ``[since, until)`` (wall seconds):
+        its interaction aggregate and the moments found in that window (times on the wall clock);
+        None once the stream has ended, failed or been stopped (the room is no longer live)."""
+        if self._status in FINAL_STATUSES:
+            return None
+        spec = self.spec
+        extra = {"category": spec.category} | ({"budget": float(spec.budget)} if spec.budget is not None else {})
+        agg = self.tally.aggregate(spec.stream_id, since, until, **extra)
+        lo, hi = float(int(since)), float(int(until))
+        with self._lock:
+            found = [m for at, m in self._found if lo <= at < hi]
+        return agg, found
+
     def ping(self) -> str:
         return self.spec.stream_id
 
@@ -440,8 +473,9 @@ class LiveController:
 
     def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
                products: Sequence[str] = (), stream_id: str | None = None,
-               ingest_options: dict | None = None) -> str:
-        """Start following ``url``; returns the stream id. A refused URL raises ValueError."""
+               ingest_options: dict | None = None, category: str = "other", budget: float | None = None) -> str:
+        """Start following ``url``; returns the stream id. A refused URL raises ValueError.
+        ``category`` and ``budget`` (promoted impressions in total) are for the ramp policy."""
         from ace.errors import InputError
 
         try:
@@ -449,7 +483,15 @@ class LiveController:
         except InputError as e:
             raise ValueError(str(e)) from None
         sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)
-        spec = StreamSpec(sid, url, name or sid, tenant, events, list(products))
+        from ace.policy.state import CATEGORIES
+
+        category = (category or "other").strip().lower()
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
+        if budget is not None and not (float(budget) >= 0):
+            raise ValueError(f"budget must be a number >= 0, got {budget!r}")
+        spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
+                          budget=None if budget is None else float(budget))
         opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
                 "name": f"ace:stream:{sid}", "namespace": NAMESPACE} | self.actor_options
         actor = StreamActor.options(**opts).remote(spec, self.settings,
@@ -501,6 +543,55 @@ class LiveController:
     def streams(self, tenant: str = "default") -> list[str]:
         with self._lock:
             return [sid for sid, (spec, _a) in self._streams.items() if spec.tenant == tenant]
+
+    def room_feed(self, since: float, until: float) -> tuple[list[RoomAggregate], list[Moment]]:
+        """Every live room's interaction aggregate for the tick ``[since, until)`` and the moments
+        found in it, across tenants (the ramp actor's feed). A stream actor that does not answer
+        in time is left out of this tick, not waited for."""
+        with self._lock:
+            actors = [(sid, a) for sid, (_spec, a) in self._streams.items()]
+        refs = [(sid, a.room.remote(since, until)) for sid, a in actors]
+        ready, _ = ray.wait([r for _s, r in refs], num_returns=len(refs), timeout=CALL_TIMEOUT_S) if refs else ([], [])
+        done = set(ready)
+        aggregates: list[RoomAggregate] = []
+        moments: list[Moment] = []
+        for sid, ref in refs:
+            if ref not in done:
+                log.warning("stream %s did not report to the ramp in time", sid)
+                continue
+            try:
+                got = ray.get(ref)
+            except Exception as e:  # restarting or gone: no room this tick
+                log.warning("stream %s: no room report (%s)", sid, type(e).__name__)
+                continue
+            if got is not None:
+                aggregates.append(got[0])
+                moments.extend(got[1])
+        return aggregates, moments
+
+    def ramp(self, stream_id: str, tenant: str = "default", limit: int = 100) -> dict:
+        """The stream's current ramp level and its recent decisions (oldest first); before the
+        first decision, level None and an empty history."""
+        with self._lock:
+            item = self._streams.get(stream_id)
+        if item is not None and item[0].tenant != tenant:
+            raise KeyError(f"no stream {stream_id!r}")
+        store = self._store()
+        if item is None and store.get_show(stream_id, tenant=tenant) is None:
+            raise KeyError(f"no stream {stream_id!r}")
+        history = store.list_ramp_decisions(stream_id, tenant=tenant, limit=limit)
+        latest = history[-1] if history else None
+        return {"stream_id": stream_id, "level": latest["level"] if latest else None,
+                "share": latest["share"] if latest else None, "history": history}
+
+    def _store(self):
+        from ace.store import Store
+
+        if getattr(self, "_store_obj", None) is None:
+            s = Settings(**self.settings)
+            self._store_obj = Store.from_settings(s)
+            self._store_obj.create_all()
+        return self._store_obj
 
 
 def _call(method, *args, wait_s: float = RESTART_WAIT_S):

@@ -33,7 +33,8 @@ from ace.types import Moment, RampDecision, to_dict
 
 log = logging.getLogger("ace.workers")
 
-__all__ = ["RAMP_ACTOR_CPUS", "FeedBatch", "RampActor", "RampController", "RoomFeed", "ShareGauge"]
+__all__ = ["RAMP_ACTOR_CPUS", "RAMP_NAME", "ControllerFeed", "FeedBatch", "RampActor", "RampController", "RoomFeed",
+           "ShareGauge", "StoreRecorder", "get_ramp", "ramp_sink_spec"]
 
 #: CPU share the ramp actor asks Ray for (it mostly waits between ticks)
 RAMP_ACTOR_CPUS = 0.1
@@ -93,7 +94,9 @@ class RampController:
     promoted impressions to spread per tick (a number, or a callable of the tick time), with a hard
     cap ``plan * (1 + pool_headroom)``. ``sink`` is a sink object or a :func:`make_sink` string
     (JSONL path or http(s) webhook URL). ``history`` bounds the decisions kept in memory.
-    ``clock`` gives the tick time when :meth:`tick` is called without one.
+    ``clock`` gives the tick time when :meth:`tick` is called without one. ``record``, when
+    given, is called with each tick's decisions to keep them (the store, for the back office).
+    ``autostart`` starts ticking at once (see :meth:`start`).
     """
 
     def __init__(
@@ -111,6 +114,8 @@ class RampController:
         clock: Callable[[], float] = time.time,
         gauge: Any | None = None,
         policy_options: dict | None = None,
+        record: Callable[[list[RampDecision]], Any] | None = None,
+        autostart: bool = False,
     ):
         self.feed = feed
         self.policy = get_policy(policy, seed=seed, **(policy_options or {})) if isinstance(policy, str) else policy
@@ -120,13 +125,16 @@ class RampController:
         self.sink = sink if sink is not None and not isinstance(sink, str) else make_sink(sink, timeout=sink_timeout)
         self.clock = clock
         self.gauge = ShareGauge(gauge)
+        self.record = record
         self._history: deque[RampDecision] = deque(maxlen=max(1, int(history)))
         self._latest: dict[str, RampDecision] = {}
         self._lock = threading.RLock()
         self._last_t: float | None = None
-        self._stats = {"ticks": 0, "decisions": 0, "sink_errors": 0, "feed_errors": 0, "last_tick": None, "last_error": ""}
+        self._stats = {"ticks": 0, "decisions": 0, "sink_errors": 0, "feed_errors": 0, "record_errors": 0, "last_tick": None, "last_error": ""}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        if autostart:  # an actor that Ray restarts ticks again by itself
+            self.start()
 
     # ------------------------------------------------------------------ deciding
 
@@ -169,6 +177,14 @@ class RampController:
             self._stats["ticks"] += 1
             self._stats["decisions"] += len(decisions)
             self._stats["last_tick"] = t
+        if self.record is not None and decisions:
+            try:
+                self.record(decisions)
+            except Exception as e:  # the store being down must not stop the platform getting decisions
+                with self._lock:
+                    self._stats["record_errors"] += 1
+                    self._stats["last_error"] = f"record: {e}"
+                log.warning("keeping ramp decisions failed: %s", e)
         try:
             self.sink.send(decisions)
         except SinkError as e:
@@ -251,3 +267,68 @@ class RampController:
 
 #: The Ray actor: one per cluster, holding the policy state.
 RampActor = ray.remote(num_cpus=RAMP_ACTOR_CPUS)(RampController)
+
+#: the cluster's ramp actor, beside the live controller
+RAMP_NAME = "ace:ramp"
+
+
+class ControllerFeed:
+    """The live pipeline as a :class:`RoomFeed`: asks the cluster's live controller (looked up by
+    name on each poll, so a restarted controller is found again) for every live room."""
+
+    def __init__(self, controller_name: str | None = None, namespace: str | None = None):
+        from workers.live import CONTROLLER_NAME, NAMESPACE
+
+        self.controller_name = controller_name or CONTROLLER_NAME
+        self.namespace = namespace or NAMESPACE
+
+    def poll(self, since: float, until: float) -> FeedBatch:
+        controller = ray.get_actor(self.controller_name, namespace=self.namespace)
+        aggregates, moments = ray.get(controller.room_feed.remote(since, until), timeout=30)
+        return FeedBatch(list(aggregates), list(moments))
+
+
+class StoreRecorder:
+    """Keeps decisions in the store (``ramp_decisions``), where the back office reads them."""
+
+    def __init__(self, settings: dict | None = None):
+        self.settings = dict(settings or {})
+        self._store = None
+
+    def __call__(self, decisions: list[RampDecision]) -> int:
+        if self._store is None:
+            from ace.config import Settings
+            from ace.store import Store
+
+            self._store = Store.from_settings(Settings(**self.settings))
+            self._store.create_all()
+        return self._store.save_ramp_decisions(decisions)
+
+
+def ramp_sink_spec(settings: Any) -> str:
+    """The sink string for :func:`~ace.policy.sink.make_sink` from settings (``ramp_sink``; empty
+    means ``DATA_DIR/ramp/decisions.jsonl``)."""
+    spec = (settings.ramp_sink or "").strip()
+    if spec:
+        return spec
+    from pathlib import Path
+
+    return str(Path(settings.data_dir).absolute() / "ramp" / "decisions.jsonl")
+
+
+def get_ramp(settings: dict | None = None, *, create: bool = True):
+    """The cluster's ramp actor (``ace:ramp``, detached), fed by the live controller and keeping its
+    decisions in the store; made (ticking every ``ramp_tick_s``) when ``create`` and it does not
+    exist."""
+    from ace.config import Settings
+    from workers.live import NAMESPACE
+
+    if not create:
+        return ray.get_actor(RAMP_NAME, namespace=NAMESPACE)
+    s = Settings(**(settings or {}))
+    actor = RampActor.options(name=RAMP_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                              max_restarts=-1, max_concurrency=4).remote(
+        ControllerFeed(), plan=s.ramp_pool, tick_s=s.ramp_tick_s, sink=ramp_sink_spec(s),
+        record=StoreRecorder(settings), autostart=True)
+    ray.get(actor.stats.remote(), timeout=60)  # made and ticking (or its error, raised here)
+    return actor

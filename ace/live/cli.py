@@ -66,7 +66,8 @@ def _controller():
 
 def _settings_for_actors(settings) -> dict:
     keep = ("data_dir", "database_url", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
-            "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords")
+            "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords", "ramp_tick_s",
+            "ramp_pool", "ramp_sink")
     d = {k: getattr(settings, k) for k in keep}
     d["data_dir"] = str(Path(settings.data_dir).absolute())
     d["cpu_threads"] = 1
@@ -78,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from workers.cluster import init_ray, ray_temp_dir
     from workers.live import get_controller
+    from workers.ramp import get_ramp, ramp_sink_spec
 
     settings = _settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -105,10 +107,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     init_ray(address=address, data_dir=settings.data_dir)
     controller = get_controller(create=True, settings=_settings_for_actors(settings))
     ray.get(controller.streams.remote())  # it answers: ready
+    get_ramp(_settings_for_actors(settings))
     addr_file.parent.mkdir(parents=True, exist_ok=True)
     addr_file.write_text(address + ("\nstarted\n" if started else "\n"))
     dash = f"http://{args.host}:{args.dashboard_port}" if started else "the joined cluster's own dashboard"
     out.print(f"ACE is serving on Ray at {address}\n  dashboard:  {dash}\n  controller: ace:controller (namespace ace)\n"
+              f"  ramp:       ace:ramp, deciding every {settings.ramp_tick_s:g} s -> {ramp_sink_spec(settings)}\n"
               f"  submit:     ace live URL [--events FILE]\n  stop:       ace stop ID")
     if args.detach:
         return 0
@@ -135,6 +139,14 @@ def _shutdown(args, settings) -> int:
             except Exception as e:  # noqa: BLE001 - shutting down anyway
                 err.print(f"[yellow]warning[/] stopping {sid}: {e}")
         ray.kill(controller)
+        try:
+            from workers.ramp import get_ramp
+
+            ramp = get_ramp(create=False)
+            ray.get(ramp.stop.remote(), timeout=30)  # closes the decision sink
+            ray.kill(ramp)
+        except ValueError:  # no ramp actor
+            pass
     except SystemExit as e:
         err.print(f"[yellow]{e}")
     finally:
@@ -159,7 +171,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         if events and "://" not in events:
             events = str(Path(events).absolute())
         try:
-            sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events))
+            sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events,
+                                                   category=args.category, budget=args.budget))
         except ray.exceptions.RayTaskError as e:
             err.print(f"[red]refused[/] {url}: {e.cause if hasattr(e, 'cause') else e}")
             continue
@@ -230,19 +243,27 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _connect(args, settings)
-    rows = ray.get(_controller().status.remote())
+    controller = _controller()
+    rows = ray.get(controller.status.remote())
+    for r in rows:
+        try:
+            ramp = ray.get(controller.ramp.remote(r["id"], limit=1), timeout=10)
+            r["ramp_level"], r["ramp_share"] = ramp["level"], ramp["share"]
+        except Exception:  # noqa: BLE001 - the listing still shows the stream
+            r["ramp_level"] = r["ramp_share"] = None
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     from rich.table import Table
 
     t = Table(title="live streams")
-    for col in ("id", "status", "analysed s", "lag s", "moments", "clips", "clip p95 s", "reconnects", "error"):
+    for col in ("id", "status", "analysed s", "lag s", "moments", "clips", "clip p95 s", "reconnects", "ramp", "error"):
         t.add_column(col)
     for r in rows:
         t.add_row(r["id"], r["status"], f"{r.get('analysed_until') or 0:.0f}", f"{r.get('lag_s') or 0:.1f}",
                   str(r.get("moments", "-")), str(r.get("clips", "-")), str(r.get("clip_latency_p95_s") or "-"),
-                  str(r.get("reconnects", "-")), (r.get("error") or "").splitlines()[0][:60] if r.get("error") else "")
+                  str(r.get("reconnects", "-")),
+                  f"{r['ramp_level']} {100 * r['ramp_share']:.1f}%" if r.get("ramp_level") else "-", (r.get("error") or "").splitlines()[0][:60] if r.get("error") else "")
     out.print(t)
     return 0
 
@@ -261,6 +282,9 @@ def register(sub, add_common) -> None:
     lv.add_argument("urls", nargs="+", help="HLS/HTTP-FLV (http, https), RTMP, RTSP URLs, or a local file (played at real speed)")
     lv.add_argument("--events", action="append", help="JSONL events file being appended to, one per URL in order")
     lv.add_argument("--name", help="a name for the stream (its id starts with it)")
+    lv.add_argument("--category", default="other", help="the room's category for the ramp policy's priors "
+                    "(beauty, fashion, food, electronics, games, other)")
+    lv.add_argument("--budget", type=float, help="promoted impressions the room may receive in total (default: no limit)")
     lv.add_argument("--no-follow", action="store_true", dest="no_follow", help="submit and return")
     lv.add_argument("--json", action="store_true", help="follow as JSON lines")
     add_common(lv)

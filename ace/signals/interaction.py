@@ -100,6 +100,8 @@ class InteractionDetector(Detector):
             if e.kind == "viewers":
                 self._viewers = e.value
                 continue
+            if e.kind not in self.o.weights:  # traffic reports (impressions, entries, ...) are not interaction
+                continue
             users[e.kind].add(e.user or f"anon{i}")
             if e.kind == "gift":
                 gift_value += max(e.value, 0.0)
