@@ -1,7 +1,7 @@
 """``ace serve``, ``ace live``, ``ace stop``, ``ace streams``: the live commands.
 
 ``ace serve`` starts a Ray head node with its dashboard (or joins ``--address`` / ``RAY_ADDRESS``)
-and the detached controller actor, writes the cluster's address to ``DATA_DIR/ray.address`` so the
+and the detached controller and ramp actors, writes the cluster's address to ``DATA_DIR/ray.address`` so the
 other commands find it, and stays in the foreground until Ctrl-C (then it stops the streams and
 the Ray node it started); ``--detach`` returns at once and leaves them running
 (``ace serve --shutdown`` stops them later).
