@@ -1,6 +1,11 @@
 """``ace policy simulate``: every policy over several seeded simulated days, a table of the
 metrics (mean and spread over seeds, targets checked for the ramp policy), and PNG plots.
 
+``--rooms`` is a density, rooms per 4 hours of the day: arrivals go on all day, so
+``--hours 24`` simulates about 6x the rooms of the default 4 h day with about as many live at a
+time (about 35). The default day stays 4 h (about 10 s for 5 seeds); ``--hours 24`` is a full day
+(about 70 s and 3 GB of memory for 5 seeds on an idle core).
+
 ``register(subparsers)`` adds the ``policy`` command to the ``ace`` command's argparse
 subparsers; ``python -m ace.policy simulate ...`` runs the same thing standalone.
 """
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from ace.policy import policy_names
 from ace.policy.metrics import METRICS, Summary, evaluate, summarize
-from ace.policy.simulator import SimOptions, run_many
+from ace.policy.simulator import ROOMS_PER_H, SimOptions, run_many
 
 log = logging.getLogger("ace.policy")
 
@@ -43,8 +48,8 @@ def add_simulate(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     )
     s.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     s.add_argument("--seeds", type=int, default=5, help="number of seeds: seed, seed+1, ... (default 5)")
-    s.add_argument("--rooms", type=int, default=d.rooms, help=f"rooms over the day (default {d.rooms})")
-    s.add_argument("--hours", type=float, default=d.hours, help=f"length of the day in hours (default {d.hours:g})")
+    s.add_argument("--rooms", type=int, default=d.rooms, help=f"rooms per {ROOMS_PER_H:g} h of the day; a longer day has proportionally more (default {d.rooms})")
+    s.add_argument("--hours", type=float, default=d.hours, help=f"length of the day in hours, e.g. 24 for a full day (default {d.hours:g})")
     s.add_argument("--policies", default=",".join(policy_names()), help="comma-separated policies (default: all)")
     s.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the plots (default {DEFAULT_OUT})")
     s.add_argument("--no-plots", action="store_true", help="do not write plots")
@@ -132,7 +137,8 @@ def print_table(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions,
 
     names = list(summary)
     table = Table(
-        title=f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {opts.rooms} rooms, {opts.hours:g} h, tick {opts.tick_s:g} s — mean ± std over seeds",
+        title=f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {opts.rooms} rooms per {ROOMS_PER_H:g} h ({opts.total_rooms()} in the day), "
+        f"{opts.hours:g} h, tick {opts.tick_s:g} s — mean ± std over seeds",
         title_justify="left",
     )
     table.add_column("metric", style="bold")
@@ -169,7 +175,7 @@ def to_json(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions) -> 
                 entry["target"] = {"op": m.target[0], "value": m.target[1], "check": m.check}
                 entry["met"] = s.passed
             metrics[m.name] = entry
-        out.append({"policy": name, "seeds": list(seeds), "rooms": opts.rooms, "hours": opts.hours, "metrics": metrics})
+        out.append({"policy": name, "seeds": list(seeds), "rooms": opts.rooms, "rooms_total": opts.total_rooms(), "hours": opts.hours, "metrics": metrics})
     return out
 
 

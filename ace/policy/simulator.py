@@ -6,9 +6,13 @@ responses to promoted traffic depend on the policy, and those draw from their ow
 
 What it models, per room:
 
-* **Arrivals and lifetimes**: ``initial_live`` of the rooms are live when the day starts, the
-  rest arrive uniformly until half an hour before its end; lifetimes are log-normal. Rooms start
-  and end on tick boundaries (a room arriving mid-tick is first seen at the next decision).
+* **Arrivals and lifetimes**: ``rooms`` is a density, the rooms of every ``ROOMS_PER_H``
+  (4) hours of the day, so a longer day has proportionally more rooms and about as many live at a
+  time (a platform has arrivals all day: the defaults keep about 35 rooms live whether the day
+  is 4 or 24 hours long). ``initial_live x rooms`` rooms are live when the day starts; the others
+  arrive uniformly until half an hour before its end, at the rate that brings a 4 h day to
+  ``rooms`` in all (:meth:`SimOptions.total_rooms`); lifetimes are log-normal. Rooms start and
+  end on tick boundaries (a room arriving mid-tick is first seen at the next decision).
 * **Latent quality**: entries per impression, orders per entry (log-normal around the category
   prior), watch time per entry (higher for better rooms), carts and follows; a streamer history
   that is a noisy view of quality (unknown for new streamers).
@@ -23,7 +27,9 @@ What it models, per room:
 * **Budgets and the plan**: the pacing plan is ``pool`` impressions per tick per room live on
   average, on a smooth daily curve, with a hard cap ``pool_headroom`` above it; each room has a
   budget of ``budget_multiple`` even shares over its planned session (which differs from the
-  real one by about 20%).
+  real one by about 20%). The plan is fixed in advance and does not follow the live rooms, so
+  when few rooms are live the hard caps (max share per room, budgets) may not let anyone spend
+  it: the utilisation metric counts only what was spendable (see :mod:`ace.policy.metrics`).
 * **Adversarial rooms**: bots with many likes and chat from few accounts, inflated viewer
   counts, click-bait entries that leave within seconds, no real conversions, and like bursts that
   ACE reports as moments; half of them also "brush" fake orders from untrusted accounts that
@@ -52,10 +58,10 @@ log = logging.getLogger("ace.policy")
 @dataclass(frozen=True)
 class SimOptions:
     """A simulated day. Defaults give about 35 rooms live at a time (a plan of about 21,000
-    promoted impressions per 30 s tick) and run in about a second per policy."""
+    promoted impressions per 30 s tick) and run in about a second per policy (4 h)."""
 
     seed: int = 0
-    rooms: int = 120  #: rooms over the day
+    rooms: int = 120  #: rooms per ROOMS_PER_H hours of the day (a density: arrivals scale with ``hours``)
     hours: float = 4.0  #: length of the day
     tick_s: float = 30.0  #: decision interval
     pool: float = 600.0  #: promoted impressions per tick in the pacing plan, per room live on average
@@ -84,6 +90,27 @@ class SimOptions:
     false_moment_gap_s: float = 2400.0
     fake_burst_gap_s: float = 360.0
     budget_multiple: float = 4.0  #: room budget = this x an even share x planned session ticks
+
+    def initial_rooms(self) -> int:
+        """Rooms live when the day starts."""
+        return int(round(self.rooms * self.initial_live))
+
+    def total_rooms(self) -> int:
+        """Rooms over the whole day: the initial ones plus arrivals at the rate of ``rooms`` per
+        ``ROOMS_PER_H`` hours (which arrive over the first ``ROOMS_PER_H`` hours less half an hour)."""
+        n0 = self.initial_rooms()
+        window = _arrival_window(self.hours * 3600.0, self.tick_s)
+        ref = _arrival_window(ROOMS_PER_H * 3600.0, self.tick_s)
+        return n0 + int(round(max(self.rooms - n0, 0) * window / ref))
+
+
+#: ``SimOptions.rooms`` counts the rooms of this many hours of the day
+ROOMS_PER_H = 4.0
+
+
+def _arrival_window(day_s: float, tick_s: float) -> float:
+    """Seconds from the start of the day during which rooms arrive (until half an hour before its end)."""
+    return max(day_s - 1800.0, float(tick_s))
 
 
 @dataclass
@@ -116,15 +143,15 @@ class World:
         rng = np.random.default_rng([o.seed, 7])
         self.dt = dt = float(o.tick_s)
         self.T = T = max(2, int(round(o.hours * 3600.0 / dt)))
-        self.N = N = int(o.rooms)
+        self.N = N = o.total_rooms()
         self.t = np.arange(T) * dt
         day = o.hours * 3600.0
         # pacing plan with a smooth daily curve
         curve = 1.0 + o.diurnal * np.sin(2 * np.pi * (self.t / max(day, 1.0)) - np.pi / 2) * 0.5 + o.diurnal * 0.5
         curve = curve / curve.mean()
         # arrivals and lifetimes (tick aligned)
-        n0 = int(round(N * o.initial_live))
-        arrive = np.concatenate([np.zeros(n0), rng.uniform(0.0, max(day - 1800.0, dt), N - n0)])
+        n0 = min(o.initial_rooms(), N)
+        arrive = np.concatenate([np.zeros(n0), rng.uniform(0.0, _arrival_window(day, dt), N - n0)])
         life = np.exp(rng.normal(math.log(o.lifetime_median_h * 3600.0), o.lifetime_sigma, N))
         life = np.clip(life, 1200.0, 8 * 3600.0)
         life[:n0] *= rng.uniform(0.2, 1.0, n0)

@@ -109,3 +109,48 @@ def test_reasons_are_recorded_for_sample_rooms():
     tr = run(RampPolicy(), o, sample_rooms=[0, 1])
     live = tr.live[:, 0]
     assert all(r for r, lv in zip(tr.reasons[0], live) if lv)
+
+
+def test_rooms_are_a_density_so_a_long_day_has_rooms_all_day():
+    d = SimOptions()
+    assert d.total_rooms() == d.rooms == 120  # the default 4 h day is unchanged
+    assert replace(d, hours=24).total_rooms() == 42 + round(78 * (24 * 3600 - 1800) / (4 * 3600 - 1800))
+    assert replace(d, hours=2).total_rooms() < d.rooms
+    short, long_ = World(replace(d, rooms=40, hours=4, seed=1)), World(replace(d, rooms=40, hours=12, seed=1))
+    assert long_.N == replace(d, rooms=40, hours=12).total_rooms() and long_.N > 2.4 * short.N
+    live_short, live_long = short.live.sum(axis=1), long_.live.sum(axis=1)
+    # about as many rooms live late in the long day as in the short one: nobody is left alone with the plan
+    late = live_long[long_.T // 2 :]
+    assert 0.6 < late.mean() / live_short.mean() < 1.6
+    assert late.min() >= 1 / d.max_share
+
+
+def test_util_error_counts_the_spendable_plan_only_and_catches_under_and_over_spending():
+    from ace.policy.metrics import spendable_plan
+
+    o = SimOptions(rooms=10, hours=2.0, seed=2)  # a few rooms live: the caps cannot take the plan
+    w = World(o)
+    tr = run(get_policy("uniform"), o, w)
+    sp = spendable_plan(tr)
+    n = w.live.sum(axis=1)
+    assert (n * o.max_share < 1).any()
+    # budgets do not bind in this day: spendable = min(plan, live rooms x max share x plan)
+    assert np.allclose(sp, np.minimum(tr.plan, n * o.max_share * tr.plan))
+    m = trace_metrics(tr)
+    assert m["plan_spendable"] < 0.95
+    assert m["util_error"] <= 1e-3  # uniform spends every cap
+    assert abs(tr.alloc.sum() - tr.plan.sum()) / tr.plan.sum() > 0.02  # what the plain plan would call an error
+    under = replace(tr, alloc=tr.alloc * 0.9)
+    assert trace_metrics(under)["util_error"] >= 0.09
+    over = replace(tr, alloc=tr.alloc * 1.05)
+    assert trace_metrics(over)["util_error"] >= 0.04
+
+
+def test_util_error_is_the_plain_one_where_the_caps_never_bind(small_results):
+    traces, res = small_results
+    for name, trs in traces.items():
+        for tr, m in zip(trs, res[name]):
+            if m["plan_spendable"] == 1.0:
+                plain = abs(tr.alloc.sum() - tr.plan.sum()) / tr.plan.sum()
+                assert m["util_error"] == pytest.approx(plain, abs=1e-12), name
+    assert any(m["plan_spendable"] == 1.0 for m in res["ramp"])
