@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_live(sub, _add_common)
 
+    from ace.api.cli import register as register_tokens
+
+    register_tokens(sub, _add_common)
+
     try:
         from ace.policy.cli import register as register_policy
     except ImportError:

@@ -61,11 +61,24 @@ class Settings(BaseSettings):
     ramp_tick_s: float = Field(30.0, ge=1, le=3600, description="How often the traffic-ramp actor decides (seconds).")
     ramp_pool: float = Field(20000.0, ge=0, description="Promoted impressions the ramp spreads over live rooms each tick.")
     ramp_sink: str = Field("", description="Where ramp decisions go for the platform: a JSONL path or an http(s) webhook URL; empty means DATA_DIR/ramp/decisions.jsonl, 'none' sends nowhere.")
+    api_host: str = Field("127.0.0.1", description="Back office (HTTP API and web page) host; 0.0.0.0 to expose it.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Back office port.")
+    url_allowlist: tuple[str, ...] = Field((), description="Hosts, IPs or networks (optionally host:port) that submitted URLs may reach although they are loopback, private or link-local (comma-separated in the environment: ACE_URL_ALLOWLIST='[\"127.0.0.1\", \"10.0.0.0/8\"]' as JSON).")
+    media_root: Path | None = Field(None, description="The only folder batch jobs may read recorded shows from by path; None means DATA_DIR/media.")
+    api_rate: float = Field(200.0, gt=0, description="Requests per second each API token may make (bursts up to twice that).")
+    api_max_body: int = Field(4 << 20, ge=1024, description="Largest request body the API accepts, bytes.")
+    api_max_events: int = Field(10000, ge=1, description="Most interaction events one request may carry.")
+    api_max_streams: int = Field(50, ge=1, description="Most live streams one tenant may run at once.")
+    api_max_submits: int = Field(8, ge=1, description="Stream submissions handled at once; more wait briefly, then get 503 with Retry-After.")
     ray_address: str | None = Field(None, description="Existing Ray cluster to join; None starts a local one.")
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'ace.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return Path(self.media_root) if self.media_root else self.data_dir / "media"
 
     @property
     def cache_dir(self) -> Path:

@@ -122,7 +122,8 @@ class ShowPipeline:
 
     # -- analysis ----------------------------------------------------------------------------
 
-    def analyse(self, path: str | os.PathLike, events_path: str | os.PathLike | None = None, progress: Progress | None = None) -> Analysis:
+    def analyse(self, path: str | os.PathLike, events_path: str | os.PathLike | None = None, progress: Progress | None = None,
+                show_id: str | None = None) -> Analysis:
         """Run every detector over one show and fuse their evidence into moments."""
         s = self.settings
         path = str(path)
@@ -135,7 +136,7 @@ class ShowPipeline:
             raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
         if not info.has_audio:
             raise NoStreamError(f"{path}: no audio track (ACE needs the show's sound for speech and loudness)")
-        show_id = show_id_for(path)
+        show_id = show_id or show_id_for(path)
         timings["probe"] = time.perf_counter() - t0
 
         warnings: list[str] = []
@@ -221,9 +222,12 @@ class ShowPipeline:
         events_path: str | os.PathLike | None = None,
         progress: Progress | None = None,
         store=None,
+        tenant: str = "default",
+        show_id: str | None = None,
     ) -> ShowResult:
         """Analyse a show and cut its clips into ``out_root/<show>/``. Never raises for bad input:
-        the result says what went wrong."""
+        the result says what went wrong. ``tenant`` owns the store rows; ``show_id`` replaces the
+        id derived from the path (the back office gives each job its own)."""
         path = str(path)
         started = time.perf_counter()
         name = slug(Path(path).stem)
@@ -233,12 +237,13 @@ class ShowPipeline:
                 raise InputError(f"no such file: {path}")
             if Path(path).stat().st_size == 0:
                 raise MediaError(f"{path}: empty file (zero bytes)")
-            result.show_id = show_id_for(path)
+            result.show_id = show_id or show_id_for(path)
             events_digest = _file_digest(events_path) if events_path else ""
             shash = settings_hash(self.settings, events_digest)
             if store is not None:
-                store.upsert_show(result.show_id, path=path, name=name, duration=0.0, settings_hash=shash, status="running")
-            analysis = self.analyse(path, events_path, progress)
+                store.upsert_show(result.show_id, path=path, name=name, duration=0.0, settings_hash=shash, status="running",
+                                  tenant=tenant)
+            analysis = self.analyse(path, events_path, progress, show_id=result.show_id)
             result.duration = analysis.info.duration
             result.warnings = analysis.warnings
             result.timings = dict(analysis.timings)
@@ -248,8 +253,9 @@ class ShowPipeline:
             result.moments, result.clips = analysis.moments, clips
             self._write_json(result, analysis, shash)
             if store is not None:
-                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash=shash, status="done")
-                store.save_results(result.show_id, analysis.moments, clips, shash)
+                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash=shash, status="done",
+                                  tenant=tenant)
+                store.save_results(result.show_id, analysis.moments, clips, shash, tenant=tenant)
             result.ok = True
         except AceError as exc:
             result.error = str(exc)
@@ -259,7 +265,8 @@ class ShowPipeline:
         result.seconds = time.perf_counter() - started
         if not result.ok and store is not None and result.show_id:
             try:
-                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash="", status="failed", error=result.error)
+                store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash="", status="failed",
+                                  error=result.error, tenant=tenant)
             except AceError:
                 log.warning("could not record the failure of %s in the store", path)
         return result

@@ -12,6 +12,10 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
              clip_path, created_at
     clips    moment_id PK FK moments, show_id FK shows, tenant, path, start, end, mode, srt_path,
              thumb_path, seconds, created_at
+    ramp_decisions  id PK, show_id FK shows, tenant, t, level, share, reason
+    reviews  moment_id PK FK moments, tenant, verdict (approve | reject), note, updated_at
+    api_tokens  id PK, tenant, name, hash (SHA-256 of the secret; the secret itself is never
+             stored), created_at, revoked_at
 
 ``status`` is one of :data:`SHOW_STATUSES`. Times of the media are float seconds; ``created_at`` /
 ``updated_at`` are wall-clock UTC and come back as ISO 8601 strings. Reads return plain dicts.
@@ -114,6 +118,31 @@ ramp_table = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_ramp_decisions_show_t", "show_id", "t"),
 )
+
+reviews_table = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("moment_id", sa.String, sa.ForeignKey("moments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("verdict", sa.String(8), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("verdict IN ('approve', 'reject')", name="ck_reviews_verdict"),
+)
+
+tokens_table = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+#: what an API token looks like: ``ace_`` + 8 hex (its id) + ``_`` + 43 url-safe characters
+TOKEN_PREFIX = "ace_"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -391,6 +420,8 @@ class Store:
                 return False
             conn.execute(sa.delete(clips_table).where(clips_table.c.show_id == show_id))
             conn.execute(sa.delete(ramp_table).where(ramp_table.c.show_id == show_id))
+            ids = sa.select(moments_table.c.id).where(moments_table.c.show_id == show_id)
+            conn.execute(sa.delete(reviews_table).where(reviews_table.c.moment_id.in_(ids)))
             conn.execute(sa.delete(moments_table).where(moments_table.c.show_id == show_id))
             conn.execute(sa.delete(shows_table).where(shows_table.c.id == show_id))
             return True
@@ -466,6 +497,7 @@ class Store:
                 conn.execute(sa.delete(clips_table).where(clips_table.c.moment_id.in_(ids)))
             for ids in _chunks(sorted(old_moments - set(by_id))):
                 conn.execute(sa.delete(clips_table).where(clips_table.c.moment_id.in_(ids)))
+                conn.execute(sa.delete(reviews_table).where(reviews_table.c.moment_id.in_(ids)))
                 conn.execute(sa.delete(moments_table).where(moments_table.c.id.in_(ids)))
             self._upsert(conn, moments_table, "id", moment_rows, keep=("created_at",))
             self._upsert(conn, clips_table, "moment_id", clip_rows, keep=("created_at",))
@@ -533,3 +565,97 @@ class Store:
         rows.reverse()
         return [{"stream_id": r["show_id"], "t": r["t"], "level": r["level"], "share": r["share"], "reason": r["reason"]}
                 for r in rows]
+
+    # ------------------------------------------------------------------ clip reviews
+
+    @_converted("saving the review")
+    def set_review(self, moment_id: str, verdict: str, tenant: str = DEFAULT_TENANT, note: str = "") -> dict[str, Any] | None:
+        """Approve or reject a clip (by its moment id), kept as feedback for later tuning; a later
+        review replaces an earlier one. None when the tenant has no such moment."""
+        if verdict not in ("approve", "reject"):
+            raise ValueError(f"verdict must be 'approve' or 'reject', got {verdict!r}")
+        with self._write() as conn:
+            q = sa.select(moments_table.c.id).where((moments_table.c.id == moment_id) & (moments_table.c.tenant == tenant))
+            if conn.execute(q).first() is None:
+                return None
+            row = {"moment_id": moment_id, "tenant": tenant, "verdict": verdict, "note": note, "updated_at": _now()}
+            self._upsert(conn, reviews_table, "moment_id", [row])
+        return _iso_row(row)
+
+    @_converted("listing reviews")
+    def list_reviews(self, show_id: str, tenant: str | None = None) -> dict[str, dict[str, Any]]:
+        """The show's reviews by moment id."""
+        q = (sa.select(reviews_table).join(moments_table, moments_table.c.id == reviews_table.c.moment_id)
+             .where(moments_table.c.show_id == show_id))
+        if tenant is not None:
+            q = q.where(reviews_table.c.tenant == tenant)
+        with self._read() as conn:
+            return {r.moment_id: _row(r) for r in conn.execute(q)}
+
+    @_converted("finding the clip")
+    def get_clip(self, moment_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """One clip with its moment's score and transcript (None when the tenant has none such)."""
+        q = (sa.select(clips_table, moments_table.c.score, moments_table.c.transcript, moments_table.c.reasons)
+             .join(moments_table, moments_table.c.id == clips_table.c.moment_id)
+             .where(clips_table.c.moment_id == moment_id))
+        if tenant is not None:
+            q = q.where(clips_table.c.tenant == tenant)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return _row(row) if row is not None else None
+
+    # ------------------------------------------------------------------ API tokens
+
+    @_converted("creating the token")
+    def create_token(self, tenant: str, name: str = "") -> tuple[str, str]:
+        """A new API token for ``tenant``: returns ``(token id, token)``. Only the token's SHA-256
+        is kept, so the token cannot be shown again."""
+        import secrets
+
+        if not tenant or len(tenant) > 64:
+            raise ValueError("a tenant name is 1-64 characters")
+        tid = secrets.token_hex(4)
+        token = f"{TOKEN_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
+        with self._write() as conn:
+            conn.execute(sa.insert(tokens_table), [{"id": tid, "tenant": tenant, "name": name[:200],
+                                                    "hash": token_hash(token), "created_at": _now()}])
+        return tid, token
+
+    @_converted("checking the token")
+    def token_tenant(self, token: str) -> str | None:
+        """The tenant of a valid (not revoked) token, else None."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        q = sa.select(tokens_table.c.tenant).where((tokens_table.c.hash == token_hash(token)) & tokens_table.c.revoked_at.is_(None))
+        with self._read() as conn:
+            return conn.execute(q).scalar_one_or_none()
+
+    @_converted("listing tokens")
+    def list_tokens(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Tokens (id, tenant, name, created_at, revoked_at; never the hash)."""
+        q = sa.select(tokens_table.c.id, tokens_table.c.tenant, tokens_table.c.name, tokens_table.c.created_at,
+                      tokens_table.c.revoked_at).order_by(tokens_table.c.created_at)
+        if tenant is not None:
+            q = q.where(tokens_table.c.tenant == tenant)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    @_converted("revoking the token")
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token by id; False when there is no such live token."""
+        with self._write() as conn:
+            res = conn.execute(sa.update(tokens_table).where((tokens_table.c.id == token_id) & tokens_table.c.revoked_at.is_(None))
+                               .values(revoked_at=_now()))
+            return res.rowcount > 0
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of a token, hex. Tokens carry 256 random bits, so a fast hash is enough: there is no
+    password to guess, and a lookup by hash needs no per-row salt."""
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _iso_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(v) for k, v in row.items()}

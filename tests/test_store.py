@@ -332,3 +332,35 @@ def test_ramp_decisions_are_kept_per_tenant(store):
     assert [d["t"] for d in store.list_ramp_decisions("r1", tenant="acme", limit=1)] == [60.0]
     assert store.delete_show("r1", tenant="acme") and store.list_ramp_decisions("r1") == []
     assert len(store.list_ramp_decisions("r2")) == 1
+
+
+def test_clip_reviews_and_lookup_per_tenant(store):
+    _show(store, "s1", tenant="acme")
+    m = _moment("s1", 1.0)
+    store.save_results("s1", [m], [_clip(m)], settings_hash="h", tenant="acme")
+    assert store.set_review(m.id, "approve", tenant="globex") is None  # not theirs
+    assert store.set_review(m.id, "reject", tenant="acme", note="too short")["verdict"] == "reject"
+    store.set_review(m.id, "approve", tenant="acme")
+    assert store.list_reviews("s1", tenant="acme")[m.id]["verdict"] == "approve"
+    assert store.list_reviews("s1", tenant="globex") == {}
+    with pytest.raises(ValueError):
+        store.set_review(m.id, "maybe", tenant="acme")
+    clip = store.get_clip(m.id, tenant="acme")
+    assert clip["path"].endswith(".mp4") and clip["score"] == m.score
+    assert store.get_clip(m.id, tenant="globex") is None
+    # a re-run that no longer finds the moment drops its review with it
+    store.save_results("s1", [], [], settings_hash="h", tenant="acme")
+    assert store.list_reviews("s1") == {}
+
+
+def test_api_tokens_are_kept_hashed_and_can_be_revoked(store):
+    tid, token = store.create_token("acme", name="ops laptop")
+    assert token.startswith("ace_") and len(token) > 40
+    assert store.token_tenant(token) == "acme"
+    assert store.token_tenant(token + "x") is None and store.token_tenant("nope") is None
+    listed = store.list_tokens("acme")
+    assert [t["id"] for t in listed] == [tid] and "hash" not in listed[0]
+    with store.engine.connect() as conn:  # the token itself is nowhere in the database
+        assert token not in str(conn.execute(sa.text("SELECT * FROM api_tokens")).all())
+    assert store.revoke_token(tid) and not store.revoke_token(tid)
+    assert store.token_tenant(token) is None

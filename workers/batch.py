@@ -25,6 +25,8 @@ log = logging.getLogger("ace.workers")
 class Job:
     path: str
     events: str | None = None
+    tenant: str = "default"
+    show_id: str | None = None  #: None: derived from the path
 
 
 #: progress of every job: {job key: {stage: (done, total)}}
@@ -72,7 +74,8 @@ def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) 
     except Exception as exc:  # the clips still get made; the summary says why nothing was stored
         log.warning("store unavailable: %s", exc)
         store = None
-    result = ShowPipeline(settings).process(job.path, out_root, job.events, progress=progress, store=store)
+    result = ShowPipeline(settings).process(job.path, out_root, job.events, progress=progress, store=store,
+                                            tenant=job.tenant, show_id=job.show_id)
     if store is None:
         result.warnings.append("results were not saved to the database (store unavailable)")
     progress("done" if result.ok else "failed", 1, 1)
@@ -128,3 +131,44 @@ def run_batch(
         on_progress(ray.get(board.snapshot.remote()))
     ray.kill(board)
     return results
+
+
+def fetch_recording(url: str, dest: Path, settings: Settings, timeout_s: float = 3600.0) -> Path:
+    """Copy a recorded show at an http(s) URL into ``dest`` with ffmpeg (no re-encoding), every
+    request going through ACE's address guard (:mod:`ace.netguard`), so the URL — or a playlist
+    behind it — cannot reach loopback, private or metadata addresses."""
+    import subprocess
+
+    from ace.errors import InputError, MediaError
+    from ace.netguard import GuardProxy, check_url, guarded_input_options
+
+    check_url(url, allow=settings.url_allowlist)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with GuardProxy(allow=settings.url_allowlist) as proxy:
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *guarded_input_options("http", proxy.url),
+               "-protocol_whitelist", "http,https,tcp,tls,crypto,httpproxy", "-rw_timeout", "30000000",
+               "-i", url, "-map", "0", "-c", "copy", "-f", "mp4", str(dest)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise MediaError(f"fetching {url} took over {timeout_s:.0f} s") from None
+    if proc.returncode != 0 or not dest.is_file() or dest.stat().st_size == 0:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        raise InputError(f"cannot fetch {url}: {' / '.join(tail) or 'ffmpeg failed'}")
+    return dest
+
+
+def run_job_item(item: dict, key: str, out_root: str, settings: Settings, board, tenant: str, show_id: str) -> ShowResult:
+    """One item of a back-office batch job (runs inside a Ray worker): a file from the media folder,
+    or an http(s) URL fetched first; processed as the tenant's show ``show_id``."""
+    path = item.get("path")
+    if item.get("url"):
+        if board is not None:
+            board.update.remote(key, "fetch", 0, 1)
+        try:
+            path = str(fetch_recording(item["url"], Path(out_root) / "source" / f"{show_id}.mp4", settings))
+        except Exception as exc:  # noqa: BLE001 - the job shows why
+            if board is not None:
+                board.update.remote(key, "failed", 1, 1)
+            return ShowResult(show_id=show_id, path=item["url"], ok=False, error=str(exc))
+    return _process_show(Job(path, None, tenant, show_id), key, out_root, settings, board)

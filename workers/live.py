@@ -63,6 +63,10 @@ _STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "runn
                  "stopped": "done", "failed": "failed"}
 
 
+class TooManyStreams(RuntimeError):
+    """The tenant already runs as many live streams as it may."""
+
+
 def new_stream_id(name: str | None = None) -> str:
     """``<slug of name>-<8 hex>`` (or just the hex): unique, safe as a folder and actor name."""
     from ace.pipeline import slug
@@ -162,6 +166,8 @@ class StreamWorker:
         self._clips: dict[str, Clip] = {}
         self._latencies: deque[float] = deque(maxlen=1000)
         self.tally = RoomTally()
+        self._batches: dict[str, int] = {}  # recent batch ids -> events accepted (insertion order)
+        self.events_received = 0  #: events accepted through push_events (kept across restarts)
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
@@ -174,6 +180,7 @@ class StreamWorker:
             outage = max(0.0, time.time() - float(saved.get("saved_at", time.time())))
             self._offset = float(saved["analysed_until"]) + outage
         self._restarts = int(saved.get("restarts", -1)) + 1
+        self.events_received = int(saved.get("events_received", 0))
         for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
         for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
@@ -214,7 +221,7 @@ class StreamWorker:
 
     def _save_state(self) -> None:
         state = {"analyzer": self.analyzer.state(), "saved_at": time.time(), "restarts": self._restarts,
-                 "offset": self._offset}
+                 "offset": self._offset, "events_received": self.events_received}
         a = state["analyzer"].get("analysed_until")
         state["analysed_until"] = a
         tmp = self._state_path.with_suffix(".tmp")
@@ -346,10 +353,14 @@ class StreamWorker:
 
     # -- the public API (any thread) ---------------------------------------------------------------
 
-    def push_events(self, events: Iterable[Event | dict]) -> int:
+    def push_events(self, events: Iterable[Event | dict], batch_id: str | None = None) -> int:
         """Queue interaction events (stream time, ACE's JSONL fields); returns how many were
-        accepted. A malformed event raises ValueError naming it, and nothing of the call is queued."""
-        from ace.events import _event_from_obj
+        accepted. A malformed event raises ValueError naming it, and nothing of the call is queued.
+        A ``batch_id`` seen before (among the last 10,000) is not queued again: a client that
+        retries a batch whose answer it missed does not count it twice (the answer is the same).
+        Accepted events are appended to ``events.jsonl`` in the stream's folder, a durable record
+        of the room for reprocessing the recorded show later."""
+        from ace.events import _event_from_obj, event_to_json
 
         parsed: list[Event] = []
         for i, e in enumerate(events):
@@ -361,8 +372,18 @@ class StreamWorker:
                 raise ValueError(f"event {i}: {problem}")
             parsed.append(ev)
         with self._lock:
+            if batch_id is not None:
+                if batch_id in self._batches:
+                    return self._batches[batch_id]
+                self._batches[batch_id] = len(parsed)
+                while len(self._batches) > 10_000:
+                    self._batches.pop(next(iter(self._batches)))
             self._events.extend(parsed)
             self.tally.add(parsed)
+            self.events_received += len(parsed)
+            if parsed:
+                with open(self.folder / "events.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write("".join(event_to_json(e) + "\n" for e in parsed))
         return len(parsed)
 
     def stop(self, timeout: float = 15.0) -> dict:
@@ -402,6 +423,7 @@ class StreamWorker:
                 "clip_latencies": [round(x, 3) for x in self._latencies],
                 "restarts": self._restarts,
                 "realtime": an.get("realtime"),
+                "events_received": self.events_received,
             }
 
     def moments(self, min_score: float | None = None) -> list[dict]:
@@ -469,13 +491,19 @@ class LiveController:
         self.settings = dict(settings or {})
         self.actor_options = dict(actor_options or {})
         self._streams: dict[str, tuple[StreamSpec, Any]] = {}
+        self._jobs: dict[str, dict] = {}
         self._lock = threading.RLock()
+        self._submit_lock = threading.Lock()
+        self._final: set[str] = set()  # streams seen ended, failed or stopped
 
     def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
                products: Sequence[str] = (), stream_id: str | None = None,
-               ingest_options: dict | None = None, category: str = "other", budget: float | None = None) -> str:
+               ingest_options: dict | None = None, category: str = "other", budget: float | None = None,
+               max_live: int | None = None) -> str:
         """Start following ``url``; returns the stream id. A refused URL raises ValueError.
-        ``category`` and ``budget`` (promoted impressions in total) are for the ramp policy."""
+        ``category`` and ``budget`` (promoted impressions in total) are for the ramp policy. With
+        ``max_live``, a tenant already running that many streams gets :class:`TooManyStreams`
+        (checked and started under one lock, so a burst of submissions cannot overshoot)."""
         from ace.errors import InputError
 
         try:
@@ -494,13 +522,39 @@ class LiveController:
                           budget=None if budget is None else float(budget))
         opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
                 "name": f"ace:stream:{sid}", "namespace": NAMESPACE} | self.actor_options
-        actor = StreamActor.options(**opts).remote(spec, self.settings,
-                                                   IngestOptions(**ingest_options) if ingest_options else None,
-                                                   autostart=True)
-        with self._lock:
-            self._streams[sid] = (spec, actor)
+        with self._submit_lock:
+            if max_live is not None:
+                live = self._live_count(tenant)
+                if live >= max_live:
+                    raise TooManyStreams(f"this tenant already runs {live} live streams (the limit is {max_live}); stop one first")
+            actor = StreamActor.options(**opts).remote(spec, self.settings,
+                                                       IngestOptions(**ingest_options) if ingest_options else None,
+                                                       autostart=True)
+            with self._lock:
+                self._streams[sid] = (spec, actor)
         log.info("stream %s submitted (%s)", sid, redact(url))
         return sid
+
+    def _live_count(self, tenant: str) -> int:
+        """The tenant's streams not known to have finished (one that does not answer counts as live)."""
+        with self._lock:
+            items = [(sid, a) for sid, (spec, a) in self._streams.items() if spec.tenant == tenant and sid not in self._final]
+        if not items:
+            return 0
+        refs = {a.status.remote(): sid for sid, a in items}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+        live = len(refs) - len(ready)
+        for ref in ready:
+            try:
+                st = ray.get(ref)
+            except Exception:  # noqa: BLE001 - restarting: counts as live
+                live += 1
+                continue
+            if st.get("status") in FINAL_STATUSES:
+                self._final.add(refs[ref])
+            else:
+                live += 1
+        return live
 
     def _get(self, stream_id: str, tenant: str):
         with self._lock:
@@ -528,9 +582,9 @@ class LiveController:
             return {"id": spec.stream_id, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
                     "status": "unavailable", "error": f"{type(e).__name__}: {e}"[:500]}
 
-    def push_events(self, stream_id: str, events: list[dict], tenant: str = "default") -> int:
+    def push_events(self, stream_id: str, events: list[dict], tenant: str = "default", batch_id: str | None = None) -> int:
         _spec, actor = self._get(stream_id, tenant)
-        return _call(actor.push_events, events)
+        return _call(actor.push_events, events, batch_id)
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
         _spec, actor = self._get(stream_id, tenant)
@@ -583,6 +637,68 @@ class LiveController:
         latest = history[-1] if history else None
         return {"stream_id": stream_id, "level": latest["level"] if latest else None,
                 "share": latest["share"] if latest else None, "history": history}
+
+    # -- batch jobs (the back office's reprocessing of recorded shows) ---------------------------
+
+    def submit_job(self, items: list[dict], tenant: str = "default", name: str = "") -> dict:
+        """Reprocess recorded shows: ``items`` are ``{"path": checked absolute path}`` or
+        ``{"url": checked http(s) URL}`` (the caller has checked them). One Ray task per item;
+        each becomes the tenant's show ``<job id>-<n>``."""
+        from workers.batch import ProgressBoard, run_job_item
+
+        if not items:
+            raise ValueError("a job needs at least one item")
+        jid = new_stream_id(name or "job")
+        s = Settings(**(self.settings | {"cpu_threads": 1}))
+        out_root = Path(s.data_dir).absolute() / "jobs" / jid
+        board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        task = ray.remote(num_cpus=0.5, max_retries=0)(run_job_item)
+        keys = [f"{jid}-{i}" for i in range(len(items))]
+        refs = [task.remote(it, k, str(out_root), s, board, tenant, k) for it, k in zip(items, keys)]
+        with self._lock:
+            self._jobs[jid] = {"id": jid, "name": name or jid, "tenant": tenant, "items": items, "keys": keys,
+                               "refs": refs, "board": board, "results": {}, "submitted_at": time.time()}
+        return {"id": jid, "status": "running", "items": len(items)}
+
+    def _job_view(self, job: dict) -> dict:
+        from workers.batch import fraction
+
+        pending = [r for r in job["refs"] if r.hex() not in job["results"]]
+        if pending:
+            done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+            for ref in done:
+                try:
+                    res = ray.get(ref)
+                    job["results"][ref.hex()] = {"ok": res.ok, "error": res.error, "moments": len(res.moments),
+                                                 "clips": len(res.clips), "duration": res.duration, "seconds": res.seconds}
+                except ray.exceptions.RayError as e:
+                    job["results"][ref.hex()] = {"ok": False, "error": f"worker failed: {type(e).__name__}"}
+        try:
+            snap = ray.get(job["board"].snapshot.remote(), timeout=5)
+        except Exception:  # noqa: BLE001 - progress is a nicety
+            snap = {}
+        items = []
+        for it, key, ref in zip(job["items"], job["keys"], job["refs"]):
+            res = job["results"].get(ref.hex())
+            items.append({"show_id": key, "source": it.get("url") and redact(it["url"]) or Path(it["path"]).name,
+                          "progress": 1.0 if res else round(fraction(snap.get(key, {})), 3),
+                          "status": ("done" if res["ok"] else "failed") if res else "running"} | (res or {}))
+        finished = all(i["status"] != "running" for i in items)
+        status = "running" if not finished else ("done" if all(i["status"] == "done" for i in items) else "failed")
+        return {"id": job["id"], "name": job["name"], "status": status,
+                "progress": round(sum(i["progress"] for i in items) / len(items), 3), "items": items,
+                "submitted_at": job["submitted_at"]}
+
+    def job(self, job_id: str, tenant: str = "default") -> dict:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job["tenant"] != tenant:
+                raise KeyError(f"no job {job_id!r}")
+            return self._job_view(job)
+
+    def jobs(self, tenant: str = "default") -> list[dict]:
+        with self._lock:
+            return [self._job_view(j) for j in self._jobs.values() if j["tenant"] == tenant]
 
     def _store(self):
         from ace.store import Store

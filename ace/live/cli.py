@@ -65,7 +65,8 @@ def _controller():
 
 
 def _settings_for_actors(settings) -> dict:
-    keep = ("data_dir", "database_url", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
+    keep = ("data_dir", "database_url", "url_allowlist", "media_root", "api_rate", "api_max_body", "api_max_events",
+            "api_max_streams", "api_max_submits", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
             "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords", "ramp_tick_s",
             "ramp_pool", "ramp_sink")
     d = {k: getattr(settings, k) for k in keep}
@@ -108,11 +109,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     controller = get_controller(create=True, settings=_settings_for_actors(settings))
     ray.get(controller.streams.remote())  # it answers: ready
     get_ramp(_settings_for_actors(settings))
+    office = None
+    if not args.no_api:
+        from ace.api.serve import start_back_office
+
+        host = args.api_host or settings.api_host
+        port = args.api_port or settings.api_port
+        try:
+            office = start_back_office(_settings_for_actors(settings), host, port)
+        except Exception as e:  # noqa: BLE001 - the live pipeline still serves; say why the office does not
+            err.print(f"[red]error[/] the back office did not start on {host}:{port}: {type(e).__name__}: {e}")
     addr_file.parent.mkdir(parents=True, exist_ok=True)
     addr_file.write_text(address + ("\nstarted\n" if started else "\n"))
     dash = f"http://{args.host}:{args.dashboard_port}" if started else "the joined cluster's own dashboard"
     out.print(f"ACE is serving on Ray at {address}\n  dashboard:  {dash}\n  controller: ace:controller (namespace ace)\n"
               f"  ramp:       ace:ramp, deciding every {settings.ramp_tick_s:g} s -> {ramp_sink_spec(settings)}\n"
+              f"  back office: {office + '  (API docs: ' + office + '/docs; sign in with `ace tokens create --tenant NAME`)' if office else 'not started'}\n"
               f"  submit:     ace live URL [--events FILE]\n  stop:       ace stop ID")
     if args.detach:
         return 0
@@ -139,6 +151,9 @@ def _shutdown(args, settings) -> int:
             except Exception as e:  # noqa: BLE001 - shutting down anyway
                 err.print(f"[yellow]warning[/] stopping {sid}: {e}")
         ray.kill(controller)
+        from ace.api.serve import stop_back_office
+
+        stop_back_office()
         try:
             from workers.ramp import get_ramp
 
@@ -273,6 +288,9 @@ def register(sub, add_common) -> None:
     s.add_argument("--host", default="127.0.0.1", help="dashboard host (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=6379, help="Ray head port when starting one (default 6379)")
     s.add_argument("--dashboard-port", type=int, default=8265, dest="dashboard_port", help="Ray dashboard port (default 8265)")
+    s.add_argument("--api-host", dest="api_host", help="back office host (default ACE_API_HOST or 127.0.0.1)")
+    s.add_argument("--api-port", dest="api_port", type=int, help="back office port (default ACE_API_PORT or 8000)")
+    s.add_argument("--no-api", dest="no_api", action="store_true", help="do not start the back office")
     s.add_argument("--detach", action="store_true", help="return once serving; `ace serve --shutdown` stops it")
     s.add_argument("--shutdown", action="store_true", help="stop every stream, the controller and the Ray node `ace serve` started")
     add_common(s)

@@ -1,0 +1,271 @@
+"""What the HTTP back office calls: the cluster's live controller (a Ray actor) and the store.
+
+:class:`Backend` is the one place the web app touches Ray or the database, so the app's routes can
+be tested against another object with the same async methods. Every method takes the caller's
+tenant and answers :class:`NotFound` for anything that tenant does not own, exactly as for
+something that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ace.config import Settings
+
+log = logging.getLogger("ace.api")
+
+
+class NotFound(LookupError):
+    """No such thing for this tenant (another tenant's id answers the same)."""
+
+
+class Refused(ValueError):
+    """The request is understood but not acceptable (a refused URL, an unknown category, ...)."""
+
+
+class Busy(RuntimeError):
+    """Too much at once: try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0, status: int = 503):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class _TTLCache:
+    """A small LRU cache with a time-to-live (token -> tenant, show -> tenant)."""
+
+    def __init__(self, size: int = 4096, ttl_s: float = 30.0):
+        self.size, self.ttl_s = size, ttl_s
+        self._d: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        item = self._d.get(key)
+        if item is None or time.monotonic() - item[0] > self.ttl_s:
+            self._d.pop(key, None)
+            return None
+        self._d.move_to_end(key)
+        return item[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._d[key] = (time.monotonic(), value)
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
+class Backend:
+    """The controller and the store, for one process (a Serve replica, or a test)."""
+
+    def __init__(self, settings: Settings | dict | None = None, controller: Any = None):
+        from ace.store import Store
+
+        self.settings = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
+        self.store = Store.from_settings(self.settings)
+        self.store.create_all()
+        self._controller = controller
+        self._tokens = _TTLCache(ttl_s=30.0)
+        self._owners = _TTLCache(ttl_s=300.0)
+        self._submits = asyncio.Semaphore(self.settings.api_max_submits)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def controller(self):
+        if self._controller is None:
+            from workers.live import get_controller
+
+            try:
+                self._controller = get_controller(create=False)
+            except ValueError as e:
+                raise Busy("the live controller is not running (start it with `ace serve`)", 5.0) from e
+        return self._controller
+
+    async def _call(self, method: str, *args, timeout: float = 30.0, **kwargs):
+        import ray
+
+        ref = getattr(self.controller, method).remote(*args, **kwargs)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+        except asyncio.TimeoutError:
+            raise Busy(f"the live controller did not answer within {timeout:g} s", 5.0) from None
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None) or e
+            if isinstance(cause, KeyError):
+                raise NotFound(str(cause).strip("'\"")) from None
+            if type(cause).__name__ == "TooManyStreams":
+                raise Busy(str(cause), 30.0, status=429) from None
+            if isinstance(cause, ValueError):
+                raise Refused(str(cause)) from None
+            raise
+        except ray.exceptions.RayActorError as e:
+            self._controller = None
+            raise Busy(f"the live controller is restarting ({type(e).__name__})", 5.0) from None
+
+    async def _db(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # ------------------------------------------------------------------ auth
+
+    async def tenant_of(self, token: str) -> str | None:
+        """The tenant of a valid token (cached for 30 s, so a revoked token stops working within that)."""
+        tenant = self._tokens.get(token)
+        if tenant is None:
+            tenant = await self._db(self.store.token_tenant, token)
+            if tenant is not None:
+                self._tokens.put(token, tenant)
+        return tenant
+
+    async def owns(self, show_id: str, tenant: str) -> bool:
+        key = (show_id, tenant)
+        if self._owners.get(key):
+            return True
+        show = await self._db(self.store.get_show, show_id, tenant)
+        if show is not None:
+            self._owners.put(key, True)
+        return show is not None
+
+    async def _require(self, show_id: str, tenant: str) -> None:
+        if not await self.owns(show_id, tenant):
+            raise NotFound(f"no stream {show_id!r}")
+
+    # ------------------------------------------------------------------ streams
+
+    async def submit_stream(self, tenant: str, url: str, name: str = "", products: list[str] | None = None,
+                            events: str | None = None, category: str = "other", budget: float | None = None) -> dict:
+        from ace.errors import InputError
+        from ace.netguard import check_url
+
+        try:
+            check_url(url, allow=self.settings.url_allowlist)
+            if events:
+                check_url(events, allow=self.settings.url_allowlist)
+        except InputError as e:
+            raise Refused(str(e)) from None
+        try:
+            await asyncio.wait_for(self._submits.acquire(), timeout=2.0)
+        except asyncio.TimeoutError:
+            raise Busy("too many stream submissions at once; try again shortly", 2.0) from None
+        try:
+            sid = await self._call("submit", url, name=name, tenant=tenant, events=events, products=products or [],
+                                   category=category, budget=budget, max_live=self.settings.api_max_streams)
+        finally:
+            self._submits.release()
+        self._owners.put((sid, tenant), True)
+        return {"id": sid, "status": "starting"}
+
+    async def streams(self, tenant: str) -> list[dict]:
+        live = {s["id"]: s for s in await self._call("status", tenant=tenant)}
+        return sorted(live.values(), key=lambda s: s.get("id", ""))
+
+    async def stream(self, tenant: str, sid: str) -> dict:
+        return await self._call("status", sid, tenant=tenant)
+
+    async def stop_stream(self, tenant: str, sid: str) -> dict:
+        return await self._call("stop", sid, tenant=tenant, timeout=90.0)
+
+    async def push_events(self, tenant: str, sid: str, events: list[dict], batch_id: str | None = None) -> int:
+        return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
+
+    async def ramp(self, tenant: str, sid: str, limit: int = 100) -> dict:
+        await self._require(sid, tenant)
+        return await self._call("ramp", sid, tenant=tenant, limit=limit)
+
+    # ------------------------------------------------------------------ moments and clips
+
+    async def moments(self, tenant: str, sid: str, min_score: float | None = None, start: float | None = None,
+                      end: float | None = None) -> list[dict]:
+        await self._require(sid, tenant)
+        rows = await self._db(self.store.list_moments, sid, tenant, min_score)
+        clips = {c["moment_id"]: c for c in await self._db(self.store.list_clips, sid, tenant)}
+        reviews = await self._db(self.store.list_reviews, sid, tenant)
+        out = []
+        for m in rows:
+            if (start is not None and m["end"] < start) or (end is not None and m["start"] > end):
+                continue
+            c = clips.get(m["id"])
+            r = reviews.get(m["id"])
+            out.append({"id": m["id"], "stream_id": sid, "start": m["start"], "end": m["end"], "score": m["score"],
+                        "peak": m["peak"], "reasons": m["reasons"], "transcript": m["transcript"],
+                        "clip": _clip_view(c) if c else None, "review": r["verdict"] if r else None})
+        return out
+
+    async def clip(self, tenant: str, moment_id: str) -> dict:
+        row = await self._db(self.store.get_clip, moment_id, tenant)
+        if row is None:
+            raise NotFound(f"no clip {moment_id!r}")
+        return row
+
+    def clip_file(self, row: dict, kind: str) -> Path:
+        """The clip's file of ``kind`` (video, captions, thumbnail), checked to lie inside the data
+        folder: paths come from the database, and the database is not trusted to name files."""
+        key = {"video": "path", "captions": "srt_path", "thumbnail": "thumb_path"}[kind]
+        raw = row.get(key) or ""
+        if not raw:
+            raise NotFound(f"this clip has no {kind}")
+        p = Path(raw).resolve()
+        roots = [Path(self.settings.data_dir).resolve()]
+        if not any(p.is_relative_to(r) for r in roots) or not p.is_file():
+            raise NotFound(f"the clip's {kind} file is not available")
+        return p
+
+    async def review(self, tenant: str, moment_id: str, verdict: str, note: str = "") -> dict:
+        row = await self._db(self.store.set_review, moment_id, verdict, tenant, note)
+        if row is None:
+            raise NotFound(f"no clip {moment_id!r}")
+        return row
+
+    # ------------------------------------------------------------------ batch jobs
+
+    async def submit_job(self, tenant: str, items: list[dict], name: str = "") -> dict:
+        from ace.errors import InputError
+        from ace.netguard import check_url
+
+        checked = []
+        for i, it in enumerate(items):
+            src = it.get("path") or it.get("url")
+            if it.get("url"):
+                try:
+                    check_url(it["url"], allow=self.settings.url_allowlist)
+                except InputError as e:
+                    raise Refused(f"item {i}: {e}") from None
+                checked.append({"url": it["url"]})
+            else:
+                checked.append({"path": str(media_path(self.settings, src, what=f"item {i}"))})
+        return await self._call("submit_job", checked, tenant=tenant, name=name)
+
+    async def jobs(self, tenant: str) -> list[dict]:
+        return await self._call("jobs", tenant=tenant)
+
+    async def job(self, tenant: str, job_id: str) -> dict:
+        return await self._call("job", job_id, tenant=tenant)
+
+
+def media_path(settings: Settings, rel: str | None, what: str = "path") -> Path:
+    """A recorded show named by a user: a path *inside* the media folder (``ACE_MEDIA_ROOT``,
+    default ``DATA_DIR/media``), with no way out of it (no absolute paths, no ``..``, no links
+    leading elsewhere). Refused otherwise."""
+    if not rel or not isinstance(rel, str) or len(rel) > 1024 or "\x00" in rel:
+        raise Refused(f"{what}: give a file name inside the media folder")
+    root = Path(settings.media_dir).resolve()
+    candidate = Path(rel)
+    if candidate.is_absolute() or any(part == ".." for part in candidate.parts):
+        raise Refused(f"{what}: {rel!r} must be a relative path inside the media folder, without '..'")
+    p = (root / candidate).resolve()
+    if not p.is_relative_to(root):
+        raise Refused(f"{what}: {rel!r} leads outside the media folder")
+    if not p.is_file():
+        raise Refused(f"{what}: no file {rel!r} in the media folder")
+    return p
+
+
+def _clip_view(c: dict) -> dict:
+    mid = c["moment_id"]
+    return {"moment_id": mid, "start": c["start"], "end": c["end"], "mode": c["mode"], "seconds": c.get("seconds"),
+            "video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions" if c.get("srt_path") else None,
+            "thumbnail": f"/clips/{mid}/thumbnail" if c.get("thumb_path") else None}

@@ -1,0 +1,264 @@
+"""The back office's HTTP API on a real local Ray instance, a real controller actor and the store:
+tokens and tenants, URL checks, events, limits, batch jobs, clips with HTTP Range, reviews, ramp."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def hls_server(short_show, tmp_path_factory):
+    """A finished 12 s HLS stream of the sample show served over http on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("hls")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-t", "12", "-i", str(short_show.video), "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "hls", "-hls_time", "2",
+                    "-hls_playlist_type", "vod", str(folder / "live.m3u8")], check=True)
+    handler = partial(_QuietHandler, directory=str(folder))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/live.m3u8"
+    srv.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture(scope="module")
+def office(ray_local, tmp_path_factory, short_show):
+    """The API app (as Serve runs it) on a real controller actor, with tokens for two tenants."""
+    import ray
+    from fastapi.testclient import TestClient
+
+    from ace.api.app import build_app
+    from ace.api.backend import Backend
+    from workers.live import ControllerActor
+
+    data = tmp_path_factory.mktemp("office") / "data"
+    media = data / "media"
+    media.mkdir(parents=True)
+    shutil.copy(short_show.video, media / "show.mp4")
+    shutil.copy(short_show.events, media / "show.events.jsonl")
+    settings = {"data_dir": str(data), "cpu_threads": 1, "url_allowlist": ["127.0.0.1"], "api_max_streams": 3,
+                "api_max_events": 500, "api_max_body": 200_000}
+    controller = ControllerActor.options(num_cpus=0.05, max_concurrency=16).remote(settings)
+    backend = Backend(settings, controller=controller)
+    acme = backend.store.create_token("acme")[1]
+    globex = backend.store.create_token("globex")[1]
+    client = TestClient(build_app(backend), raise_server_exceptions=False)
+    yield client, {"acme": {"Authorization": f"Bearer {acme}"}, "globex": {"Authorization": f"Bearer {globex}"}}, backend, controller
+    for st in ray.get(controller.status.remote(tenant="acme")) + ray.get(controller.status.remote(tenant="globex")):
+        try:
+            ray.get(controller.stop.remote(st["id"], tenant=st["tenant"]), timeout=60)
+        except Exception:
+            pass
+    ray.kill(controller)
+
+
+def _wait(fn, timeout=120.0, every=0.5):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = fn()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def test_every_route_but_health_needs_a_valid_token(office):
+    client, auth, backend, _ = office
+    assert client.get("/healthz").json() == {"ok": True}
+    for method, path in [("get", "/streams"), ("post", "/streams"), ("get", "/jobs"), ("get", "/clips/x"),
+                         ("post", "/streams/x/events"), ("get", "/streams/x/ramp"), ("get", "/me")]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 401 and "token" in r.json()["error"], (path, r.text)
+    assert client.get("/me", headers={"Authorization": "Bearer ace_00000000_forged"}).status_code == 401
+    tid, token = backend.store.create_token("initech")
+    backend.store.revoke_token(tid)
+    assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/me", headers=auth["acme"]).json() == {"tenant": "acme"}
+    # the web page signs in once and then uses an HttpOnly cookie
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    r = client.post("/session", json={"token": auth["globex"]["Authorization"][7:]})
+    assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert client.get("/me").json() == {"tenant": "globex"}
+    client.delete("/session")
+    client.cookies.clear()
+    assert client.get("/me").status_code == 401
+    assert "/streams/{sid}/events" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/etc/passwd|/etc/hosts", "subfile:,,start,0,end,0,,:/etc/passwd",
+                                 "data:text/plain,hi", "gopher://example.com/", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.1.2.3/live.m3u8", "http://[::1]:8080/x.m3u8", "http://127.0.0.2:9/x.m3u8",
+                                 "rtmp://192.168.1.20/live/key", "/etc/passwd", "http://2130706434/x.m3u8"])
+def test_untrusted_urls_are_refused(office, url):
+    client, auth, _, controller = office
+    import ray
+
+    before = ray.get(controller.streams.remote(tenant="acme"))
+    r = client.post("/streams", json={"url": url}, headers=auth["acme"])
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]
+    assert ray.get(controller.streams.remote(tenant="acme")) == before
+
+
+def test_malformed_submissions_say_what_is_wrong(office):
+    client, auth, _, _ = office
+    cases = [({}, "url"), ({"url": "http://127.0.0.1:1/x.m3u8", "colour": "red"}, "colour"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "name": "n" * 500}, "name"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "category": "weapons"}, "category"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": -5}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "products": "not a list"}, "products")]
+    for body, word in cases:
+        r = client.post("/streams", json=body, headers=auth["acme"])
+        assert r.status_code == 422 and word in r.json()["error"], (body, r.text)
+    r = client.post("/streams", content=b"{not json", headers=auth["acme"] | {"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]
+    r = client.post("/streams", content=b"x" * 300_000, headers=auth["acme"] | {"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+@pytest.mark.slow
+def test_a_stream_with_events_is_the_tenants_alone(office, hls_server):
+    client, auth, _, _ = office
+    r = client.post("/streams", json={"url": hls_server, "name": "Room One", "products": ["lipstick"], "category": "beauty"},
+                    headers=auth["acme"])
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert sid in [s["id"] for s in client.get("/streams", headers=auth["acme"]).json()]
+    assert sid not in [s["id"] for s in client.get("/streams", headers=auth["globex"]).json()]
+    for method, path in [("get", f"/streams/{sid}"), ("post", f"/streams/{sid}/stop"), ("get", f"/streams/{sid}/moments"),
+                         ("get", f"/streams/{sid}/ramp"), ("post", f"/streams/{sid}/events")]:
+        kw = {"json": [{"t": 1, "kind": "chat"}]} if path.endswith("events") else {}
+        assert getattr(client, method)(path, headers=auth["globex"], **kw).status_code == 404, path
+    # events: a JSON array, NDJSON, a retried batch, and bad input that accepts nothing
+    batch = [{"t": 1.0 + i * 0.1, "kind": "chat", "user": f"u{i}", "text": "wow"} for i in range(50)]
+    assert client.post(f"/streams/{sid}/events", json=batch, headers=auth["acme"]).json() == {"accepted": 50}
+    nd = "\n".join(json.dumps({"t": 3.0, "kind": "like", "user": f"v{i}"}) for i in range(20)) + "\n"
+    r = client.post(f"/streams/{sid}/events", content=nd, headers=auth["acme"] | {"content-type": "application/x-ndjson"})
+    assert r.json() == {"accepted": 20}
+    key = {"Idempotency-Key": "batch-7"}
+    for _ in range(2):
+        r = client.post(f"/streams/{sid}/events", json=batch[:10], headers=auth["acme"] | key)
+        assert r.json() == {"accepted": 10}
+    r = client.post(f"/streams/{sid}/events", json=batch[:5] + [{"t": -1, "kind": "chat"}, {"kind": "dance", "t": 2}],
+                    headers=auth["acme"])
+    assert r.status_code == 422 and "none accepted" in r.json()["error"] and len(r.json()["problems"]) == 2
+    assert client.post(f"/streams/{sid}/events", json=batch * 11, headers=auth["acme"]).status_code == 413
+    assert client.post(f"/streams/{sid}/events", json={"t": 1}, headers=auth["acme"]).status_code == 422
+    st = client.get(f"/streams/{sid}", headers=auth["acme"]).json()
+    assert st["events_received"] == 80, st  # 50 + 20 + 10 once, nothing of the refused ones
+    # the ramp answers with an empty history before any decision, not an error
+    ramp = _wait(lambda: (r := client.get(f"/streams/{sid}/ramp", headers=auth["acme"])).status_code == 200 and r.json())
+    assert ramp["history"] == [] and ramp["level"] is None
+    # the finite stream ends by itself
+    final = _wait(lambda: (s := client.get(f"/streams/{sid}", headers=auth["acme"]).json())["status"] in ("ended", "failed") and s)
+    assert final["status"] == "ended", final
+
+
+@pytest.mark.slow
+def test_submission_bursts_are_answered_never_lost(office):
+    client, auth, _, _ = office
+    import httpx
+
+    async def burst():
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+            return await asyncio.gather(*[ac.post("/streams", json={"url": f"http://127.0.0.1:9/never-{i}.m3u8"},
+                                                  headers=auth["globex"]) for i in range(12)])
+
+    answers = asyncio.run(burst())
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {201, 429, 503}, codes
+    assert 1 <= codes.count(201) <= 3  # the tenant's limit of live streams is 3
+    assert all("retry-after" in r.headers for r in answers if r.status_code != 201)
+    accepted = {r.json()["id"] for r in answers if r.status_code == 201}
+    listed = {s["id"] for s in client.get("/streams", headers=auth["globex"]).json()}
+    assert accepted <= listed
+
+
+def test_media_paths_cannot_leave_the_media_folder(office, tmp_path):
+    client, auth, backend, _ = office
+    media = Path(backend.settings.media_dir)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"x")
+    link = media / "link.mp4"
+    if not link.exists():
+        os.symlink(outside, link)
+    for path in ["../ace.db", "/etc/passwd", "link.mp4", "nope.mp4", "sub/../../x.mp4", ""]:
+        r = client.post("/jobs", json={"items": [{"path": path}]}, headers=auth["acme"])
+        assert r.status_code == 422, (path, r.text)
+    r = client.post("/jobs", json={"items": [{"path": "show.mp4", "url": "http://127.0.0.1/x.mp4"}]}, headers=auth["acme"])
+    assert r.status_code == 422 and "exactly one" in r.json()["error"]
+    r = client.post("/jobs", json={"items": [{"url": "http://169.254.169.254/show.mp4"}]}, headers=auth["acme"])
+    assert r.status_code == 422
+
+
+@pytest.mark.slow
+def test_a_batch_job_gives_clips_to_play_seek_and_review(office):
+    client, auth, _, _ = office
+    r = client.post("/jobs", json={"name": "rerun", "items": [{"path": "show.mp4"}]}, headers=auth["acme"])
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    assert client.get(f"/jobs/{jid}", headers=auth["globex"]).status_code == 404
+    job = _wait(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=300)
+    assert job["status"] == "done" and job["progress"] == 1.0, job
+    show = job["items"][0]["show_id"]
+    moments = client.get(f"/streams/{show}/moments", headers=auth["acme"]).json()
+    assert moments and all(m["clip"] for m in moments)
+    assert client.get(f"/streams/{show}/moments", headers=auth["globex"]).status_code == 404
+    high = client.get(f"/streams/{show}/moments?min_score=0.99", headers=auth["acme"]).json()
+    assert all(m["score"] >= 0.99 for m in high) and len(high) <= len(moments)
+    first = moments[0]
+    window = client.get(f"/streams/{show}/moments?start={first['end'] + 0.01}", headers=auth["acme"]).json()
+    assert first["id"] not in [m["id"] for m in window]
+    mid = first["id"]
+    whole = client.get(f"/clips/{mid}/video", headers=auth["acme"])
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4" and whole.content[4:8] == b"ftyp"
+    part = client.get(f"/clips/{mid}/video", headers=auth["acme"] | {"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+    assert client.get(f"/clips/{mid}/video", headers=auth["globex"]).status_code == 404
+    vtt = client.get(f"/clips/{mid}/captions", headers=auth["acme"])
+    assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
+    thumb = client.get(f"/clips/{mid}/thumbnail", headers=auth["acme"])
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+    assert client.post(f"/clips/{mid}/review", json={"verdict": "approve"}, headers=auth["globex"]).status_code == 404
+    assert client.post(f"/clips/{mid}/review", json={"verdict": "maybe"}, headers=auth["acme"]).status_code == 422
+    assert client.post(f"/clips/{mid}/review", json={"verdict": "reject", "note": "off topic"}, headers=auth["acme"]).json()["verdict"] == "reject"
+    again = {m["id"]: m for m in client.get(f"/streams/{show}/moments", headers=auth["acme"]).json()}
+    assert again[mid]["review"] == "reject"
+    meta = client.get(f"/clips/{mid}", headers=auth["acme"]).json()
+    assert meta["moment_id"] == mid and meta["video"].endswith("/video") and "path" not in meta
+    assert client.get(f"/streams/{show}/ramp", headers=auth["acme"]).json()["history"] == []
+
+
+def test_rate_limit_answers_429_with_retry_after(ray_local, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ace.api.app import build_app
+    from ace.api.backend import Backend
+
+    backend = Backend({"data_dir": str(tmp_path / "data"), "api_rate": 1.0})
+    token = backend.store.create_token("acme")[1]
+    client = TestClient(build_app(backend))
+    codes = [client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code for _ in range(5)]
+    assert codes[:2] == [200, 200] and 429 in codes
+    r = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
