@@ -1,0 +1,584 @@
+// ACE back office: a plain page over the HTTP API (no framework, no build step).
+// Every piece of data is inserted with textContent / createElement, never as HTML.
+"use strict";
+
+(() => {
+  const REFRESH_MS = 3000;
+  const FINAL = new Set(["ended", "failed", "stopped"]);
+  const SVG = "http://www.w3.org/2000/svg";
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    tenant: null,
+    timer: null,
+    busy: false,
+    streams: [],
+    jobs: [],
+    ramps: new Map(),      // stream id -> {level, share, history}
+    selected: null,        // {id, kind: "stream" | "show", name, duration}
+    moments: [],
+    cards: new Map(),      // moment id -> {li, key}
+    mark: null,            // selected moment id
+    reviewed: new Map(),   // moment id -> {verdict, at}: a review made here wins over an older read
+  };
+
+  // ------------------------------------------------------------------ helpers
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(0, "the server cannot be reached");
+    }
+    const text = await resp.text();
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = null; }
+    }
+    if (!resp.ok) {
+      const msg = data && typeof data.error === "string" ? data.error : `HTTP ${resp.status}`;
+      if (resp.status === 401 && path !== "/session" && state.tenant !== null) showSignIn(msg);
+      throw new ApiError(resp.status, msg);
+    }
+    return data;
+  }
+
+  // createElement with attributes; children are nodes or strings (strings become text nodes)
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") e.textContent = String(v);
+      else if (k === "class") e.className = v;
+      else if (k.startsWith("on") && typeof v === "function") e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+
+  // only our own origin-relative paths ("/clips/..."), never another scheme or host
+  function localPath(p) {
+    return typeof p === "string" && p.startsWith("/") && !p.startsWith("//") ? p : null;
+  }
+
+  const enc = encodeURIComponent;
+
+  function num(v, digits = 1, unit = "") {
+    return typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) + unit : "–";
+  }
+
+  function clock(sec) {
+    if (typeof sec !== "number" || !Number.isFinite(sec)) return "–";
+    const s = Math.max(0, sec);
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    const ss = r.toFixed(1).padStart(4, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+  }
+
+  function scoreColour(score) {
+    const s = Math.min(1, Math.max(0, Number(score) || 0));
+    return `hsl(${Math.round(210 - 210 * s)}, 80%, ${Math.round(48 - 6 * s)}%)`;
+  }
+
+  function setText(id, text) {
+    $(id).textContent = text || "";
+  }
+
+  // ------------------------------------------------------------------ sign-in
+
+  function showSignIn(message) {
+    stopRefresh();
+    state.tenant = null;
+    clearData();
+    $("loading").hidden = true;
+    $("app").hidden = true;
+    $("sign-out").hidden = true;
+    setText("who", "");
+    $("signin").hidden = false;
+    setText("signin-error", message && message !== "an API token is needed (Authorization: Bearer <token>)" ? message : "");
+    $("token").focus();
+  }
+
+  function showApp(tenant) {
+    state.tenant = tenant;
+    $("loading").hidden = true;
+    $("signin").hidden = true;
+    $("app").hidden = false;
+    $("sign-out").hidden = false;
+    setText("who", `Signed in as ${tenant}`);
+    $("who").dataset.tenant = tenant;
+    refresh();
+  }
+
+  function clearData() {
+    state.streams = [];
+    state.jobs = [];
+    state.ramps.clear();
+    state.reviewed.clear();
+    closeDetail();
+    $("streams-body").replaceChildren();
+    $("jobs-list").replaceChildren();
+  }
+
+  async function checkSession() {
+    try {
+      const me = await api("GET", "/me");
+      showApp(me.tenant);
+    } catch (e) {
+      showSignIn(e.status === 401 ? "" : e.message);
+    }
+  }
+
+  $("signin-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const token = $("token").value.trim();
+    setText("signin-error", "");
+    if (!token) return;
+    $("signin-submit").disabled = true;
+    try {
+      const got = await api("POST", "/session", { token });
+      $("token").value = "";
+      showApp(got.tenant);
+    } catch (e) {
+      setText("signin-error", e.message);
+    } finally {
+      $("signin-submit").disabled = false;
+    }
+  });
+
+  $("sign-out").addEventListener("click", async () => {
+    try { await api("DELETE", "/session"); } catch (e) { /* signed out anyway */ }
+    showSignIn("");
+  });
+
+  // ------------------------------------------------------------------ refresh loop
+
+  function stopRefresh() {
+    if (state.timer) clearTimeout(state.timer);
+    state.timer = null;
+  }
+
+  function schedule() {
+    stopRefresh();
+    if (state.tenant !== null) state.timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  async function refresh() {
+    if (state.tenant === null) return;
+    if (state.busy || document.hidden) { schedule(); return; }
+    state.busy = true;
+    try {
+      const [streams, jobs] = await Promise.all([api("GET", "/streams"), api("GET", "/jobs")]);
+      if (state.tenant === null) return;
+      state.streams = Array.isArray(streams) ? streams : [];
+      state.jobs = Array.isArray(jobs) ? jobs : [];
+      await loadRamps();
+      renderStreams();
+      renderJobs();
+      if (state.selected) await loadDetail();
+      setText("refresh-error", "");
+      setText("streams-updated", `updated ${new Date().toLocaleTimeString()}`);
+    } catch (e) {
+      if (e.status !== 401) setText("refresh-error", `Could not refresh: ${e.message}`);
+    } finally {
+      state.busy = false;
+      schedule();
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && state.tenant !== null) refresh(); });
+
+  async function loadRamps() {
+    // the latest ramp decision of each live stream (finished ones keep their last answer)
+    const want = state.streams.filter((s) => !FINAL.has(s.status) || !state.ramps.has(s.id)).slice(0, 50);
+    await Promise.all(want.map(async (s) => {
+      try {
+        state.ramps.set(s.id, await api("GET", `/streams/${enc(s.id)}/ramp?limit=1`));
+      } catch (e) {
+        if (e.status === 401) throw e;
+      }
+    }));
+  }
+
+  // ------------------------------------------------------------------ streams
+
+  function rampText(r) {
+    if (!r || r.level === null || r.level === undefined) return "–";
+    return typeof r.share === "number" ? `${r.level} (${(100 * r.share).toFixed(1)}%)` : String(r.level);
+  }
+
+  function renderStreams() {
+    const body = $("streams-body");
+    const rows = state.streams.map((s) => {
+      const open = el("button", { type: "button", class: "link", "data-testid": "open-stream",
+                                  "aria-label": `Open highlights of ${s.name || s.id}`,
+                                  onclick: () => select({ id: s.id, kind: "stream", name: s.name || s.id }) },
+                      s.name || s.id);
+      const status = el("td", { "data-testid": "stream-status" },
+                        el("span", { class: `badge st-${String(s.status).replace(/[^a-z]/g, "")}`, text: s.status }));
+      if (s.error) status.append(el("div", { class: "error small", text: s.error }));
+      const actions = el("td");
+      if (!FINAL.has(s.status) && s.status !== "unavailable") {
+        actions.append(el("button", { type: "button", "data-testid": "stop-stream", "aria-label": `Stop ${s.name || s.id}`,
+                                      onclick: (ev) => stopStream(s.id, ev.currentTarget) }, "Stop"));
+      }
+      const tr = el("tr", { "data-testid": "stream-row", "data-id": s.id,
+                            class: state.selected && state.selected.id === s.id ? "selected" : null },
+        el("td", null, open, el("div", { class: "muted small", text: s.id })),
+        status,
+        el("td", { text: num(s.lag_s, 1, " s") }),
+        el("td", { text: clock(s.analysed_until) }),
+        el("td", { "data-testid": "stream-moments", text: s.moments ?? "–" }),
+        el("td", { "data-testid": "stream-clips", text: s.clips ?? "–" }),
+        el("td", { text: num(s.clip_latency_p95_s, 1, " s") }),
+        el("td", { text: s.reconnects ?? "–" }),
+        el("td", { "data-testid": "stream-ramp", text: rampText(state.ramps.get(s.id)) }),
+        actions);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    $("streams-empty").hidden = rows.length > 0;
+  }
+
+  async function stopStream(id, button) {
+    button.disabled = true;
+    try {
+      await api("POST", `/streams/${enc(id)}/stop`);
+    } catch (e) {
+      setText("refresh-error", `Could not stop ${id}: ${e.message}`);
+    }
+    refresh();
+  }
+
+  $("stream-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("stream-error", "");
+    setText("stream-ok", "");
+    const body = {
+      url: $("stream-url").value.trim(),
+      name: $("stream-name").value.trim(),
+      category: $("stream-category").value,
+      products: $("stream-products").value.split(",").map((p) => p.trim()).filter(Boolean),
+    };
+    const events = $("stream-events").value.trim();
+    if (events) body.events = events;
+    const budget = $("stream-budget").value.trim();
+    if (budget !== "") body.budget = Number(budget);
+    $("stream-submit").disabled = true;
+    try {
+      const got = await api("POST", "/streams", body);
+      setText("stream-ok", `Submitted: ${got.id}`);
+      $("stream-url").value = "";
+      $("stream-name").value = "";
+      $("stream-products").value = "";
+      $("stream-events").value = "";
+      $("stream-budget").value = "";
+      refresh();
+    } catch (e) {
+      setText("stream-error", e.message);
+    } finally {
+      $("stream-submit").disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ batch jobs
+
+  function renderJobs() {
+    const list = $("jobs-list");
+    const items = [...state.jobs].sort((a, b) => (b.submitted_at || 0) - (a.submitted_at || 0)).map((j) => {
+      const pct = Math.round(100 * (Number(j.progress) || 0));
+      const shows = el("ul", { class: "job-items" }, ...(j.items || []).map((it) => {
+        const li = el("li", { "data-testid": "job-item", "data-show": it.show_id },
+          el("span", { class: "src", text: it.source }), " ",
+          el("span", { class: `badge st-${String(it.status).replace(/[^a-z]/g, "")}`, text: it.status }), " ",
+          el("span", { class: "muted", text: it.status === "running" ? `${Math.round(100 * (it.progress || 0))}%`
+                                                                     : `${it.moments ?? 0} moments, ${it.clips ?? 0} clips` }));
+        if (it.error) li.append(el("div", { class: "error small", text: it.error }));
+        if (it.status === "done") {
+          li.append(" ", el("button", { type: "button", class: "link", "data-testid": "open-show",
+                                        "aria-label": `Open highlights of ${it.source}`,
+                                        onclick: () => select({ id: it.show_id, kind: "show", name: `${j.name} · ${it.source}`,
+                                                                duration: it.duration }) }, "Open highlights"));
+        }
+        return li;
+      }));
+      return el("li", { "data-testid": "job", "data-id": j.id },
+        el("div", { class: "job-head" },
+          el("strong", { "data-testid": "job-name", text: j.name }), " ",
+          el("span", { class: `badge st-${String(j.status).replace(/[^a-z]/g, "")}`, "data-testid": "job-status", text: j.status })),
+        el("progress", { max: 100, value: pct, "aria-label": `progress of ${j.name}` }),
+        el("span", { class: "muted small", "data-testid": "job-progress", text: ` ${pct}%` }),
+        shows);
+    });
+    list.replaceChildren(...items);
+    $("jobs-empty").hidden = items.length > 0;
+  }
+
+  $("job-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    setText("job-error", "");
+    setText("job-ok", "");
+    const items = $("job-items").value.split("\n").map((l) => l.trim()).filter(Boolean)
+      .map((l) => (/^https?:\/\//i.test(l) ? { url: l } : { path: l }));
+    if (!items.length) return;
+    $("job-submit").disabled = true;
+    try {
+      const got = await api("POST", "/jobs", { name: $("job-name").value.trim(), items });
+      setText("job-ok", `Started: ${got.id}`);
+      $("job-items").value = "";
+      $("job-name").value = "";
+      refresh();
+    } catch (e) {
+      setText("job-error", e.message);
+    } finally {
+      $("job-submit").disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ one stream: timeline and clips
+
+  function select(sel) {
+    const same = state.selected && state.selected.id === sel.id;
+    state.selected = sel;
+    if (!same) {
+      state.moments = [];
+      state.cards.clear();
+      state.mark = null;
+      $("clips").replaceChildren();
+      $("timeline").replaceChildren();
+      $("ramp").replaceChildren();
+    }
+    $("detail").hidden = false;
+    setText("detail-title", sel.name === sel.id ? sel.id : `${sel.name} (${sel.id})`);
+    for (const tr of $("streams-body").children) tr.classList.toggle("selected", tr.dataset.id === sel.id);
+    loadDetail().then(() => { if (!same) $("detail").scrollIntoView({ block: "start" }); });
+  }
+
+  function closeDetail() {
+    state.selected = null;
+    state.moments = [];
+    state.cards.clear();
+    state.mark = null;
+    $("detail").hidden = true;
+    $("clips").replaceChildren();
+    $("timeline").replaceChildren();
+    $("ramp").replaceChildren();
+  }
+
+  async function loadDetail() {
+    const sel = state.selected;
+    if (!sel) return;
+    let moments, ramp = null;
+    const asked = Date.now();
+    try {
+      [moments, ramp] = await Promise.all([
+        api("GET", `/streams/${enc(sel.id)}/moments`),
+        api("GET", `/streams/${enc(sel.id)}/ramp?limit=20`).catch((e) => { if (e.status === 401) throw e; return null; }),
+      ]);
+    } catch (e) {
+      if (state.selected === sel) setText("detail-meta", `Could not load: ${e.message}`);
+      return;
+    }
+    if (state.selected !== sel) return;  // another stream was chosen meanwhile
+    state.moments = Array.isArray(moments) ? moments.slice().sort((a, b) => a.start - b.start) : [];
+    for (const m of state.moments) {
+      const mine = state.reviewed.get(m.id);
+      if (mine && mine.at >= asked) m.review = mine.verdict;
+    }
+    const live = state.streams.find((s) => s.id === sel.id);
+    const ends = state.moments.map((m) => m.end);
+    const duration = Math.max(1, (live && live.analysed_until) || sel.duration || 0, ...ends);
+    sel.span = duration;
+    setText("detail-meta", live
+      ? `${live.status} · analysed ${clock(live.analysed_until)} · lag ${num(live.lag_s, 1, " s")} · ${state.moments.length} moments`
+      : `recorded show · ${clock(sel.duration)} · ${state.moments.length} moments`);
+    setText("axis-end", clock(duration));
+    renderRamp(ramp);
+    renderTimeline(duration);
+    renderClips();
+  }
+
+  function renderRamp(ramp) {
+    const box = $("ramp");
+    if (!ramp) { box.replaceChildren(); return; }
+    const head = el("p", null, el("strong", null, "Ramp level: "),
+                    el("span", { "data-testid": "ramp-level", text: rampText(ramp) }));
+    const hist = (ramp.history || []).slice(-10).reverse();
+    if (!hist.length) {
+      box.replaceChildren(head, el("p", { class: "muted small", text: "No ramp decisions yet." }));
+      return;
+    }
+    const table = el("table", { class: "small", "data-testid": "ramp-history" },
+      el("thead", null, el("tr", null, ...["time", "level", "share", "reason"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", null, ...hist.map((d) => el("tr", null,
+        el("td", { text: new Date(d.t * 1000).toLocaleTimeString() }),
+        el("td", { text: d.level }),
+        el("td", { text: typeof d.share === "number" ? `${(100 * d.share).toFixed(1)}%` : "–" }),
+        el("td", { text: d.reason })))));
+    box.replaceChildren(head, table);
+  }
+
+  function renderTimeline(duration) {
+    const W = 1000, H = 40;
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "group",
+                              "aria-label": `highlight timeline, ${state.moments.length} moments over ${clock(duration)}`,
+                              "data-testid": "timeline-svg" });
+    root.append(svg("rect", { x: 0, y: 14, width: W, height: 12, class: "track" }));
+    for (const m of state.moments) {
+      const x = (W * m.start) / duration;
+      const w = Math.max(3, (W * (m.end - m.start)) / duration);
+      const r = svg("rect", { x: x.toFixed(2), y: 4, width: w.toFixed(2), height: 32, rx: 1.5, fill: scoreColour(m.score),
+                              class: m.id === state.mark ? "mark selected" : "mark", tabindex: 0, role: "button",
+                              "data-testid": "mark", "data-moment": m.id, "data-score": m.score,
+                              "aria-label": `moment ${clock(m.start)} to ${clock(m.end)}, score ${num(m.score, 2)}` });
+      const t = svg("title");
+      t.textContent = `${clock(m.start)}–${clock(m.end)} · score ${num(m.score, 2)}`;
+      r.append(t);
+      r.addEventListener("click", () => selectMoment(m.id, true));
+      r.addEventListener("keydown", (ev) => {
+        if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); selectMoment(m.id, true); }
+      });
+      root.append(r);
+    }
+    $("timeline").replaceChildren(root);
+  }
+
+  function selectMoment(id, scroll) {
+    state.mark = id;
+    for (const r of $("timeline").querySelectorAll("rect.mark")) {
+      r.classList.toggle("selected", r.dataset.moment === id);
+    }
+    for (const [mid, c] of state.cards) c.li.classList.toggle("selected", mid === id);
+    const card = state.cards.get(id);
+    if (card && scroll) card.li.scrollIntoView({ block: "nearest" });
+  }
+
+  function verdictText(v) {
+    return v === "approve" ? "approved" : v === "reject" ? "rejected" : "not reviewed";
+  }
+
+  function renderClips() {
+    const list = $("clips");
+    const seen = new Set();
+    let order = [];
+    for (const m of state.moments) {
+      seen.add(m.id);
+      const video = m.clip && localPath(m.clip.video);
+      const key = video ? `clip:${video}` : "none";  // a card is rebuilt only when its clip appears
+      let card = state.cards.get(m.id);
+      if (!card || card.key !== key) {
+        const li = buildCard(m);
+        if (card) card.li.replaceWith(li);
+        card = { li, key };
+        state.cards.set(m.id, card);
+      }
+      updateCard(card.li, m);
+      order.push(card.li);
+    }
+    for (const [mid, c] of state.cards) {
+      if (!seen.has(mid)) { c.li.remove(); state.cards.delete(mid); }
+    }
+    const current = [...list.children];
+    if (current.length !== order.length || current.some((n, i) => n !== order[i])) list.replaceChildren(...order);
+    const nclips = state.moments.filter((m) => m.clip).length;
+    setText("clips-count", `${nclips} clips, ${state.moments.length} moments`);
+    if (!state.moments.length) list.replaceChildren(el("li", { class: "muted", text: "No moments yet." }));
+  }
+
+  function buildCard(m) {
+    const li = el("li", { class: "card", "data-testid": "clip", "data-moment": m.id,
+                          onclick: (ev) => { if (ev.target === li || ev.target.classList.contains("when")) selectMoment(m.id, false); } });
+    const clip = m.clip;
+    const video = clip && localPath(clip.video);
+    const thumb = clip && localPath(clip.thumbnail);
+    const captions = clip && localPath(clip.captions);
+    const head = el("div", { class: "card-head" },
+      thumb ? el("img", { src: thumb, alt: `thumbnail at ${clock(m.start)}`, loading: "lazy", width: 160, height: 90,
+                          "data-testid": "thumbnail" }) : null,
+      el("div", null,
+        el("div", { class: "when" }, el("span", { "data-testid": "clip-time", text: `${clock(m.start)} – ${clock(m.end)}` }),
+           " · score ", el("strong", { "data-testid": "clip-score", class: "score" })),
+        el("ul", { class: "reasons", "data-testid": "reasons" }),
+        el("blockquote", { class: "transcript", "data-testid": "transcript" })));
+    li.append(head);
+    if (video) {
+      const v = el("video", { controls: true, preload: "metadata", src: video, "data-testid": "video",
+                              "aria-label": `clip ${clock(m.start)} to ${clock(m.end)}` });
+      if (captions) v.append(el("track", { kind: "captions", src: captions, srclang: "en", label: "Captions", default: true }));
+      v.addEventListener("play", () => selectMoment(m.id, false));
+      const approve = el("button", { type: "button", class: "approve", "data-testid": "approve", "aria-pressed": "false",
+                                     onclick: () => review(m.id, "approve", li) }, "Approve");
+      const reject = el("button", { type: "button", class: "reject", "data-testid": "reject", "aria-pressed": "false",
+                                    onclick: () => review(m.id, "reject", li) }, "Reject");
+      li.append(v, el("div", { class: "review" }, approve, reject, " ",
+                      el("span", { class: "verdict", "data-testid": "verdict", role: "status" }),
+                      el("span", { class: "error small", "data-testid": "review-error", role: "alert" })));
+    } else {
+      li.append(el("p", { class: "muted small", text: "No clip for this moment (yet)." }));
+    }
+    return li;
+  }
+
+  function updateCard(li, m) {
+    li.classList.toggle("selected", m.id === state.mark);
+    li.querySelector('[data-testid="clip-score"]').textContent = num(m.score, 2);
+    const reasons = (m.reasons || []).map((r) => el("li", null,
+      el("span", { class: "src", text: r.source }), ` ${num(r.score, 2)}`, r.detail ? ` — ${r.detail}` : ""));
+    const ul = li.querySelector('[data-testid="reasons"]');
+    const sig = JSON.stringify(m.reasons || []);
+    if (ul.dataset.sig !== sig) { ul.replaceChildren(...reasons); ul.dataset.sig = sig; }
+    const tq = li.querySelector('[data-testid="transcript"]');
+    tq.textContent = m.transcript || "";
+    tq.hidden = !m.transcript;
+    showVerdict(li, m.review);
+  }
+
+  function showVerdict(li, verdict) {
+    const span = li.querySelector('[data-testid="verdict"]');
+    if (!span) return;
+    span.textContent = verdictText(verdict);
+    span.dataset.verdict = verdict || "";
+    li.dataset.review = verdict || "";
+    li.querySelector('[data-testid="approve"]').setAttribute("aria-pressed", String(verdict === "approve"));
+    li.querySelector('[data-testid="reject"]').setAttribute("aria-pressed", String(verdict === "reject"));
+  }
+
+  async function review(mid, verdict, li) {
+    const buttons = li.querySelectorAll(".review button");
+    buttons.forEach((b) => { b.disabled = true; });
+    li.querySelector('[data-testid="review-error"]').textContent = "";
+    try {
+      const got = await api("POST", `/clips/${enc(mid)}/review`, { verdict, note: "" });
+      const m = state.moments.find((x) => x.id === mid);
+      if (m) m.review = got.verdict;
+      state.reviewed.set(mid, { verdict: got.verdict, at: Date.now() });
+      showVerdict(li, got.verdict);
+    } catch (e) {
+      li.querySelector('[data-testid="review-error"]').textContent = e.message;
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  checkSession();
+})();

@@ -1,0 +1,276 @@
+"""The back office's web page in a real headless Chromium, on the real app (uvicorn), a real
+controller actor on a local Ray instance and a batch job made by the real pipeline: sign-in,
+timeline, inline clips that load and seek (HTTP Range), reviews, refused URLs, tenants, escaping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.ray,
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed"),
+    pytest.mark.skipif(not CHROMIUM, reason="no chromium browser (/usr/bin/chromium) to drive"),
+]
+
+HOSTILE = "<img src=x onerror=window.__pwned=1>"
+TIMEOUT_MS = 20_000
+
+
+def _http(base: str, method: str, path: str, token: str, body=None) -> tuple[int, object]:
+    """The API as a plain client sees it (not through the page)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def _wait(fn, timeout: float, every: float = 1.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = fn()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture(scope="module")
+def site(ray_local, tmp_path_factory, short_show):
+    """The app served by uvicorn on 127.0.0.1 (a thread), tokens for two tenants, a finished batch
+    job of the sample show (named with markup) and a (failing) live stream, both of tenant acme."""
+    import ray
+    import uvicorn
+
+    from ace.api.app import build_app
+    from ace.api.backend import Backend
+    from workers.live import ControllerActor
+
+    data = tmp_path_factory.mktemp("web") / "data"
+    media = data / "media"
+    media.mkdir(parents=True)
+    shutil.copy(short_show.video, media / "show.mp4")
+    shutil.copy(short_show.events, media / "show.events.jsonl")
+    settings = {"data_dir": str(data), "cpu_threads": 1, "url_allowlist": ["127.0.0.1"], "api_max_streams": 5}
+    controller = ControllerActor.options(num_cpus=0.05, max_concurrency=16).remote(settings)
+    backend = Backend(settings, controller=controller)
+    tokens = {"acme": backend.store.create_token("acme")[1], "globex": backend.store.create_token("globex")[1]}
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(build_app(backend), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, 30, 0.1)
+        acme = tokens["acme"]
+        code, job = _http(base, "POST", "/jobs", acme, {"name": HOSTILE, "items": [{"path": "show.mp4"}]})
+        assert code == 201, job
+        code, stream = _http(base, "POST", "/streams", acme, {"url": "http://127.0.0.1:9/never.m3u8", "name": HOSTILE})
+        assert code == 201, stream
+        done = _wait(lambda: (j := _http(base, "GET", f"/jobs/{job['id']}", acme)[1])["status"] != "running" and j, 300, 2)
+        assert done["status"] == "done", done
+        show = done["items"][0]["show_id"]
+        code, moments = _http(base, "GET", f"/streams/{show}/moments", acme)
+        assert code == 200 and moments and any(m["clip"] for m in moments), moments
+        yield {"base": base, "tokens": tokens, "job": job["id"], "show": show, "stream": stream["id"]}
+    finally:
+        for tenant in tokens:
+            try:
+                for st in ray.get(controller.status.remote(tenant=tenant), timeout=30):
+                    if st.get("status") not in ("ended", "failed", "stopped"):
+                        ray.get(controller.stop.remote(st["id"], tenant=tenant), timeout=60)
+            except Exception:  # noqa: BLE001 - best effort: the controller is killed next
+                pass
+        ray.kill(controller)
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _sign_in(page, site, tenant: str) -> None:
+    page.goto(site["base"] + "/")
+    page.get_by_label("API token").fill(site["tokens"][tenant])
+    page.get_by_test_id("signin-submit").click()
+    expect(page.get_by_test_id("who")).to_have_text(f"Signed in as {tenant}")
+
+
+def test_sign_in_with_a_token_and_out(page, site):
+    page.goto(site["base"] + "/")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    page.get_by_label("API token").fill("ace_00000000_forged")
+    page.get_by_test_id("signin-submit").click()
+    expect(page.get_by_test_id("signin-error")).to_have_text("unknown or revoked API token")
+    expect(page.locator("#app")).to_be_hidden()
+    _sign_in(page, site, "acme")
+    expect(page.locator("#app")).to_be_visible()
+    assert page.evaluate("fetch('/me').then(r => r.json())") == {"tenant": "acme"}
+    assert page.evaluate("document.cookie") == ""  # the token cookie is HttpOnly
+    page.reload()  # the session survives a reload
+    expect(page.get_by_test_id("who")).to_have_text("Signed in as acme")
+    page.get_by_test_id("sign-out").click()
+    expect(page.locator("#signin")).to_be_visible()
+    assert page.evaluate("fetch('/me').then(r => r.status)") == 401
+
+
+def test_show_timeline_clips_play_seek_and_review(page, site):
+    token, show = site["tokens"]["acme"], site["show"]
+    moments = _http(site["base"], "GET", f"/streams/{show}/moments", token)[1]
+    _sign_in(page, site, "acme")
+    job = page.locator(f'[data-testid="job"][data-id="{site["job"]}"]')
+    expect(job.get_by_test_id("job-status")).to_have_text("done")
+    expect(job.get_by_test_id("job-progress")).to_have_text("100%")
+    job.locator(f'[data-testid="job-item"][data-show="{show}"]').get_by_test_id("open-show").click()
+
+    # the timeline: one mark per moment, along the show; a mark selects its clip
+    marks = page.locator('#timeline [data-testid="mark"]')
+    expect(marks).to_have_count(len(moments))
+    assert sorted(marks.evaluate_all("els => els.map(e => e.dataset.moment)")) == sorted(m["id"] for m in moments)
+    target = next(m for m in moments if m["clip"])
+    page.locator(f'#timeline [data-moment="{target["id"]}"]').click()
+    card = page.locator(f'#clips [data-testid="clip"][data-moment="{target["id"]}"]')
+    expect(card).to_have_class("card selected")
+    expect(page.locator('#timeline rect.selected')).to_have_count(1)
+    expect(card.get_by_test_id("clip-score")).to_have_text(f"{target['score']:.2f}")
+    expect(page.locator('#clips [data-testid="clip"]')).to_have_count(len(moments))
+
+    # the clip plays inline: metadata loads, seeking works (HTTP Range), captions and thumbnail load
+    video = card.get_by_test_id("video")
+    assert video.get_attribute("preload") == "metadata"
+    assert video.get_attribute("src") == f"/clips/{target['id']}/video"
+    video.scroll_into_view_if_needed()
+    page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=video.element_handle(), timeout=TIMEOUT_MS)
+    duration = video.evaluate("v => v.duration")
+    assert duration > 1.0 and video.evaluate("v => v.error") is None
+    seeked = video.evaluate("""v => new Promise((ok, bad) => {
+        v.addEventListener('seeked', () => ok(v.currentTime), {once: true});
+        v.addEventListener('error', () => bad(new Error('media error ' + (v.error && v.error.code))), {once: true});
+        v.currentTime = v.duration * 0.6;
+    })""")
+    assert abs(seeked - duration * 0.6) < 0.5, (seeked, duration)
+    page.wait_for_function("v => v.readyState >= 2", arg=video.element_handle(), timeout=TIMEOUT_MS)
+    assert video.evaluate("v => v.currentTime") > 0
+    if target["clip"]["captions"]:
+        track = card.locator("video track")
+        assert track.get_attribute("kind") == "captions" and track.get_attribute("src") == target["clip"]["captions"]
+        page.wait_for_function("t => t.readyState === 2", arg=track.element_handle(), timeout=TIMEOUT_MS)
+    if target["clip"]["thumbnail"]:
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0",
+                               arg=card.get_by_test_id("thumbnail").element_handle(), timeout=TIMEOUT_MS)
+
+    # approve: the page shows the verdict, the API then reports it, and a reload still shows it
+    expect(card.get_by_test_id("verdict")).to_have_text("not reviewed")
+    card.get_by_test_id("approve").click()
+    expect(card.get_by_test_id("verdict")).to_have_text("approved")
+    expect(card.get_by_test_id("approve")).to_have_attribute("aria-pressed", "true")
+    again = {m["id"]: m for m in _http(site["base"], "GET", f"/streams/{show}/moments", token)[1]}
+    assert again[target["id"]]["review"] == "approve"
+    page.wait_for_timeout(3500)  # a refresh of the list keeps the verdict and the video element
+    expect(card.get_by_test_id("verdict")).to_have_text("approved")
+    assert video.evaluate("v => v.currentTime") > 0
+    card.get_by_test_id("reject").click()
+    expect(card.get_by_test_id("verdict")).to_have_text("rejected")
+    again = {m["id"]: m for m in _http(site["base"], "GET", f"/streams/{show}/moments", token)[1]}
+    assert again[target["id"]]["review"] == "reject"
+
+
+def test_submitting_streams_shows_refusals_and_lists_them(page, site):
+    token = site["tokens"]["acme"]
+    refused = "http://169.254.169.254/x.m3u8"
+    code, answer = _http(site["base"], "POST", "/streams", token, {"url": refused})
+    assert code == 422 and answer["error"]
+    _sign_in(page, site, "acme")
+    page.get_by_label("Stream URL").fill(refused)
+    page.get_by_label("Stream name").fill("metadata")
+    page.get_by_test_id("stream-submit").click()
+    expect(page.get_by_test_id("stream-error")).to_have_text(answer["error"])
+    expect(page.locator('[data-testid="stream-row"]')).to_have_count(1)  # the fixture's stream only
+
+    page.get_by_label("Stream URL").fill("http://127.0.0.1:9/never.m3u8")
+    page.get_by_label("Stream name").fill("Room Two")
+    page.get_by_label("Category").select_option("beauty")
+    page.get_by_label("Products (comma-separated)").fill("lipstick, mascara")
+    page.get_by_test_id("stream-submit").click()
+    expect(page.get_by_test_id("stream-error")).to_have_text("")
+    expect(page.get_by_test_id("stream-ok")).to_contain_text("Submitted: room-two-", ignore_case=True)
+    row = page.locator('[data-testid="stream-row"]', has_text="Room Two")
+    expect(row).to_have_count(1)
+    sid = row.get_attribute("data-id")
+    listed = {s["id"]: s for s in _http(site["base"], "GET", "/streams", token)[1]}
+    assert sid in listed and listed[sid]["name"] == "Room Two"
+    # it cannot connect: the list shows it failed (refreshed without reloading the page)
+    expect(row.get_by_test_id("stream-status")).to_contain_text("failed", timeout=90_000)
+    row.get_by_test_id("open-stream").click()
+    expect(page.get_by_test_id("detail-title")).to_contain_text(sid)
+    expect(page.get_by_test_id("ramp-level")).to_have_text("–")
+
+
+def test_a_tenant_sees_only_its_own_streams_and_jobs(page, site):
+    _sign_in(page, site, "globex")
+    expect(page.get_by_test_id("streams-updated")).not_to_have_text("")  # one refresh has happened
+    expect(page.locator('[data-testid="stream-row"]')).to_have_count(0)
+    expect(page.locator('[data-testid="job"]')).to_have_count(0)
+    assert site["stream"] not in page.content() and site["show"] not in page.content()
+    status = page.evaluate("id => fetch('/streams/' + id + '/moments').then(r => r.status)", site["show"])
+    assert status == 404
+    status = page.evaluate("id => fetch('/clips/' + id + '/video').then(r => r.status)",
+                           _http(site["base"], "GET", f"/streams/{site['show']}/moments", site["tokens"]["acme"])[1][0]["id"])
+    assert status == 404
+
+
+def test_text_from_the_data_is_escaped(page, site):
+    _sign_in(page, site, "acme")
+    row = page.locator(f'[data-testid="stream-row"][data-id="{site["stream"]}"]')
+    expect(row.get_by_test_id("open-stream")).to_have_text(HOSTILE)
+    job = page.locator(f'[data-testid="job"][data-id="{site["job"]}"]')
+    expect(job.get_by_test_id("job-name")).to_have_text(HOSTILE)
+    job.get_by_test_id("open-show").first.click()
+    expect(page.get_by_test_id("detail-title")).to_contain_text(HOSTILE)
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator('img[src="x"]').count() == 0
