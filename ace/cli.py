@@ -13,6 +13,8 @@ Workers (Ray) are imported lazily so ``ace --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
+import contextlib
 import json
 import logging
 import sys
@@ -208,8 +210,34 @@ def truth_table(cmp: dict) -> Table:
 # -- bench -----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to file descriptor 1 (by this process or its children) to 2."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if args.what == "api":
+        from workers.bench_api import print_api_report, run_api_bench
+
+        seconds = args.seconds if args.seconds != 180.0 else 20.0
+        with _stdout_to_stderr():  # Ray's own messages must not get into the report on stdout
+            report_ = run_api_bench(settings, clients=args.clients, seconds=seconds, batch=args.batch, submits=args.submits,
+                                    streams=2, rate=args.rate, num_cpus=args.num_cpus, input_path=args.input, progress=lambda m: err.print(f"[dim]{m}"))
+        if args.json:
+            print(json.dumps(report_, indent=2))
+        else:
+            print_api_report(report_, out)
+        return 0
     if args.what == "live":
         from workers.bench_live import print_live_report, run_live_bench
 
@@ -290,10 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
-    b.add_argument("what", nargs="?", choices=["pipeline", "live"], default="pipeline",
-                   help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the controller")
+    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api"], default="pipeline",
+                   help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the "
+                        "controller; api: the back office under concurrent event posts and a burst of submissions")
     b.add_argument("--streams", type=int, default=8, help="live: how many copies of the show (default 8)")
-    b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180)")
+    b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180); api: how long "
+                   "the clients post events (default 20)")
+    b.add_argument("--clients", type=int, default=16, help="api: concurrent clients posting events (default 16)")
+    b.add_argument("--batch", type=int, default=200, help="api: events a request (default 200)")
+    b.add_argument("--submits", type=int, default=100, help="api: simultaneous stream submissions (default 100)")
+    b.add_argument("--rate", type=float, default=6000.0, help="api: events a second the clients offer in all, on a "
+                   "schedule (default 6000; 0: as fast as answered)")
     b.add_argument("--input", help="show to measure (default: the sample show)")
     b.add_argument("--events", help="events file for --input")
     b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")

@@ -537,13 +537,18 @@ class LiveController:
 
     def _live_count(self, tenant: str) -> int:
         """The tenant's streams not known to have finished (one that does not answer counts as live)."""
+        now = time.time()
         with self._lock:
-            items = [(sid, a) for sid, (spec, a) in self._streams.items() if spec.tenant == tenant and sid not in self._final]
-        if not items:
-            return 0
-        refs = {a.status.remote(): sid for sid, a in items}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
-        live = len(refs) - len(ready)
+            items = [(sid, a, now - spec.submitted_at < 30.0) for sid, (spec, a) in self._streams.items()
+                     if spec.tenant == tenant and sid not in self._final]
+        # a stream submitted in the last 30 s is live (its actor may still be loading its model and
+        # would keep a burst of submissions waiting); older ones are asked, briefly
+        young = sum(1 for *_x, y in items if y)
+        refs = {a.status.remote(): sid for sid, a, y in items if not y}
+        if not refs:
+            return young
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
+        live = young + len(refs) - len(ready)
         for ref in ready:
             try:
                 st = ray.get(ref)

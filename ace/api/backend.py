@@ -72,6 +72,7 @@ class Backend:
         self._tokens = _TTLCache(ttl_s=30.0)
         self._owners = _TTLCache(ttl_s=300.0)
         self._submits = asyncio.Semaphore(self.settings.api_max_submits)
+        self._actors: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -169,8 +170,44 @@ class Backend:
     async def stop_stream(self, tenant: str, sid: str) -> dict:
         return await self._call("stop", sid, tenant=tenant, timeout=90.0)
 
-    async def push_events(self, tenant: str, sid: str, events: list[dict], batch_id: str | None = None) -> int:
-        return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
+    async def push_events(self, tenant: str, sid: str, events: list, batch_id: str | None = None) -> int:
+        """Straight to the stream's actor (the tenant's ownership checked in the store first): the
+        webhook's hot path skips the controller. While Ray restarts the actor the call is sent
+        again (up to a minute), so accepted events are delivered once."""
+        import ray
+
+        from workers.live import NAMESPACE, RESTART_WAIT_S
+
+        actor = self._actors.get(sid)
+        if actor is None:
+            if not await self.owns(sid, tenant):
+                # a stream submitted a moment ago has no store row yet: the controller knows it
+                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
+            try:
+                actor = ray.get_actor(f"ace:stream:{sid}", namespace=NAMESPACE)
+            except ValueError:
+                raise NotFound(f"stream {sid!r} is not running") from None
+            self._actors[sid] = actor
+        elif not await self.owns(sid, tenant):
+            raise NotFound(f"no stream {sid!r}")
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(actor.push_events.remote(events, batch_id).future()), 30.0)
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise Busy(f"stream {sid!r} is restarting", 5.0) from None
+                await asyncio.sleep(0.5)
+            except ray.exceptions.ActorDiedError:
+                self._actors.pop(sid, None)
+                raise NotFound(f"stream {sid!r} is not running") from None
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None) or e
+                if isinstance(cause, ValueError):
+                    raise Refused(str(cause)) from None
+                raise
+            except asyncio.TimeoutError:
+                raise Busy(f"stream {sid!r} did not answer in time", 5.0) from None
 
     async def ramp(self, tenant: str, sid: str, limit: int = 100) -> dict:
         await self._require(sid, tenant)

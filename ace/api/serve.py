@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from ray import serve
 
@@ -14,7 +15,11 @@ APP_NAME = "ace"
 REPLICA_CPUS = 0.1
 
 
-@serve.deployment(name="BackOffice", ray_actor_options={"num_cpus": REPLICA_CPUS}, max_ongoing_requests=256)
+@serve.deployment(name="BackOffice", max_ongoing_requests=256,
+                  ray_actor_options={"num_cpus": REPLICA_CPUS,
+                                     # the app's handlers are async and never block: run them on the
+                                     # replica's own loop instead of handing each request to a thread
+                                     "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}})
 @serve.ingress()
 class BackOffice:
     def __init__(self, settings: dict):
@@ -30,7 +35,10 @@ class BackOffice:
 def start_back_office(settings: dict, host: str, port: int) -> str:
     """Start Serve's HTTP proxy on ``host:port`` and deploy the back office; returns its URL."""
     serve.start(http_options={"host": host, "port": int(port)})
-    serve.run(BackOffice.bind(settings), name=APP_NAME, route_prefix="/")
+    # one access-log line a request costs the replica more than parsing a batch of events: the
+    # application logs its own warnings and errors; Ray's metrics still count every request
+    serve.run(BackOffice.bind(settings), name=APP_NAME, route_prefix="/",
+              logging_config={"enable_access_log": os.environ.get("ACE_ACCESS_LOG", "0") == "1"})
     return f"http://{host}:{port}"
 
 
