@@ -53,8 +53,9 @@ def office(ray_local, tmp_path_factory, short_show):
     media.mkdir(parents=True)
     shutil.copy(short_show.video, media / "show.mp4")
     shutil.copy(short_show.events, media / "show.events.jsonl")
+    # on a real PostgreSQL server when the suite has one (CI does), else SQLite in the data folder
     settings = {"data_dir": str(data), "cpu_threads": 1, "url_allowlist": ["127.0.0.1"], "api_max_streams": 3,
-                "api_max_events": 500, "api_max_body": 200_000}
+                "api_max_events": 500, "api_max_body": 200_000, "database_url": os.environ.get("ACE_TEST_DATABASE_URL", "")}
     controller = ControllerActor.options(num_cpus=0.05, max_concurrency=16).remote(settings)
     backend = Backend(settings, controller=controller)
     acme = backend.store.create_token("acme")[1]

@@ -39,6 +39,9 @@ ENCODE = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g
           "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k"]
 TOL = 0.01  # seconds: segment times from the CSV list are rounded to microseconds (FLV: milliseconds)
 
+#: the test servers listen on loopback, which the URL guard refuses unless allowed
+LOOPBACK = IngestOptions(allow=("127.0.0.1",))
+
 
 # ---------------------------------------------------------------------------------------- helpers
 
@@ -404,11 +407,12 @@ def test_file_played_at_real_speed(tiny_video, tmp_path):
 def test_hls_recovers_after_http_server_stops_for_20_s(hls_source, tmp_path):
     server = Server(functools.partial(QuietFiles, directory=str(hls_source))).start()
     try:
-        ing = Ingest("hls", server.url("live.m3u8"), tmp_path / "buf")  # default options
+        ing = Ingest("hls", server.url("live.m3u8"), tmp_path / "buf", LOOPBACK)  # default options, guarded
         w = Watch(ing)
         with ingesting(ing):
             assert pump([w], lambda: len(w.got) >= 3, timeout=20), (ing.status, ing.error)
             assert ing.status == "live"
+            assert ing._proxy is not None and ing._proxy.forwarded >= 3  # ffmpeg's requests went through the guard
             before = len(w.got)
 
             # the web server goes away for 20 s while the publisher keeps going
@@ -419,7 +423,7 @@ def test_hls_recovers_after_http_server_stops_for_20_s(hls_source, tmp_path):
             # ingest restarts it with backoff (ffmpeg's own http reconnect retries the connection
             # meanwhile), so the stream is reconnecting during the outage
             assert ing.status == "reconnecting", ing.statuses
-            assert "HLS playlist could not be reloaded" in ing.error or "connection refused" in ing.error
+            assert "HLS playlist could not be reloaded" in ing.error or "connection refused" in ing.error.lower()
             assert ing.seconds_behind_live() > 15
             server.start()
             t_up = time.monotonic()
@@ -457,7 +461,7 @@ def test_hls_recovers_after_http_server_stops_for_20_s(hls_source, tmp_path):
 @pytest.mark.slow
 def test_rtmp_from_an_ffmpeg_listener_with_a_small_buffer_and_a_publisher_restart(tmp_path):
     port = free_port()
-    opts = IngestOptions(segment_s=1.0, buffer_s=3.0)
+    opts = IngestOptions(segment_s=1.0, buffer_s=3.0, allow=("127.0.0.1",))
     ing = Ingest("rtmp", f"rtmp://127.0.0.1:{port}/live/test", tmp_path / "buf", opts)
     w = Watch(ing)
     with contextlib.ExitStack() as stack:
@@ -507,7 +511,7 @@ def test_http_flv_from_an_ffmpeg_http_listener(tmp_path):
     url = f"http://127.0.0.1:{port}/live.flv"
     args = ["-re", "-f", "lavfi", "-i", LAVFI_VIDEO, "-re", "-f", "lavfi", "-i", LAVFI_AUDIO, *ENCODE,
             "-f", "flv", "-listen", "1", url]
-    ing = Ingest("flv", url, tmp_path / "buf", IngestOptions(segment_s=1.0))
+    ing = Ingest("flv", url, tmp_path / "buf", IngestOptions(segment_s=1.0, allow=("127.0.0.1",)))
     w = Watch(ing)
     with process(args) as pub:
         time.sleep(0.5)
@@ -530,7 +534,7 @@ def test_failing_sources_get_clear_errors_and_leave_other_streams_alone(tiny_vid
     hole = blackhole.getsockname()[1]
     web = Server(HtmlOr404).start()
     dead_rtmp = free_port()
-    short = IngestOptions(start_timeout_s=3.0)
+    short = IngestOptions(start_timeout_s=3.0, allow=("127.0.0.1",))
     ings = {
         "silent": Ingest("silent", f"http://127.0.0.1:{hole}/live.flv", tmp_path / "silent", short),
         "silent_rtmp": Ingest("silent_rtmp", f"rtmp://127.0.0.1:{hole}/live/x", tmp_path / "silent_rtmp", short),
@@ -539,7 +543,7 @@ def test_failing_sources_get_clear_errors_and_leave_other_streams_alone(tiny_vid
         "missing": Ingest("missing", web.url("missing/room.flv"), tmp_path / "missing", short),
         "refused_rtsp": Ingest("refused_rtsp", f"rtsp://127.0.0.1:{free_port()}/cam", tmp_path / "rtsp", short),
         "dies": Ingest("dies", f"rtmp://127.0.0.1:{dead_rtmp}/live/test", tmp_path / "dies",
-                       IngestOptions(start_timeout_s=5.0, max_restarts=1, segment_s=1.0)),
+                       IngestOptions(start_timeout_s=5.0, max_restarts=1, segment_s=1.0, allow=("127.0.0.1",))),
         "good": Ingest("good", str(tiny_video), tmp_path / "good"),
     }
     watches = {k: Watch(v) for k, v in ings.items()}
@@ -608,7 +612,7 @@ def test_hls_that_the_publisher_closes_ends_instead_of_replaying(tmp_path):
             time.sleep(0.2)
         server.start()
         try:
-            ing = Ingest("closed", server.url("live.m3u8"), tmp_path / "buf", IngestOptions(segment_s=1.0))
+            ing = Ingest("closed", server.url("live.m3u8"), tmp_path / "buf", IngestOptions(segment_s=1.0, allow=("127.0.0.1",)))
             w = Watch(ing)
             with ingesting(ing):
                 assert pump([w], lambda: ing.status in ("ended", "failed"), timeout=40), w.statuses
@@ -617,3 +621,11 @@ def test_hls_that_the_publisher_closes_ends_instead_of_replaying(tmp_path):
             assert sum(s.end - s.start for s in w.segments) < 8.0  # about the 5 s published, not replayed
         finally:
             server.stop()
+
+
+def test_a_refused_destination_never_starts_ffmpeg(tmp_path):
+    for url in ("http://127.0.0.2:9/live.m3u8", "rtmp://10.0.0.1/live/x", "http://169.254.169.254/x.flv"):
+        ing = Ingest("internal", url, tmp_path / "buf")
+        with pytest.raises(InputError, match="refused|ACE_URL_ALLOWLIST"):
+            ing.start()
+        assert ing._run is None

@@ -129,7 +129,8 @@ def test_controller_streams_survive_a_killed_actor_without_duplicates(rehearsal,
     from workers.live import ControllerActor
 
     video, events, highlights = rehearsal
-    controller = ControllerActor.options(num_cpus=0.05).remote({"data_dir": str(tmp_path / "data"), "cpu_threads": 1})
+    controller = ControllerActor.options(num_cpus=0.05).remote({"data_dir": str(tmp_path / "data"), "cpu_threads": 1,
+                                                                "url_allowlist": ["127.0.0.1"]})
     sid = ray.get(controller.submit.remote(str(video), name="room"))
     other = ray.get(controller.submit.remote("http://127.0.0.1:9/never.m3u8", name="dead",
                                              ingest_options={"start_timeout_s": 5.0}))
@@ -172,3 +173,50 @@ def test_controller_streams_survive_a_killed_actor_without_duplicates(rehearsal,
             except Exception:
                 pass
         ray.kill(controller)
+
+
+def test_events_are_followed_from_a_url_being_appended_to(tmp_path):
+    """A JSONL log served over http and growing: read in pieces (Range), a half-written line waits
+    for its newline, bad lines are counted; an internal URL is refused unless allowed."""
+    import functools
+    import http.server
+
+    from ace.errors import InputError
+    from workers.live import UrlEventTail
+
+    log_file = tmp_path / "chat.jsonl"
+    log_file.write_text('{"t": 1, "kind": "chat", "user": "a"}\n{"t": 2, "kind": "like", "us')
+
+    class Ranged(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            data = log_file.read_bytes()
+            start = int(self.headers.get("Range", "bytes=0-")[6:].split("-")[0] or 0)
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Ranged, directory=str(tmp_path)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/chat.jsonl"
+    try:
+        with pytest.raises(InputError, match="ACE_URL_ALLOWLIST"):
+            UrlEventTail(url)
+        tail = UrlEventTail(url, allow=["127.0.0.1"], every_s=0.0)
+        assert [(e.t, e.kind) for e in tail.read()] == [(1.0, "chat")]
+        with open(log_file, "a") as fh:
+            fh.write('er": "b"}\nnot json\n{"t": 3, "kind": "order", "user": "c", "promoted": true}\n')
+        got = tail.read()
+        assert [(e.t, e.kind, e.user) for e in got] == [(2.0, "like", "b"), (3.0, "order", "c")] and got[1].promoted
+        assert tail.bad_lines == 1 and tail.read() == []  # nothing new: 416
+        assert tail._proxy.forwarded >= 3
+        tail.close()
+    finally:
+        srv.shutdown()

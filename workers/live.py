@@ -110,13 +110,16 @@ class EventTail:
         self._partial = b""
         self.bad_lines = 0
 
-    def read(self) -> list[Event]:
+    def _new_bytes(self) -> bytes:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self._pos)
-                data = fh.read(1 << 20)
+                return fh.read(1 << 20)
         except FileNotFoundError:
-            return []
+            return b""
+
+    def read(self) -> list[Event]:
+        data = self._new_bytes()
         if not data:
             return []
         self._pos += len(data)
@@ -129,9 +132,63 @@ class EventTail:
                 out.append(item.event)
             else:
                 self.bad_lines += 1
-                log.warning("%s: %s", self.path.name, item.warning)
+                log.warning("%s: %s", self._name, item.warning)
         self._line += len(lines)
         return out
+
+    @property
+    def _name(self) -> str:
+        return self.path.name
+
+
+class UrlEventTail(EventTail):
+    """Follows ACE JSONL at an http(s) URL that is being appended to: every ``every_s`` seconds it
+    asks for the bytes after those it has (``Range: bytes=N-``; a server that ignores ranges sends
+    the whole file and the known part is skipped). Every request goes through ACE's URL guard
+    (:mod:`ace.netguard`), so the URL cannot reach internal addresses, not even by a redirect.
+    A source that cannot be read is retried at the next poll and counted in ``errors``."""
+
+    def __init__(self, url: str, allow: Sequence[str] = (), every_s: float = 2.0, timeout: float = 5.0):
+        from ace.netguard import AddressPolicy, GuardProxy, check_url, guarded_opener
+
+        policy = AddressPolicy(allow)
+        check_url(url, policy=policy)
+        super().__init__(os.devnull)
+        self.url, self.every_s, self.timeout = url, float(every_s), float(timeout)
+        self._proxy = GuardProxy(policy).start()
+        self._opener = guarded_opener(self._proxy)
+        self._next = 0.0
+        self.errors = 0
+
+    @property
+    def _name(self) -> str:
+        return redact(self.url)
+
+    def _new_bytes(self) -> bytes:
+        import urllib.error
+        import urllib.request
+
+        now = time.monotonic()
+        if now < self._next:
+            return b""
+        self._next = now + self.every_s
+        req = urllib.request.Request(self.url, headers={"Range": f"bytes={self._pos}-", "User-Agent": "ace"})
+        try:
+            with self._opener.open(req, timeout=self.timeout) as r:
+                data = r.read(1 << 20 if r.status == 206 else self._pos + (1 << 20))
+                return data if r.status == 206 else data[self._pos:]
+        except urllib.error.HTTPError as e:
+            if e.code == 416:  # nothing after what we have
+                return b""
+            self.errors += 1
+            log.warning("events %s: HTTP %s", redact(self.url), e.code)
+        except (OSError, ValueError) as e:
+            self.errors += 1
+            log.warning("events %s: %s", redact(self.url), e)
+        return b""
+
+    def close(self) -> None:
+        self._proxy.stop()
 
 
 class StreamWorker:
@@ -156,7 +213,10 @@ class StreamWorker:
         self._state_path = self.folder / "state.json"
         self._lock = threading.RLock()
         self._events: deque[Event] = deque()
-        self._tail = EventTail(self.spec.events) if self.spec.events and not _is_url(self.spec.events) else None
+        self._tail: EventTail | None = None
+        if self.spec.events:
+            self._tail = (UrlEventTail(self.spec.events, allow=s.url_allowlist) if _is_url(self.spec.events)
+                          else EventTail(self.spec.events))
         self.metrics = LiveMetrics(self.spec.stream_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,8 +254,9 @@ class StreamWorker:
                 self.analyzer.restore(saved["analyzer"])
             except (ValueError, RuntimeError) as e:
                 log.warning("stream %s: cannot resume the analysis (%s); starting afresh", self.spec.stream_id, e)
-        self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer",
-                             ingest_options or IngestOptions())
+        opts = ingest_options or IngestOptions()
+        opts = replace(opts, allow=tuple(s.url_allowlist) + tuple(opts.allow))
+        self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer", opts)
         self._save_show()
         if autostart:
             self.start()
@@ -305,6 +366,8 @@ class StreamWorker:
     def _finish(self, status: str) -> None:
         with self._lock:
             self._status = status
+        if isinstance(self._tail, UrlEventTail):
+            self._tail.close()
         if status == "failed":
             self.metrics.count("errors")
         self._save_state()
@@ -507,7 +570,14 @@ class LiveController:
         from ace.errors import InputError
 
         try:
-            source_kind(url)
+            if source_kind(url) != "file":  # a local file is the operator's own (the HTTP API takes URLs only)
+                from ace.netguard import check_url
+
+                check_url(url, allow=Settings(**self.settings).url_allowlist)
+            if events and _is_url(events):
+                from ace.netguard import check_url
+
+                check_url(events, allow=Settings(**self.settings).url_allowlist)
         except InputError as e:
             raise ValueError(str(e)) from None
         sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)

@@ -255,6 +255,12 @@ class IngestOptions:
     ended_after_s: float | None = 300.0
     #: read a local file at its native rate (``-re``), like a live stream; False: as fast as possible
     realtime_file: bool = True
+    #: destinations a network source may reach although they are loopback, private or link-local
+    #: (``ACE_URL_ALLOWLIST``; see :class:`ace.netguard.AddressPolicy`)
+    allow: tuple[str, ...] = ()
+    #: check network sources with :mod:`ace.netguard` and read http(s) ones through its proxy, so a
+    #: hostile playlist cannot make ffmpeg fetch internal URLs. Off only for trusted sources.
+    guard: bool = True
 
     def __post_init__(self) -> None:
         positive = ("segment_s", "buffer_s", "rw_timeout_s", "backoff_initial_s", "backoff_max_s",
@@ -559,13 +565,15 @@ _DIAGNOSES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
 )
 
 
-def _hls_ended(url: str, timeout: float = 3.0) -> bool:
+def _hls_ended(url: str, timeout: float = 3.0, opener: Any = None) -> bool:
     """Whether the HLS media playlist at ``url`` is closed (``#EXT-X-ENDLIST``). False when it
-    cannot be read or is a master playlist (its variants would have to be read instead)."""
+    cannot be read or is a master playlist (its variants would have to be read instead). ``opener``
+    (the guard's, for an untrusted source) does the reading."""
     import urllib.request
 
+    req = urllib.request.Request(url, headers={"User-Agent": "ace"})
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "ace"}), timeout=timeout) as r:
+        with (opener.open(req, timeout=timeout) if opener is not None else urllib.request.urlopen(req, timeout=timeout)) as r:
             text = r.read(1 << 20).decode("utf-8", "replace")
     except Exception as e:  # the source is gone: an outage, not an end
         log.debug("HLS playlist %s not readable: %s", redact(url), e)
@@ -647,6 +655,7 @@ class Ingest:
         self._failures = 0  # restarts in a row without a new segment
         self._pending: list[Segment] = []
         self._segments_total = 0
+        self._proxy: Any = None  # the netguard proxy http(s) sources are read through
         #: ffmpeg restarts so far (after an exit or a stall, including retries before the first segment)
         self.reconnects = 0
 
@@ -685,6 +694,13 @@ class Ingest:
             if not path.is_file():
                 raise InputError(f"no such file: {path}")
         media.ffmpeg_binary()
+        if self.kind != "file" and self.options.guard:
+            from ace.netguard import AddressPolicy, GuardProxy, check_url
+
+            policy = AddressPolicy(self.options.allow)
+            check_url(self.url, policy=policy)  # InputError: a refused destination
+            if self.kind in ("hls", "http"):
+                self._proxy = GuardProxy(policy).start()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._clear_leftovers()
         self._started_at = time.monotonic()
@@ -726,6 +742,7 @@ class Ingest:
         self._restart_at = None
         if self._status not in FINAL_STATUSES:
             self._set_status("stopped")
+        self._close_proxy()
 
     def discard(self) -> None:
         """Stop, then delete the rolling buffer's files and folders."""
@@ -783,6 +800,18 @@ class Ingest:
 
     # --------------------------------------------------------------------------------- internals
 
+    def _opener(self):
+        if self._proxy is None:
+            return None
+        from ace.netguard import guarded_opener
+
+        return guarded_opener(self._proxy)
+
+    def _close_proxy(self) -> None:
+        if self._proxy is not None:
+            self._proxy.stop()
+            self._proxy = None
+
     def _set_status(self, status: str, error: str | None = None) -> None:
         if error is not None:
             self._error = error
@@ -790,6 +819,8 @@ class Ingest:
             log.info("%s: %s -> %s%s", self.stream_id, self._status, status,
                      f" ({self._error.splitlines()[0]})" if self._error and status != "live" else "")
             self._status = status
+        if status in FINAL_STATUSES and (self._run is None or self._run.proc.poll() is not None):
+            self._close_proxy()
 
     def _clear_leftovers(self) -> None:
         for entry in self.folder.iterdir():
@@ -806,8 +837,13 @@ class Ingest:
         folder.mkdir(parents=True)
         self._run_dirs.append(folder)
         cmd = ingest_command(self.url, folder, self.options)
-        log.debug("%s: run %d: %s", self.stream_id, self._runs, shlex.join(cmd))
         kw: dict[str, Any] = {}
+        if self._proxy is not None:
+            from ace.netguard import guard_command, guarded_env
+
+            cmd = guard_command(cmd, self.kind, self._proxy.url)
+            kw["env"] = guarded_env()
+        log.debug("%s: run %d: %s", self.stream_id, self._runs, shlex.join(cmd))
         if _PRCTL is not None:
             kw["preexec_fn"] = _set_pdeathsig
         try:
@@ -922,7 +958,7 @@ class Ingest:
             else:
                 self._set_status("failed", _with_tail(f"cannot read {self.url}: {reason}", stderr))
             return out
-        if self.kind == "hls" and rc == 0 and self._segments_total and _hls_ended(self.url):
+        if self.kind == "hls" and rc == 0 and self._segments_total and _hls_ended(self.url, opener=self._opener()):
             # the publisher closed the playlist (#EXT-X-ENDLIST): a real end, not an outage; restarting
             # would replay its last segments again and again
             self._set_status("ended", "")
