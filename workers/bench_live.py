@@ -89,7 +89,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
     init_ray(num_cpus=num_cpus, data_dir=settings.data_dir)
     actor_settings = {"data_dir": str(root / "data"), "model": settings.model, "cpu_threads": 1,
                       "beam_size": settings.beam_size, "database_url": settings.database_url,
-                      "url_allowlist": ["127.0.0.1"]}  # the copies are served on loopback
+                      "url_allowlist": ["127.0.0.1"], "speech_pool": settings.speech_pool}  # copies served on loopback
     controller = ray.remote(LiveController).options(num_cpus=0.05, max_concurrency=16).remote(actor_settings)
     samples: dict[str, list[tuple[float, float]]] = {}
     cpu: list[float] = []

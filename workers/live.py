@@ -268,6 +268,10 @@ class StreamWorker:
         from models.registry import detect_device, load_whisper
 
         s = self.settings
+        if s.speech_pool and ray.is_initialized():
+            from workers.speech_pool import PooledTranscriber, get_speech_pool
+
+            return PooledTranscriber(get_speech_pool(s), beam_size=s.beam_size, language=s.language)
         device, compute = detect_device(s.device, s.compute_type)
         # one thread per stream: streams run side by side, and Whisper uses a second thread poorly
         model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=s.cpu_threads or 1,

@@ -66,7 +66,7 @@ def _controller():
 
 def _settings_for_actors(settings) -> dict:
     keep = ("data_dir", "database_url", "url_allowlist", "media_root", "api_rate", "api_max_body", "api_max_events",
-            "api_max_streams", "api_max_submits", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
+            "api_max_streams", "api_max_submits", "speech_pool", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
             "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords", "ramp_tick_s",
             "ramp_pool", "ramp_sink")
     d = {k: getattr(settings, k) for k in keep}
@@ -154,6 +154,9 @@ def _shutdown(args, settings) -> int:
         from ace.api.serve import stop_back_office
 
         stop_back_office()
+        from workers.speech_pool import kill_speech_pool
+
+        kill_speech_pool()
         try:
             from workers.ramp import get_ramp
 

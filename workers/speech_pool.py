@@ -1,0 +1,134 @@
+"""The shared speech-recognition pool of live streams: a few recogniser actors per cluster instead
+of one model in every stream actor.
+
+:class:`SpeechServer` holds one faster-whisper model (a plain class, tested without Ray);
+:data:`SpeechActor` is its Ray actor, named ``ace:speech:<n>`` in namespace ``ace`` and detached,
+so every stream of the cluster finds the same pool. :func:`get_speech_pool` makes the pool once,
+sized to the machine: on a GPU, one actor per GPU (``num_gpus=1``, float16), on the CPU one
+single-threaded actor per core (Whisper uses a second thread poorly, see the batch pipeline). A
+stream's analyzer gets a :class:`PooledTranscriber`, which stands in for a
+:class:`~ace.signals.speech.Transcriber`: each audio window (8-20 s of 16 kHz float32, at most
+1.3 MB) goes to the next pool actor in turn, and Ray queues windows from all streams at each actor
+in arrival order, so every stream gets its turn. The degrade ladder's ``beam-1`` level lowers ``beam_size`` per stream, as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from typing import Any
+
+import ray
+
+from ace.config import Settings
+
+log = logging.getLogger("ace.workers")
+
+POOL_PREFIX = "ace:speech:"
+#: CPU a recogniser actor reserves (a reservation for scheduling; the model uses one thread)
+SPEECH_ACTOR_CPUS = 0.25
+
+
+class SpeechServer:
+    """One recogniser: loads the model once and transcribes audio windows for any stream."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        from ace.signals.speech import Transcriber
+        from models.registry import detect_device, load_whisper
+
+        s = Settings(**settings)
+        device, compute = detect_device(s.device, s.compute_type)
+        model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=threads, cache_dir=s.cache_dir)
+        self.device = device
+        self._t = Transcriber(model, beam_size=s.beam_size, language=s.language)
+        self.windows = 0
+        self.audio_s = 0.0
+
+    def transcribe(self, audio, offset: float, beam_size: int, language: str | None = None) -> list:
+        self._t.beam_size = int(beam_size)
+        if language is not None:
+            self._t.language = language
+        self.windows += 1
+        self.audio_s += len(audio) / 16000.0
+        return self._t._transcribe_one(audio, offset, None)
+
+    def stats(self) -> dict:
+        return {"device": self.device, "windows": self.windows, "audio_s": round(self.audio_s, 1), "pid": os.getpid()}
+
+
+SpeechActor = ray.remote(SpeechServer)
+
+
+def pool_size(settings: Settings) -> tuple[int, float]:
+    """(actors, GPUs each): one per GPU on a GPU machine, else one per CPU core of the cluster."""
+    from models.registry import detect_device
+
+    device, _ = detect_device(settings.device, settings.compute_type)
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+    if device == "cuda" and gpus > 0:
+        return gpus, 1.0
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1)) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, cpus), 0.0
+
+
+def get_speech_pool(settings: Settings | dict) -> list:
+    """The cluster's recogniser actors (made, detached, the first time; found by name after)."""
+    from workers.live import NAMESPACE
+
+    s = settings if isinstance(settings, Settings) else Settings(**settings)
+    n, gpus = pool_size(s)
+    keep = ("model", "device", "compute_type", "beam_size", "language", "data_dir")
+    args = {k: getattr(s, k) for k in keep}
+    args["data_dir"] = str(args["data_dir"])
+    actors = []
+    for i in range(n):
+        opts: dict[str, Any] = {"name": f"{POOL_PREFIX}{i}", "namespace": NAMESPACE, "lifetime": "detached",
+                                "get_if_exists": True, "max_restarts": -1, "max_task_retries": 2,
+                                "num_cpus": SPEECH_ACTOR_CPUS}
+        if gpus:
+            opts["num_gpus"] = gpus
+        actors.append(SpeechActor.options(**opts).remote(args, 1))
+    return actors
+
+
+def kill_speech_pool() -> int:
+    """Kill the pool's actors (``ace serve --shutdown``); returns how many there were."""
+    from workers.live import NAMESPACE
+
+    n = 0
+    for i in itertools.count():
+        try:
+            ray.kill(ray.get_actor(f"{POOL_PREFIX}{i}", namespace=NAMESPACE))
+            n += 1
+        except ValueError:
+            return n
+
+
+class PooledTranscriber:
+    """What a stream's analyzer calls instead of a local model: ``_transcribe_one`` sends the
+    window to the pool and waits for the words (the analyzer runs in the stream's own thread)."""
+
+    def __init__(self, actors: list, beam_size: int = 1, language: str | None = None, timeout_s: float = 120.0):
+        if not actors:
+            raise ValueError("the speech pool has no actors")
+        self.actors = list(actors)
+        self.beam_size = beam_size
+        self.language = language
+        self.timeout_s = timeout_s
+        self._next = itertools.cycle(range(len(self.actors)))
+        self.windows = 0
+
+    def __copy__(self):
+        out = PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s)
+        return out
+
+    def _transcribe_one(self, audio, offset: float, progress=None) -> list:
+        if audio.size < 1600:
+            return []
+        actor = self.actors[next(self._next)]
+        self.windows += 1
+        return ray.get(actor.transcribe.remote(audio, offset, self.beam_size, self.language), timeout=self.timeout_s)
+
+    def transcribe(self, audio, offset: float = 0.0, progress=None) -> list:
+        return self._transcribe_one(audio, offset, progress)
