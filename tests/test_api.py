@@ -221,6 +221,9 @@ def test_a_batch_job_gives_clips_to_play_seek_and_review(office):
     job = _wait(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=300)
     assert job["status"] == "done" and job["progress"] == 1.0, job
     show = job["items"][0]["show_id"]
+    st = client.get(f"/streams/{show}", headers=auth["acme"]).json()
+    assert st["kind"] == "recorded" and st["status"] == "done" and st["duration"] > 60
+    assert client.get(f"/streams/{show}", headers=auth["globex"]).status_code == 404
     moments = client.get(f"/streams/{show}/moments", headers=auth["acme"]).json()
     assert moments and all(m["clip"] for m in moments)
     assert client.get(f"/streams/{show}/moments", headers=auth["globex"]).status_code == 404

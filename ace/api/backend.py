@@ -165,7 +165,15 @@ class Backend:
         return sorted(live.values(), key=lambda s: s.get("id", ""))
 
     async def stream(self, tenant: str, sid: str) -> dict:
-        return await self._call("status", sid, tenant=tenant)
+        """A live stream's status; for a recorded show (a batch job's item) its row in the store."""
+        try:
+            return await self._call("status", sid, tenant=tenant)
+        except NotFound:
+            show = await self._db(self.store.get_show, sid, tenant)
+            if show is None:
+                raise
+            return {"id": sid, "name": show["name"], "tenant": tenant, "kind": "recorded", "status": show["status"],
+                    "error": show["error"], "analysed_until": show["duration"], "duration": show["duration"]}
 
     async def stop_stream(self, tenant: str, sid: str) -> dict:
         return await self._call("stop", sid, tenant=tenant, timeout=90.0)
