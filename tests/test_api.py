@@ -10,11 +10,12 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from functools import partial
 from pathlib import Path
 
 import pytest
+
+from tests.util import wait_for
 
 pytestmark = [pytest.mark.ray]
 
@@ -70,14 +71,6 @@ def office(ray_local, tmp_path_factory, short_show):
     ray.kill(controller)
 
 
-def _wait(fn, timeout=120.0, every=0.5):
-    end = time.time() + timeout
-    while time.time() < end:
-        got = fn()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def test_every_route_but_health_needs_a_valid_token(office):
@@ -166,10 +159,10 @@ def test_a_stream_with_events_is_the_tenants_alone(office, hls_server):
     st = client.get(f"/streams/{sid}", headers=auth["acme"]).json()
     assert st["events_received"] == 80, st  # 50 + 20 + 10 once, nothing of the refused ones
     # the ramp answers with an empty history before any decision, not an error
-    ramp = _wait(lambda: (r := client.get(f"/streams/{sid}/ramp", headers=auth["acme"])).status_code == 200 and r.json())
+    ramp = wait_for(lambda: (r := client.get(f"/streams/{sid}/ramp", headers=auth["acme"])).status_code == 200 and r.json())
     assert ramp["history"] == [] and ramp["level"] is None
     # the finite stream ends by itself
-    final = _wait(lambda: (s := client.get(f"/streams/{sid}", headers=auth["acme"]).json())["status"] in ("ended", "failed") and s)
+    final = wait_for(lambda: (s := client.get(f"/streams/{sid}", headers=auth["acme"]).json())["status"] in ("ended", "failed") and s)
     assert final["status"] == "ended", final
 
 
@@ -218,7 +211,7 @@ def test_a_batch_job_gives_clips_to_play_seek_and_review(office):
     assert r.status_code == 201, r.text
     jid = r.json()["id"]
     assert client.get(f"/jobs/{jid}", headers=auth["globex"]).status_code == 404
-    job = _wait(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=300)
+    job = wait_for(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=300)
     assert job["status"] == "done" and job["progress"] == 1.0, job
     show = job["items"][0]["show_id"]
     st = client.get(f"/streams/{show}", headers=auth["acme"]).json()

@@ -9,7 +9,7 @@ import pytest
 
 from ace import media
 from ace.config import Settings
-from ace.signals.speech import SAMPLE_RATE, LiveTranscriber, Transcriber, words_of
+from ace.signals.speech import SAMPLE_RATE, LiveTranscriber, Transcriber
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

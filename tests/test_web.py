@@ -9,11 +9,12 @@ import os
 import shutil
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+from tests.util import wait_for
 
 CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
 try:
@@ -44,14 +45,6 @@ def _http(base: str, method: str, path: str, token: str, body=None) -> tuple[int
         return e.code, json.loads(e.read() or b"null")
 
 
-def _wait(fn, timeout: float, every: float = 1.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        got = fn()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +76,13 @@ def site(ray_local, tmp_path_factory, short_show):
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     try:
-        _wait(lambda: server.started, 30, 0.1)
+        wait_for(lambda: server.started, 30, 0.1)
         acme = tokens["acme"]
         code, job = _http(base, "POST", "/jobs", acme, {"name": HOSTILE, "items": [{"path": "show.mp4"}]})
         assert code == 201, job
         code, stream = _http(base, "POST", "/streams", acme, {"url": "http://127.0.0.1:9/never.m3u8", "name": HOSTILE})
         assert code == 201, stream
-        done = _wait(lambda: (j := _http(base, "GET", f"/jobs/{job['id']}", acme)[1])["status"] != "running" and j, 300, 2)
+        done = wait_for(lambda: (j := _http(base, "GET", f"/jobs/{job['id']}", acme)[1])["status"] != "running" and j, 300, 2)
         assert done["status"] == "done", done
         show = done["items"][0]["show_id"]
         code, moments = _http(base, "GET", f"/streams/{show}/moments", acme)

@@ -58,7 +58,7 @@ def run_api_bench(settings: Settings, clients: int = 16, seconds: float = 20.0, 
     from ace.api.serve import start_back_office, stop_back_office
     from ace.store import Store
     from samples.show import make_sample_show
-    from workers.bench_live import _publish, _serve
+    from workers.bench_live import _publish, _serve, stop_publishing
     from workers.cluster import init_ray, shutdown_ray
     from workers.live import get_controller
 
@@ -147,11 +147,7 @@ def run_api_bench(settings: Settings, clients: int = 16, seconds: float = 20.0, 
             except Exception as e:  # noqa: BLE001 - shutting down anyway
                 log.warning("stopping the bench streams: %s", e)
             ray.kill(controller)
-        for p in pubs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        server.shutdown()
+        stop_publishing(pubs, server)
         shutdown_ray()
     ev, sub = load.get("events", {}), load.get("submissions", {})
     sent = ev.get("accepted_by_stream", {})

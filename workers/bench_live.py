@@ -58,6 +58,15 @@ def _publish(src: Path, out: Path, seconds: float, offset: float = 0.0) -> subpr
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def stop_publishing(pubs: list[subprocess.Popen], server: http.server.ThreadingHTTPServer) -> None:
+    """Stop the publishing ffmpegs and the loopback HTTP server."""
+    for p in pubs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    server.shutdown()
+
+
 def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0, input_path: str | None = None,
                    events_path: str | None = None, num_cpus: int | None = None, progress=None) -> dict:
     """Run the live benchmark and return its report (plain data)."""
@@ -134,11 +143,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
             ray.get([controller.stop.remote(sid) for sid in ids], timeout=120)
         report["peak_memory_mb"] = round(mem.peak / 2**20)
     finally:
-        for p in pubs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        server.shutdown()
+        stop_publishing(pubs, server)
         shutdown_ray()
     rows = []
     all_lat: list[float] = []

@@ -1,0 +1,17 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import time
+
+
+def wait_for(fn, timeout: float = 120.0, every: float = 0.5):
+    """Call ``fn`` every ``every`` seconds until it returns something true, and return that; fail
+    the test after ``timeout`` seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        got = fn()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s")
