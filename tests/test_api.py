@@ -95,6 +95,9 @@ def test_every_route_but_health_needs_a_valid_token(office):
     client.cookies.clear()
     assert client.get("/me").status_code == 401
     assert "/streams/{sid}/events" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs").text  # the docs work offline: their script comes from this server
+    script = docs.split('src="')[1].split('"')[0]
+    assert script.startswith("/") and client.get(script).status_code == 200
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/etc/passwd|/etc/hosts", "subfile:,,start,0,end,0,,:/etc/passwd",

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -174,8 +175,9 @@ Tenant = Annotated[str, Depends(_tenant)]
 
 def build_app(backend: Backend) -> FastAPI:
     s = backend.settings
-    app = FastAPI(title="ACE back office", version="0.1.0",
-                  description="Live streams, highlight moments and clips, batch jobs and ramp decisions, per tenant.")
+    # the docs pages' Swagger/ReDoc assets are served from the package, not a CDN (works offline)
+    app = FastAPIOffline(title="ACE back office", version="0.1.0",
+                         description="Live streams, highlight moments and clips, batch jobs and ramp decisions, per tenant.")
     app.state.backend = backend
     app.state.limiter = RateLimiter(s.api_rate, 2 * s.api_rate)
 
