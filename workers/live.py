@@ -246,6 +246,13 @@ class StreamWorker:
         for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._clips[c["moment_id"]] = _clip_from_row(c)
 
+        opts = ingest_options or IngestOptions()
+        opts = replace(opts, allow=tuple(s.url_allowlist) + tuple(opts.allow))
+        self._buffer_s = opts.buffer_s
+        # the buffer of the run before a restart: kept (moved aside) so that moments still pending
+        # at the crash can be cut and the detectors warmed from it; the new ingest starts afresh
+        self._previous: list[Segment] = self._adopt_previous(saved.get("segments") or [])
+
         transcriber = self._transcriber() if with_speech else None
         self.analyzer = LiveAnalyzer(self.spec.stream_id, s, transcriber, self.clip_dir,
                                      segments_for=self._covering, options=live_options)
@@ -254,8 +261,6 @@ class StreamWorker:
                 self.analyzer.restore(saved["analyzer"])
             except (ValueError, RuntimeError) as e:
                 log.warning("stream %s: cannot resume the analysis (%s); starting afresh", self.spec.stream_id, e)
-        opts = ingest_options or IngestOptions()
-        opts = replace(opts, allow=tuple(s.url_allowlist) + tuple(opts.allow))
         self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer", opts)
         self._save_show()
         if autostart:
@@ -278,6 +283,50 @@ class StreamWorker:
                              cache_dir=s.cache_dir)
         return Transcriber(model, beam_size=s.beam_size, language=s.language)
 
+    def _adopt_previous(self, listed: list) -> list[Segment]:
+        """Move the previous run's buffer to ``buffer-prev/<n>`` (the new ingest clears its folder)
+        and return its segments on the stream clock, as the state file listed them."""
+        import shutil
+
+        buf = self.folder / "buffer"
+        if not listed or not buf.is_dir():
+            return []
+        prev_root = self.folder / "buffer-prev"
+        n = 0
+        while (prev_root / str(n)).exists():
+            n += 1
+        dest = prev_root / str(n)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(buf), str(dest))
+        out: list[Segment] = []
+        for seq, start, end, path in listed:
+            try:
+                rel = Path(path).relative_to(buf)
+            except ValueError:
+                continue
+            moved = dest / rel
+            if moved.is_file():
+                out.append(Segment(self.spec.stream_id, int(seq), float(start), float(end), str(moved)))
+        out.sort(key=lambda sg: sg.start)
+        log.info("stream %s: kept %d segments of the buffer before the restart", self.spec.stream_id, len(out))
+        return out
+
+    def _trim_previous(self) -> None:
+        """Forget (and delete) kept segments older than the rolling buffer's length."""
+        if not self._previous:
+            return
+        horizon = self.analyzer.analysed_until - self._buffer_s
+        while self._previous and self._previous[0].end < horizon:
+            old = self._previous.pop(0)
+            try:
+                os.unlink(old.path)
+            except OSError:
+                pass
+        if not self._previous:
+            import shutil
+
+            shutil.rmtree(self.folder / "buffer-prev", ignore_errors=True)
+
     def _load_state(self) -> dict:
         try:
             return json.loads(self._state_path.read_text())
@@ -286,7 +335,10 @@ class StreamWorker:
 
     def _save_state(self) -> None:
         state = {"analyzer": self.analyzer.state(), "saved_at": time.time(), "restarts": self._restarts,
-                 "offset": self._offset, "events_received": self.events_received}
+                 "offset": self._offset, "events_received": self.events_received,
+                 # the buffer on the stream clock (kept segments of earlier runs included), for a restart
+                 "segments": [[sg.seq, round(sg.start, 6), round(sg.end, 6), sg.path]
+                              for sg in self._previous + [self._shift(x) for x in self.ingest.segments()]]}
         a = state["analyzer"].get("analysed_until")
         state["analysed_until"] = a
         tmp = self._state_path.with_suffix(".tmp")
@@ -364,6 +416,7 @@ class StreamWorker:
         self.metrics.gauge("lag", self.analyzer.lag_s)
         self.metrics.gauge("level", self.analyzer.level)
         if segments or found:
+            self._trim_previous()
             self._save_state()
         return found
 
@@ -405,7 +458,8 @@ class StreamWorker:
         return seg if not self._offset else replace(seg, start=seg.start + self._offset, end=seg.end + self._offset)
 
     def _covering(self, t0: float, t1: float) -> list[Segment]:
-        return [self._shift(s) for s in self.ingest.covering(t0 - self._offset, t1 - self._offset)]
+        kept = [sg for sg in self._previous if sg.end > t0 and sg.start < t1]
+        return kept + [self._shift(s) for s in self.ingest.covering(t0 - self._offset, t1 - self._offset)]
 
     def _take_events(self) -> list[Event]:
         out: list[Event] = []
