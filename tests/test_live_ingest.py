@@ -251,6 +251,7 @@ def test_ingest_command_by_kind(tmp_path):
     i = http.index("-i")
     before = http[:i]
     for flag, value in [("-reconnect", "1"), ("-reconnect_streamed", "1"), ("-reconnect_on_network_error", "1"),
+                        ("-reconnect_on_http_error", "5xx"),
                         ("-reconnect_delay_max", "12"), ("-rw_timeout", "7500000"),
                         ("-protocol_whitelist", PROTOCOL_WHITELIST["hls"])]:
         assert before[before.index(flag) + 1] == value

@@ -308,7 +308,9 @@ def ingest_command(url: str, out_dir: str | os.PathLike, options: IngestOptions 
         # seekable and is not resumed in place (-reconnect_streamed): the server answers a reconnect
         # with a fresh FLV stream that the demuxer cannot follow (measured: "Unable to seek to the next
         # packet", then silence). ffmpeg exits at its end instead and the ingest restarts it.
-        inp += ["-reconnect", "1", "-reconnect_on_network_error", "1",
+        # 5xx too: through ACE's URL guard an origin that refuses connections answers "502" from the
+        # proxy, where a direct connection would see a network error; both are worth retrying
+        inp += ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_on_http_error", "5xx",
                 "-reconnect_delay_max", str(int(round(opts.reconnect_delay_max_s))), "-rw_timeout", rw_us]
         if kind == "hls":  # the playlist: resume reading it in place
             inp[2:2] = ["-reconnect_streamed", "1"]
