@@ -227,17 +227,18 @@ def test_a_restarted_worker_keeps_the_buffer_from_before_the_crash(short_show, t
     those segments aside before its ingest clears the folder, and still finds them by time."""
     settings = Settings(data_dir=tmp_path / "data", cpu_threads=1)
     spec = StreamSpec("crash", str(short_show.video))
-    first = StreamWorker(spec, settings, IngestOptions(segment_s=2.0, realtime_file=False), with_speech=False)
+    # played at real speed, so the stream is still running at the "crash"
+    first = StreamWorker(spec, settings, IngestOptions(segment_s=2.0), with_speech=False)
     first.ingest.start()
     t0 = time.time()
     while first.analyzer.analysed_until < 12.0 and time.time() - t0 < 60:
         first.step()
         time.sleep(0.2)
     before = first._covering(0.0, first.analyzer.analysed_until)
-    assert len(before) >= 5
+    assert len(before) >= 5 and first.ingest._run is not None
     first.ingest._terminate(first.ingest._run)  # the crash: ffmpeg gone, nothing finalised
 
-    second = StreamWorker(spec, settings, IngestOptions(segment_s=2.0, realtime_file=False), with_speech=False)
+    second = StreamWorker(spec, settings, IngestOptions(segment_s=2.0), with_speech=False)
     assert second._restarts == 1 and second._offset >= first.analyzer.analysed_until
     kept = second._covering(0.0, first.analyzer.analysed_until)
     assert [(sg.start, sg.end) for sg in kept] == [(round(sg.start, 6), round(sg.end, 6)) for sg in before]
