@@ -227,7 +227,6 @@ class StreamWorker:
         self._latencies: deque[float] = deque(maxlen=1000)
         self.tally = RoomTally()
         self._batches: dict[str, int] = {}  # recent batch ids -> events accepted (insertion order)
-        self.events_received = 0  #: events accepted through push_events (kept across restarts)
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
@@ -240,6 +239,7 @@ class StreamWorker:
             outage = max(0.0, time.time() - float(saved.get("saved_at", time.time())))
             self._offset = float(saved["analysed_until"]) + outage
         self._restarts = int(saved.get("restarts", -1)) + 1
+        #: events accepted through push_events (kept across restarts)
         self.events_received = int(saved.get("events_received", 0))
         for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
@@ -626,16 +626,14 @@ class LiveController:
         ``max_live``, a tenant already running that many streams gets :class:`TooManyStreams`
         (checked and started under one lock, so a burst of submissions cannot overshoot)."""
         from ace.errors import InputError
+        from ace.netguard import check_url
 
+        allow = Settings(**self.settings).url_allowlist
         try:
             if source_kind(url) != "file":  # a local file is the operator's own (the HTTP API takes URLs only)
-                from ace.netguard import check_url
-
-                check_url(url, allow=Settings(**self.settings).url_allowlist)
+                check_url(url, allow=allow)
             if events and _is_url(events):
-                from ace.netguard import check_url
-
-                check_url(events, allow=Settings(**self.settings).url_allowlist)
+                check_url(events, allow=allow)
         except InputError as e:
             raise ValueError(str(e)) from None
         sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,8 +35,8 @@ log = logging.getLogger("ace.api")
 
 STATIC = Path(__file__).with_name("static")
 COOKIE = "ace_token"
-_ID = r"^[A-Za-z0-9_-]{1,64}$"
-_MOMENT_ID = r"^[A-Za-z0-9_:.-]{1,128}$"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MOMENT_ID = re.compile(r"[A-Za-z0-9_:.-]{1,128}")
 
 
 class ApiError(Exception):
@@ -218,16 +219,12 @@ def build_app(backend: Backend) -> FastAPI:
     app.add_middleware(BodyLimit, limit=s.api_max_body)
 
     def _sid(sid: str) -> str:
-        import re
-
-        if not re.match(_ID, sid):
+        if not _ID.fullmatch(sid):
             raise NotFound(f"no stream {sid[:80]!r}")
         return sid
 
     def _mid(mid: str) -> str:
-        import re
-
-        if not re.match(_MOMENT_ID, mid):
+        if not _MOMENT_ID.fullmatch(mid):
             raise NotFound(f"no clip {mid[:80]!r}")
         return mid
 
@@ -423,7 +420,5 @@ def _parse_events(body: bytes, content_type: str, limit: int) -> list:
 
 def srt_to_vtt(srt: str) -> str:
     """SubRip captions as WebVTT (what a browser's <track> reads)."""
-    import re
-
     body = re.sub(r"(\d\d:\d\d:\d\d),(\d\d\d)", r"\1.\2", srt.replace("\r\n", "\n"))
     return "WEBVTT\n\n" + body.lstrip("\ufeff")
