@@ -487,14 +487,49 @@ def _cuda_devices() -> int:
         return 0
 
 
+#: the cuBLAS CTranslate2 4.x loads at its first matrix product (its wheels are built with CUDA 12)
+CUBLAS_SONAME = "libcublas.so.12"
+_CUBLAS: list[bool] = []
+
+
+def _cublas_loadable() -> bool:
+    """Whether CTranslate2 will find cuBLAS: on the library path, or from the ``nvidia-cublas-cu12``
+    wheel, which is then loaded here so that CTranslate2's own ``dlopen`` finds it already loaded.
+    Checked once per process. Not Linux: CTranslate2 finds its libraries itself."""
+    if _CUBLAS:
+        return _CUBLAS[0]
+    ok = not sys.platform.startswith("linux")
+    if not ok:
+        import ctypes
+
+        candidates = [CUBLAS_SONAME]
+        try:
+            import nvidia.cublas  # the nvidia-cublas-cu12 wheel
+
+            candidates += [str(Path(d) / "lib" / CUBLAS_SONAME) for d in nvidia.cublas.__path__]
+        except ImportError:
+            pass
+        for lib in candidates:
+            try:
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                ok = True
+                break
+            except OSError:
+                continue
+    _CUBLAS.append(ok)
+    return ok
+
+
 def detect_device(requested: str = "auto", compute_type: str = "auto") -> tuple[str, str]:
     """(device, compute_type) for speech recognition.
 
     ``requested="auto"`` gives ``("cuda", "float16")`` when CTranslate2 sees a GPU and
     ``("cpu", "int8")`` otherwise. When CTranslate2 sees a GPU, torch's ``cuda.is_available()``
     is cross-checked (and, when torch is already imported, also when it sees none); a
-    disagreement is logged, and CTranslate2, which runs the model, decides.
-    ``"cuda"`` without a GPU raises :class:`ModelError`. An explicit ``compute_type``
+    disagreement is logged, and CTranslate2, which runs the model, decides. A GPU whose CUDA 12
+    cuBLAS cannot be loaded (a machine with only another CUDA major version) counts as none:
+    ``"auto"`` falls back to the CPU with a warning that says what to install.
+    ``"cuda"`` without a usable GPU raises :class:`ModelError`. An explicit ``compute_type``
     (``int8``, ``int8_float16``, ``float16``, ``float32``, ...) is returned unchanged.
     """
     req = (requested or "auto").strip().lower()
@@ -505,7 +540,14 @@ def detect_device(requested: str = "auto", compute_type: str = "auto") -> tuple[
         device = "cpu"
     else:
         gpus = _cuda_devices()
-        if gpus > 0:
+        if gpus > 0 and not _cublas_loadable():
+            why = (f"CTranslate2 sees {gpus} CUDA GPU(s) but cannot load {CUBLAS_SONAME} (CUDA 12 cuBLAS): "
+                   "pip install nvidia-cublas-cu12, or put the folder that holds it on LD_LIBRARY_PATH")
+            if req == "cuda":
+                raise ModelError(f"device 'cuda' was requested but {why}")
+            logger.warning("%s; speech recognition runs on the CPU", why)
+            device = "cpu"
+        elif gpus > 0:
             torch_ok = _torch_cuda()
             if torch_ok is False:
                 logger.warning("ctranslate2 sees %d CUDA device(s) but torch.cuda.is_available() is False; "

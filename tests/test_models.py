@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from ace.errors import ModelError
@@ -176,6 +178,35 @@ def test_detect_device_without_gpu():
     assert detect_device("cpu") == ("cpu", "int8")
     with pytest.raises(ModelError, match="cuda"):
         detect_device("cuda")
+
+
+def test_a_gpu_without_cuda12_cublas_falls_back_to_the_cpu(monkeypatch, caplog):
+    """A GPU machine with only another CUDA major version: CTranslate2 counts the GPU, but its first
+    matrix product would fail; auto uses the CPU and says what to install, cuda refuses."""
+    import models.registry as reg
+
+    monkeypatch.setattr(reg, "_cuda_devices", lambda: 1)
+    monkeypatch.setattr(reg, "_CUBLAS", [False])
+    with caplog.at_level("WARNING", logger=reg.logger.name):
+        assert detect_device("auto") == ("cpu", "int8")
+    assert "nvidia-cublas-cu12" in caplog.text and "libcublas.so.12" in caplog.text
+    with pytest.raises(ModelError, match="nvidia-cublas-cu12"):
+        detect_device("cuda")
+    monkeypatch.setattr(reg, "_CUBLAS", [True])
+    monkeypatch.setattr(reg, "_torch_cuda", lambda: True)
+    assert detect_device("auto") == ("cuda", "float16")
+    assert detect_device("cuda", "int8_float16") == ("cuda", "int8_float16")
+
+
+def test_cublas_check_is_made_once_and_says_no_without_the_library(monkeypatch):
+    import models.registry as reg
+
+    monkeypatch.setattr(reg, "_CUBLAS", [])
+    monkeypatch.setattr(reg, "CUBLAS_SONAME", "libcublas-not-here.so.99")
+    first = reg._cublas_loadable()
+    assert first is (not sys.platform.startswith("linux"))
+    monkeypatch.setattr(reg, "CUBLAS_SONAME", "libc.so.6")  # loadable, but the answer is kept
+    assert reg._cublas_loadable() is first
 
 
 def test_detect_device_rejects_unknown():

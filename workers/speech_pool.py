@@ -54,7 +54,9 @@ class SpeechServer:
         return self._t._transcribe_one(audio, offset, None)
 
     def stats(self) -> dict:
-        return {"device": self.device, "windows": self.windows, "audio_s": round(self.audio_s, 1), "pid": os.getpid()}
+        gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+        return {"device": self.device, "gpus": [str(g) for g in gpus], "windows": self.windows,
+                "audio_s": round(self.audio_s, 1), "pid": os.getpid()}
 
 
 SpeechActor = ray.remote(SpeechServer)
