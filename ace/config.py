@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(0, ge=0, description="Threads per speech-recognition worker on the CPU; 0 means cores / workers.")
     speech_workers: int = Field(0, ge=0, le=64, description="Parts of a show transcribed at once; 0 means one per core on the CPU, 1 on a GPU.")
     speech_pool: bool = Field(True, description="Live streams on Ray share a pool of speech recognisers (one per core, or one per GPU) instead of loading a model each.")
+    live_speech_context_s: float | None = Field(None, gt=0, le=30, description="Seconds of audio Whisper's encoder sees per live window, padding included; unset: the model's measured value (15 for tiny.en, which halves its work at the same accuracy), else 30.")
     analysis_fps: float = Field(4.0, gt=0, le=30, description="Frames per second the visual detector looks at.")
     analysis_width: int = Field(160, ge=32, le=1920, description="Width of the grey frames the visual detector looks at.")
     clip_min: float = Field(8.0, gt=0, description="Shortest clip, seconds.")

@@ -762,6 +762,10 @@ def _x264_matching(p: _Probe, delay: int | None) -> dict[str, Any]:
     return kw
 
 
+#: the fewest frames a re-encoded head before the first copied keyframe may hold (see cut_exact)
+_MIN_HEAD_FRAMES = 3
+
+
 def _plan_parts(pk: list[_Packet], s: float, e: float, fd: float, at_eof: bool = False) -> list[_Part] | None:
     """Split ``[s, e)`` (on frame times) into re-encoded edges and stream-copied whole GOPs;
     None when no keyframe falls inside. ``at_eof``: ``e`` is the end of the stream, which closes
@@ -925,7 +929,8 @@ def cut_exact(src: str | os.PathLike, start: float, end: float, dst: str | os.Pa
     interval. When no keyframe falls inside, the source is not H.264, or the parts would not join
     cleanly, the whole interval is re-encoded instead.
 
-    ``start``/``end`` are snapped to the nearest frame times; returns that interval (source time):
+    ``start``/``end`` are snapped to the nearest frame times (a start one or two frames before a
+    keyframe moves to the third frame before it, see ``_MIN_HEAD_FRAMES``); returns that interval (source time):
     the clip's first frame is the source frame at the returned start, and it holds every frame up to
     the returned end.
     """
@@ -956,6 +961,15 @@ def cut_exact(src: str | os.PathLike, start: float, end: float, dst: str | os.Pa
     delay = None
     if p.info.video_codec == "h264" and p.rotation == 0:
         parts = _plan_parts(pk, s_snap, e_snap, fd, at_eof)
+        if parts and parts[0].kind == "enc" and parts[0].frames < _MIN_HEAD_FRAMES:
+            # a head of one or two frames re-encoded ahead of a keyframe cannot take the source's
+            # B-frame delay, so its timestamps would run backwards into the copied GOPs: start the
+            # clip up to two frames earlier instead (it keeps every frame asked for)
+            earlier = [t for t in frames if t < s_snap - fd / 2]
+            need = _MIN_HEAD_FRAMES - parts[0].frames
+            if len(earlier) >= need:
+                s_snap = round(earlier[-need], 6)
+                parts = _plan_parts(pk, s_snap, e_snap, fd, at_eof)
         keys = [k for k in pk if k.key and k.pts >= s_snap - fd / 2]
         if parts and keys:
             d = round((keys[0].pts - keys[0].dts) * fps)

@@ -380,6 +380,19 @@ def test_cut_exact_smart_cut_matches_other_b_frame_layouts(tmp_path, bframes, ca
     assert decode_errors(tmp_path / "x.mp4") == ""
 
 
+@pytest.mark.parametrize("before", [1, 2])
+def test_cut_exact_a_head_of_one_or_two_frames_starts_earlier_and_stays_smart(counter, tmp_path, caplog, before):
+    """One or two frames ahead of a keyframe cannot be re-encoded to join the copied GOPs (their
+    timestamps would run backwards): the clip starts at the third frame before the keyframe."""
+    key = 2.0
+    with caplog.at_level(logging.INFO, logger="ace.media"):
+        s, e = media.cut_exact(counter, key - before / FPS, 3.5, tmp_path / "x.mp4")
+    assert "smart: enc 3+copy" in caplog.text
+    assert s == pytest.approx(key - 3 / FPS, abs=1e-3) and e == pytest.approx(3.5, abs=0.5 / FPS + 1e-6)
+    assert ids(tmp_path / "x.mp4") == list(range(round(s * FPS), round(e * FPS)))
+    assert decode_errors(tmp_path / "x.mp4") == ""
+
+
 @pytest.mark.parametrize(("start", "end"), [(1.3, 3.4), (0.0, 1.5), (2.0, 4.0)])
 def test_cut_exact_from_mpeg_ts(counter_ts, tmp_path, start, end):
     src = counter_ts

@@ -50,7 +50,7 @@ class _Scripted:
         self.script = script
         self.calls: list[tuple[float, float]] = []
 
-    def __call__(self, audio: np.ndarray, offset: float, progress) -> list[Sentence]:
+    def __call__(self, audio: np.ndarray, offset: float, progress, context_s: float | None = None) -> list[Sentence]:
         end = offset + audio.size / SAMPLE_RATE
         self.calls.append((offset, end))
         heard = [w for w in self.script if offset <= w.start and w.end <= end]

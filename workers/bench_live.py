@@ -1,7 +1,8 @@
 """``ace bench live``: N copies of the sample show as live HLS on loopback, through the controller.
 
 Each copy is published by ``ffmpeg -re`` as an HLS playlist (2 s segments), starting at its own
-point of the show (copy ``i`` at ``i / N`` of it, looping), into a folder served by
+point of the show (copy ``i`` at ``i / N`` of the part that plays to the end of the run without
+looping; a run longer than the show loops it), into a folder served by
 one threaded HTTP server on 127.0.0.1; the show's audience events are pushed to the controller as
 their time comes. A local Ray instance runs the controller and one stream actor per copy, exactly
 as ``ace serve`` does. Every second the bench samples each stream's status, the machine's CPU and
@@ -108,7 +109,11 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
             say(f"publishing {streams} HLS copies on 127.0.0.1:{port} ...")
             # each copy starts at another point of the show, as unrelated rooms would: highlights
             # (and so clip cuts) do not all fall in the same second
-            offsets = [i * show_s / streams for i in range(streams)]
+            # spread over the part of the show that plays without looping for the whole run: a
+            # loop joins the file's end to its start with a jump in the timestamps, which no steady
+            # live source has (the ingest records it as a gap, and clips across it are re-encoded)
+            span = show_s - seconds - 20.0 if show_s > seconds + 20.0 else show_s
+            offsets = [i * span / streams for i in range(streams)]
             for i in range(streams):
                 pubs.append(_publish(Path(input_path), root / "hls" / f"s{i}", seconds + 10, offsets[i]))
             per_stream = [sorted((((e.t - off) % show_s, e) for e in events), key=lambda x: x[0]) for off in offsets]
@@ -160,6 +165,9 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
                      "final_lag_s": round(tail[-1], 2) if tail else None, "level": st.get("level"),
                      "segments": st.get("segments"), "moments": st.get("moments"), "clips": st.get("clips"),
                      "clip_p50_s": st.get("clip_latency_p50_s"), "clip_p95_s": st.get("clip_latency_p95_s"),
+                     "lag_p95_s": percentile(sorted(lag for _, lag in lags), 95),
+                     "busy_p95_s": st.get("busy_p95_s"), "cut_mean_s": st.get("cut_mean_s"),
+                     "lag_series": [[round(t, 1), round(lag, 2)] for t, lag in lags],
                      "error": (st.get("error") or "")[:200]})
     all_lat.sort()
 

@@ -50,6 +50,19 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, data_dir: 
     return ray.init(**kwargs)
 
 
+def worker_logging() -> None:
+    """With ``ACE_LOG_LEVEL`` set (DEBUG, INFO, ...), log ACE's messages from an actor at that level
+    to its worker log, which the Ray dashboard shows per actor (unset: warnings only, Python's default)."""
+    level = os.environ.get("ACE_LOG_LEVEL", "").upper()
+    ace_log = logging.getLogger("ace")
+    if level not in logging.getLevelNamesMapping() or ace_log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ace_log.addHandler(handler)
+    ace_log.setLevel(level)
+
+
 def shutdown_ray() -> None:
     import ray
 

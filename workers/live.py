@@ -201,6 +201,9 @@ class StreamWorker:
         from ace.live.analyzer import LiveAnalyzer
         from ace.pipeline import settings_hash
         from ace.store import Store
+        from workers.cluster import worker_logging
+
+        worker_logging()
 
         self.spec = spec if isinstance(spec, StreamSpec) else StreamSpec(**spec)
         check_stream_id(self.spec.stream_id)
@@ -544,6 +547,9 @@ class StreamWorker:
                 "clip_latencies": [round(x, 3) for x in self._latencies],
                 "restarts": self._restarts,
                 "realtime": an.get("realtime"),
+                "busy_p95_s": an.get("busy_p95_s"),
+                "speech_lag_s": an.get("speech_lag_s"),
+                "cut_mean_s": an.get("cut_mean_s"),
                 "events_received": self.events_received,
             }
 

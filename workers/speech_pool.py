@@ -45,13 +45,14 @@ class SpeechServer:
         self.windows = 0
         self.audio_s = 0.0
 
-    def transcribe(self, audio, offset: float, beam_size: int, language: str | None = None) -> list:
+    def transcribe(self, audio, offset: float, beam_size: int, language: str | None = None,
+                   context_s: float | None = None) -> list:
         self._t.beam_size = int(beam_size)
         if language is not None:
             self._t.language = language
         self.windows += 1
         self.audio_s += len(audio) / 16000.0
-        return self._t._transcribe_one(audio, offset, None)
+        return self._t._transcribe_one(audio, offset, None, context_s=context_s)
 
     def stats(self) -> dict:
         gpus = ray.get_gpu_ids() if ray.is_initialized() else []
@@ -125,12 +126,13 @@ class PooledTranscriber:
         out = PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s)
         return out
 
-    def _transcribe_one(self, audio, offset: float, progress=None) -> list:
+    def _transcribe_one(self, audio, offset: float, progress=None, context_s: float | None = None) -> list:
         if audio.size < 1600:
             return []
         actor = self.actors[next(self._next)]
         self.windows += 1
-        return ray.get(actor.transcribe.remote(audio, offset, self.beam_size, self.language), timeout=self.timeout_s)
+        return ray.get(actor.transcribe.remote(audio, offset, self.beam_size, self.language, context_s),
+                       timeout=self.timeout_s)
 
     def transcribe(self, audio, offset: float = 0.0, progress=None) -> list:
         return self._transcribe_one(audio, offset, progress)

@@ -90,9 +90,11 @@ def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str) -> float:
     return float(jiwer.wer(refs, hyps) if unit == "word" else jiwer.cer(refs, hyps))
 
 
-def transcribe_live(transcriber: Transcriber, audio, segment_s: float = LIVE_SEGMENT_S) -> tuple[list[Word], dict]:
-    """Words of ``audio`` heard the live way: segment by segment through a LiveTranscriber."""
-    live = LiveTranscriber(transcriber)
+def transcribe_live(transcriber: Transcriber, audio, segment_s: float = LIVE_SEGMENT_S,
+                    context_s: float | None = None) -> tuple[list[Word], dict]:
+    """Words of ``audio`` heard the live way: segment by segment through a LiveTranscriber
+    (``context_s``: the encoder's window, as the live pipeline sets it for the model)."""
+    live = LiveTranscriber(transcriber, context_s=context_s)
     step = max(1, int(segment_s * 16000))
     words: list[Word] = []
     for i in range(0, audio.size, step):
@@ -109,7 +111,7 @@ def _text(words: Sequence[Word], language: str) -> str:
 def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Sequence[str] = ("en", "zh")) -> dict:
     """Error rates and speed of one model on every clip set it can speak."""
     from ace.config import Settings
-    from models.registry import BUNDLED, load_whisper
+    from models.registry import BUNDLED, live_context_s, load_whisper
 
     s = settings or Settings()
     spec = BUNDLED.get(model_name)
@@ -138,7 +140,7 @@ def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Se
             w = _text(words_of(tr.transcribe(audio)), lang)
             t_whole = time.perf_counter() - t
             t = time.perf_counter()
-            lw, stats = transcribe_live(tr, audio)
+            lw, stats = transcribe_live(tr, audio, context_s=live_context_s(model_name, s.live_speech_context_s))
             t_live = time.perf_counter() - t
             lv = _text(lw, lang)
             r, w_n, l_n = norm(ref, lang), norm(w, lang), norm(lv, lang)

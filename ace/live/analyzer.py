@@ -4,8 +4,9 @@ A :class:`LiveAnalyzer` is fed the stream's :class:`~ace.types.Segment` files in
 (:meth:`LiveAnalyzer.process_segment`) and its audience events as they arrive
 (:meth:`LiveAnalyzer.push_events`). For each segment it
 
-1. taps the segment: 16 kHz audio (:func:`ace.media.read_audio`) and small grey frames
-   (:func:`ace.media.iter_frames`), both placed on the stream clock;
+1. taps the segment in one pass in this process (:func:`ace.live.decode.decode_segment`, PyAV):
+   its clock, 16 kHz audio and small grey frames, as :func:`ace.media.read_audio` and
+   :func:`ace.media.iter_frames` give them, placed on the stream clock;
 2. feeds the same detectors the batch pipeline uses, kept across segments so their baselines and
    look-aheads run on as if the stream were one file: loudness (:class:`~ace.signals.AudioDetector`),
    visual change (:class:`~ace.signals.VisualDetector`), audience spikes
@@ -71,7 +72,7 @@ Segments whose timestamps run on are joined for a cut byte for byte; segments wi
 are laid end to end by ffmpeg's concat demuxer, which keeps a clip's edges within about a frame.
 
 Speech recognition runs in the caller's thread through the transcriber's ``_transcribe_one(audio,
-offset, progress)`` (what :class:`~ace.signals.speech.LiveTranscriber` calls): a proxy that sends
+offset, progress, context_s=...)`` (what :class:`~ace.signals.speech.LiveTranscriber` calls): a proxy that sends
 the audio window (8-20 s of 16 kHz float32, under 1.3 MB) to a shared pool of recognisers can stand
 in for a :class:`~ace.signals.speech.Transcriber`; a ``beam_size`` attribute, when it has one, is
 what the ``beam-1`` level lowers.
@@ -98,8 +99,9 @@ import numpy as np
 from ace import media
 from ace.clipper import render_clip
 from ace.config import Settings
-from ace.errors import AceError, InputError, MediaError, NoStreamError
+from ace.errors import AceError, InputError, MediaError
 from ace.fusion import FusionOptions, find_moments, join_words
+from ace.live.decode import SegmentTimes, decode_segment, segment_times
 from ace.pipeline import fusion_options
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, VisualDetector
 from ace.signals.interaction import InteractionOptions
@@ -160,6 +162,9 @@ class LiveOptions:
     speech_guard_s: float = 1.0
     speech_min_gap_s: float = 0.25
     speech_max_window_s: float = 20.0
+    #: seconds of audio the speech encoder sees per window, padding included; None: the settings'
+    #: ``live_speech_context_s``, else the model's measured value (:func:`models.registry.live_context_s`)
+    speech_context_s: float | None = None
     #: a gap in the stream up to this long is filled with silence; a longer one restarts the audio
     #: detectors and the transcriber at the far side
     max_fill_s: float = 3.0
@@ -419,18 +424,16 @@ class _SegmentClock:
     origin: float  # the file's time 0 (media's clock) minus the first video frame's time; <= 0
 
 
+def _clock_of(t: SegmentTimes) -> _SegmentClock:
+    video = t.video if t.video is not None else t.start
+    audio = None if t.audio is None else t.audio - video
+    return _SegmentClock(audio, t.start - video)
+
+
 def _segment_clock(path: str) -> tuple[_SegmentClock, bool]:
-    """The segment's clock and whether it has video (one cached ffprobe run)."""
-    p = media._probe(path)  # remembered per file: the frames and any cut probe the same file again
-    fmt = p.start
-    video = p.info.start_time if p.info.has_video else fmt
-    audio = None
-    if p.audio is not None:
-        try:
-            audio = float(p.audio.get("start_time", fmt)) - video
-        except (TypeError, ValueError):
-            audio = fmt - video
-    return _SegmentClock(audio, fmt - video), p.info.has_video
+    """The segment's clock and whether it has video (remembered per file)."""
+    t = segment_times(path)
+    return _clock_of(t), t.video is not None
 
 
 class LiveAnalyzer:
@@ -463,6 +466,12 @@ class LiveAnalyzer:
         self.fusion = fusion_options(settings)
         self._clock = clock
         self._speech = copy.copy(transcriber) if transcriber is not None else None
+        if self.o.speech_context_s is not None:
+            self._context_s = self.o.speech_context_s if self.o.speech_context_s < 30 else None
+        else:
+            from models.registry import live_context_s
+
+            self._context_s = live_context_s(settings.model, settings.live_speech_context_s)
         self._beam = getattr(self._speech, "beam_size", 1)
         self.pressure = Backpressure(self.o)
         self.gate = MomentGate(stream_id, min_length=max(1.0, self.fusion.clip_min / 2),
@@ -491,6 +500,7 @@ class LiveAnalyzer:
         self._n_segments = 0
         self._n_clips = 0
         self._clip_errors = 0
+        self._cut_s: deque[float] = deque(maxlen=256)  # wall seconds each clip took to cut
         self._bad_segments = 0
         self._gaps = 0
         self._words_committed = 0
@@ -515,7 +525,8 @@ class LiveAnalyzer:
             return None
         o = self.o
         return LiveTranscriber(self._speech, window=o.speech_window_s, guard=o.speech_guard_s,
-                               min_gap=o.speech_min_gap_s, max_window=o.speech_max_window_s, start=start)
+                               min_gap=o.speech_min_gap_s, max_window=o.speech_max_window_s, start=start,
+                               context_s=self._context_s)
 
     def _frame_settings(self, level: int) -> tuple[float, bool | str, int]:
         """(fps, skip mode, frame mode) for a degrade level."""
@@ -701,6 +712,8 @@ class LiveAnalyzer:
             "late_moments": self.gate.late,
             "clips": self._n_clips,
             "clip_errors": self._clip_errors,
+            "cut_mean_s": round(float(np.mean(self._cut_s)), 3) if self._cut_s else None,
+            "cut_max_s": round(float(max(self._cut_s)), 3) if self._cut_s else None,
             "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
             "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat.size else None,
             "latency_max_s": round(float(lat.max()), 3) if lat.size else None,
@@ -757,10 +770,13 @@ class LiveAnalyzer:
         self._n_segments += 1
         words: list[Word] = []
         try:
-            clock, has_video = _segment_clock(seg.path)
-            words = self._tap_audio(seg, clock)
-            if has_video:
-                self._tap_frames(seg, clock)
+            # one pass over the file in this process: clock, audio and analysis frames
+            fps, skip, _mode = self._frame_settings(self.level)
+            got = decode_segment(seg.path, fps=fps, width=self.settings.analysis_width, skip=skip)
+            clock = _clock_of(got.times)
+            words = self._tap_audio(seg, clock, got.audio)
+            if got.times.video is not None:
+                self._tap_frames(seg, clock, got.frames)
         except AceError as exc:  # a broken segment is a gap, not the end of the stream
             self._bad_segments += 1
             log.warning("%s: segment %d (%s) could not be analysed: %s", self.stream_id, seg.seq, seg.path, exc)
@@ -785,12 +801,8 @@ class LiveAnalyzer:
             self._inter._buckets[first].extend(late)
         self._ensure_visual(self.level)
 
-    def _tap_audio(self, seg: Segment, clock: _SegmentClock) -> list[Word]:
-        if clock.audio is None:
-            return []
-        try:
-            x = media.read_audio(seg.path, sr=SAMPLE_RATE)
-        except NoStreamError:
+    def _tap_audio(self, seg: Segment, clock: _SegmentClock, x: np.ndarray | None) -> list[Word]:
+        if clock.audio is None or x is None:
             return []
         ta = seg.start + clock.audio  # stream time of the first sample
         words: list[Word] = []
@@ -815,27 +827,21 @@ class LiveAnalyzer:
             words.extend(self._take_words(self._live.feed(x)))
         return words
 
-    def _tap_frames(self, seg: Segment, clock: _SegmentClock) -> None:
+    def _tap_frames(self, seg: Segment, clock: _SegmentClock, frames: Sequence[tuple[float, np.ndarray]]) -> None:
         self._ensure_visual(self.level)
-        fps, skip, mode = self._frame_settings(self.level)
+        fps, _skip, mode = self._frame_settings(self.level)
         vis = self._visual
         assert vis is not None
-        frames = media.iter_frames(seg.path, fps=fps, width=self.settings.analysis_width, skip_bidir=skip)
-        try:
-            for ft, frame in frames:
-                t = seg.start + ft + clock.origin  # the instant shown, on the stream clock
-                if t >= seg.end - 0.5 / fps:
-                    break  # the next segment's first frame
-                if t <= self._last_frame_t:
-                    continue
-                if mode == 2 and self._last_frame is not None and np.array_equal(frame, self._last_frame):
-                    continue  # a keyframe repeated by the frame-rate filter
-                self._last_frame, self._last_frame_t = frame, t
-                self._signals.extend(vis.process_frame(round(t, 4), frame))
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        for ft, frame in frames:
+            t = seg.start + ft + clock.origin  # the instant shown, on the stream clock
+            if t >= seg.end - 0.5 / fps:
+                break  # the next segment's first frame
+            if t <= self._last_frame_t:
+                continue
+            if mode == 2 and self._last_frame is not None and (frame is self._last_frame or np.array_equal(frame, self._last_frame)):
+                continue  # a keyframe repeated by the frame-rate filter
+            self._last_frame, self._last_frame_t = frame, t
+            self._signals.extend(vis.process_frame(round(t, 4), frame))
 
     def _take_words(self, words: Sequence[Word], final: bool = False) -> list[Word]:
         """Committed words -> finished sentences -> speech evidence. The last sentence waits for its
@@ -952,6 +958,7 @@ class LiveAnalyzer:
                         m.start, m.end, m.id, have)
             return None
         self.clip_dir.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=self.clip_dir) as tmp:
                 joined = Path(tmp) / "joined.ts"
@@ -965,6 +972,7 @@ class LiveAnalyzer:
             log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
             return None
         self._n_clips += 1
+        self._cut_s.append(time.perf_counter() - began)
         return dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
 
 
@@ -980,8 +988,8 @@ def join_segments(segments: Sequence[Segment], dst: str | Path) -> float:
     dst = Path(dst)
     clocks = []
     for s in segments:
-        p = media._probe(s.path)
-        clocks.append(p.info.start_time if p.info.has_video else p.start)
+        t = segment_times(s.path)  # remembered from the analysis
+        clocks.append(t.video if t.video is not None else t.start)
     first_clock, _ = _segment_clock(segments[0].path)
     base = segments[0].start + first_clock.origin
     continuous = all(abs((c - clocks[0]) - (s.start - segments[0].start)) < 0.05 for s, c in zip(segments, clocks))
