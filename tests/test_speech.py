@@ -141,3 +141,39 @@ def test_live_windows_hear_what_one_pass_hears(tiny, short_show):
     assert len(b) >= 0.9 * len(a)
     assert difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio() > 0.8
     assert all(x.end <= y.start + 0.05 for x, y in zip(got, got[1:])), "no word twice, in order"
+
+
+def test_a_shorter_encoder_window_is_used_only_where_asked(tiny, short_show, monkeypatch):
+    """``context_s`` pads a live window to that many seconds for the encoder instead of 30, and
+    hears the same speech; a call without it (batch) still pads to 30 s."""
+    from ace.signals import speech as sp
+
+    audio = media.read_audio(short_show.video)[10 * SAMPLE_RATE : 20 * SAMPLE_RATE]
+    shapes: list[int] = []
+    real_encode = type(tiny).encode
+
+    def encode(self, features):
+        shapes.append(features.shape[-1])
+        return real_encode(self, features)
+
+    monkeypatch.setattr(type(tiny), "encode", encode)
+    tr = Transcriber(tiny)
+    full = words_of(tr._transcribe_one(audio, 0.0, None))
+    assert shapes and set(shapes) == {3000}
+    shapes.clear()
+    short = words_of(tr._transcribe_one(audio, 0.0, None, context_s=15.0))
+    assert shapes and max(shapes) == 1500
+    assert sp._CONTEXT.frames is None  # reset after the call
+    a, b = _tokens(full), _tokens(short)
+    assert len(a) > 10 and difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio() > 0.8
+    with pytest.raises(ValueError):
+        LiveTranscriber(tr, context_s=45.0)
+
+
+def test_which_models_get_a_shorter_live_window():
+    from models.registry import live_context_s
+
+    assert live_context_s("tiny.en") == 15.0  # measured: same accuracy, half the encoder's work
+    assert live_context_s("base") is None  # measured: 3 points worse, so Whisper's 30
+    assert live_context_s("/some/local/folder") is None
+    assert live_context_s("base", 12.0) == 12.0 and live_context_s("tiny.en", 30.0) is None
