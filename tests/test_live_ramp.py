@@ -105,4 +105,5 @@ def test_the_ramp_actor_decides_for_live_rooms_and_keeps_the_decisions(short_sho
         if ramp is not None:
             ray.get(ramp.stop.remote())
             ray.kill(ramp)
+        ray.get(controller.shutdown_streams.remote(), timeout=120)  # the cluster controller's are detached
         ray.kill(controller)

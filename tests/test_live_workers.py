@@ -175,6 +175,45 @@ def test_controller_streams_survive_a_killed_actor_without_duplicates(rehearsal,
         ray.kill(controller)
 
 
+@pytest.mark.usefixtures("ray_local")
+def test_a_restarted_controller_adopts_the_running_streams(rehearsal, tmp_path):
+    """The cluster's controller crashes mid-stream: its stream actors (detached) keep running, and
+    the controller Ray starts again adopts them, tenant and all; shutdown ends every tenant's."""
+    import ray
+
+    from workers.live import get_controller
+
+    video, _events, _h = rehearsal
+    controller = get_controller(create=True, settings={"data_dir": str(tmp_path / "data"), "cpu_threads": 1})
+    sid = ray.get(controller.submit.remote(str(video), name="room", tenant="acme"))
+    try:
+        t0 = time.time()
+        while ray.get(controller.status.remote(sid, tenant="acme"))["status"] != "live" and time.time() - t0 < 60:
+            time.sleep(0.5)
+        before = ray.get(controller.status.remote(sid, tenant="acme"))
+        assert before["status"] == "live", before
+        ray.kill(controller, no_restart=False)  # a crash: Ray starts it again
+        t0 = time.time()
+        adopted: list = []
+        while time.time() - t0 < 90:
+            try:
+                adopted = ray.get(get_controller(create=False).streams.remote(tenant="acme"), timeout=10)
+                break
+            except Exception:  # noqa: BLE001 - still restarting
+                time.sleep(1.0)
+        assert adopted == [sid]
+        controller = get_controller(create=False)
+        assert ray.get(controller.streams.remote()) == []  # still per tenant
+        after = ray.get(controller.status.remote(sid, tenant="acme"))
+        assert after["status"] in ("live", "ended") and after["restarts"] == 0, after  # the same actor ran on
+        assert after["segments"] >= before["segments"]
+    finally:
+        assert ray.get(controller.shutdown_streams.remote(), timeout=120) == 1
+        ray.kill(controller)
+    with pytest.raises(ValueError):
+        ray.get_actor(f"ace:stream:{sid}", namespace="ace")  # ended with the shutdown
+
+
 def test_events_are_followed_from_a_url_being_appended_to(tmp_path):
     """A JSONL log served over http and growing: read in pieces (Range), a half-written line waits
     for its newline, bad lines are counted; an internal URL is refused unless allowed."""

@@ -18,6 +18,7 @@ by the wall clock, so the gap is recorded and times never run backwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -45,6 +46,7 @@ log = logging.getLogger("ace.workers")
 
 NAMESPACE = "ace"
 CONTROLLER_NAME = "ace:controller"
+STREAM_PREFIX = "ace:stream:"
 #: CPU share a stream actor asks Ray for (a reservation, not a limit): a 2 s segment takes about
 #: 0.5 s to analyse, and backpressure degrades analysis when the machine is short; with 0.1 twenty
 #: streams fit the reservations of two cores instead of leaving some unscheduled
@@ -477,6 +479,10 @@ class StreamWorker:
 
     # -- the public API (any thread) ---------------------------------------------------------------
 
+    def describe(self) -> dict:
+        """What the stream was submitted with (a restarted controller adopts the stream by it)."""
+        return dataclasses.asdict(self.spec)
+
     def push_events(self, events: Iterable[Event | dict], batch_id: str | None = None) -> int:
         """Queue interaction events (stream time, ACE's JSONL fields); returns how many were
         accepted. A malformed event raises ValueError naming it, and nothing of the call is queued.
@@ -614,7 +620,7 @@ class LiveController:
     Every call names a ``tenant``; a tenant sees and touches only its own streams (another
     tenant's id answers as unknown)."""
 
-    def __init__(self, settings: dict | None = None, actor_options: dict | None = None):
+    def __init__(self, settings: dict | None = None, actor_options: dict | None = None, adopt: bool = False):
         self.settings = dict(settings or {})
         self.actor_options = dict(actor_options or {})
         self._streams: dict[str, tuple[StreamSpec, Any]] = {}
@@ -622,6 +628,31 @@ class LiveController:
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._final: set[str] = set()  # streams seen ended, failed or stopped
+        # the cluster's controller (``adopt``) starts its stream actors detached, so that they outlive
+        # a crash of the controller, and adopts the running ones when Ray starts it again; a
+        # controller of its own (tests, the live bench) owns its streams, which end with it
+        self._adopt = adopt
+        if adopt:
+            self._adopt_running()
+
+    def _adopt_running(self) -> None:
+        """Take over the stream actors already running in the cluster (after a controller restart)."""
+        try:
+            named = ray.util.list_named_actors(all_namespaces=True)
+        except Exception as e:  # noqa: BLE001 - not fatal: start empty
+            log.warning("cannot list the cluster's actors (%s); no streams adopted", e)
+            return
+        names = [a["name"] for a in named if a.get("namespace") == NAMESPACE and a.get("name", "").startswith(STREAM_PREFIX)]
+        for name in names:
+            try:
+                actor = ray.get_actor(name, namespace=NAMESPACE)
+                spec = StreamSpec(**ray.get(actor.describe.remote(), timeout=CALL_TIMEOUT_S))
+            except Exception as e:  # noqa: BLE001 - gone or not answering: leave it
+                log.warning("stream actor %s not adopted: %s", name, type(e).__name__)
+                continue
+            self._streams[spec.stream_id] = (spec, actor)
+        if names:
+            log.info("adopted %d running stream(s)", len(self._streams))
 
     def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
                products: Sequence[str] = (), stream_id: str | None = None,
@@ -653,7 +684,9 @@ class LiveController:
         spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
                           budget=None if budget is None else float(budget))
         opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
-                "name": f"ace:stream:{sid}", "namespace": NAMESPACE} | self.actor_options
+                "name": f"{STREAM_PREFIX}{sid}", "namespace": NAMESPACE} | self.actor_options
+        if self._adopt:
+            opts["lifetime"] = "detached"
         with self._submit_lock:
             if max_live is not None:
                 live = self._live_count(tenant)
@@ -703,6 +736,22 @@ class LiveController:
     def stop(self, stream_id: str, tenant: str = "default") -> dict:
         _spec, actor = self._get(stream_id, tenant)
         return ray.get(actor.stop.remote(), timeout=60)
+
+    def shutdown_streams(self, timeout: float = 30.0) -> int:
+        """Stop every tenant's streams and end their actors (``ace serve --shutdown``); returns how many."""
+        with self._lock:
+            items = list(self._streams.items())
+        refs = [(sid, actor, actor.stop.remote(timeout=min(15.0, timeout))) for sid, (_spec, actor) in items]
+        for sid, actor, ref in refs:
+            try:
+                ray.get(ref, timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - shutting down anyway
+                log.warning("stream %s did not stop cleanly: %s", sid, type(e).__name__)
+            ray.kill(actor, no_restart=True)
+        with self._lock:
+            for sid, _a, _r in refs:
+                self._streams.pop(sid, None)
+        return len(refs)
 
     def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:
         if stream_id is not None:
@@ -870,5 +919,5 @@ def get_controller(create: bool = True, settings: dict | None = None):
     if create:
         return ControllerActor.options(name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached",
                                        get_if_exists=True, num_cpus=CONTROLLER_CPUS, max_concurrency=16,
-                                       max_restarts=-1).remote(settings)
+                                       max_restarts=-1).remote(settings, adopt=True)
     return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)

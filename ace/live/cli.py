@@ -145,11 +145,10 @@ def _shutdown(args, settings) -> int:
         if not ray.is_initialized():
             _connect(args, settings)
         controller = _controller()
-        for sid in ray.get(controller.streams.remote()):
-            try:
-                ray.get(controller.stop.remote(sid), timeout=30)
-            except Exception as e:  # noqa: BLE001 - shutting down anyway
-                err.print(f"[yellow]warning[/] stopping {sid}: {e}")
+        try:
+            ray.get(controller.shutdown_streams.remote(), timeout=120)  # every tenant's
+        except Exception as e:  # noqa: BLE001 - shutting down anyway
+            err.print(f"[yellow]warning[/] stopping the streams: {e}")
         ray.kill(controller)
         from ace.api.serve import stop_back_office
 
