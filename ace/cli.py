@@ -238,6 +238,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         else:
             print_api_report(report_, out)
         return 0
+    if args.what == "speech":
+        from workers.bench_speech import print_speech_report, run_speech_bench
+
+        seconds = args.seconds if args.seconds != 180.0 else 60.0
+        with _stdout_to_stderr():
+            report_ = run_speech_bench(settings, streams=args.streams, seconds=seconds, input_path=args.input,
+                                       num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
+        if args.json:
+            print(json.dumps(report_, indent=2))
+        else:
+            print_speech_report(report_, out)
+        return 0
     if args.what == "live":
         from workers.bench_live import print_live_report, run_live_bench
 
@@ -318,12 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
-    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api"], default="pipeline",
+    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api", "speech"], default="pipeline",
                    help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the "
-                        "controller; api: the back office under concurrent event posts and a burst of submissions")
-    b.add_argument("--streams", type=int, default=8, help="live: how many copies of the show (default 8)")
+                        "controller; api: the back office under concurrent event posts and a burst of submissions; "
+                        "speech: how many live streams' speech the speech pool keeps up with")
+    b.add_argument("--streams", type=int, default=8, help="live, speech: how many copies of the show (default 8)")
     b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180); api: how long "
-                   "the clients post events (default 20)")
+                   "the clients post events (default 20); speech: audio per stream (default 60)")
     b.add_argument("--clients", type=int, default=16, help="api: concurrent clients posting events (default 16)")
     b.add_argument("--batch", type=int, default=200, help="api: events a request (default 200)")
     b.add_argument("--submits", type=int, default=100, help="api: simultaneous stream submissions (default 100)")
