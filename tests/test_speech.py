@@ -177,3 +177,24 @@ def test_which_models_get_a_shorter_live_window():
     assert live_context_s("base") is None  # measured: 3 points worse, so Whisper's 30
     assert live_context_s("/some/local/folder") is None
     assert live_context_s("base", 12.0) == 12.0 and live_context_s("tiny.en", 30.0) is None
+
+
+def test_the_shorter_encoder_window_is_for_the_cpu_only():
+    """On a GPU the 30 s window costs little and one shape runs faster: ``context_s`` is ignored."""
+    import types
+
+    from ace.signals import speech as sp
+
+    seen = []
+
+    class Model:  # records the window the encoder would be given
+        def __init__(self, device):
+            self.model = types.SimpleNamespace(device=device, is_multilingual=False)
+
+        def transcribe(self, audio, **kw):
+            seen.append(sp._CONTEXT.frames)
+            return iter(()), None
+
+    for device in ("cpu", "cuda"):
+        Transcriber(Model(device))._transcribe_one(np.zeros(SAMPLE_RATE, np.float32), 0.0, None, context_s=15.0)
+    assert seen == [1500, None]

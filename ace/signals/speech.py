@@ -231,11 +231,15 @@ class Transcriber:
     def _transcribe_one(self, audio: np.ndarray, offset: float,
                         progress: Callable[[float], None] | None, context_s: float | None = None) -> list[Sentence]:
         """Transcribe one window. ``context_s`` (under 30) pads it to that many seconds for the
-        encoder instead of Whisper's 30 (see ``_install_context_hook``); longer windows keep their length."""
+        encoder instead of Whisper's 30 (see ``_install_context_hook``) when the model runs on the
+        CPU; longer windows keep their length."""
         if audio.size < 1600:
             return []
         frames = None
-        if context_s is not None and 0 < context_s < 30 and _install_context_hook():
+        # on a GPU the encoder's 30 s cost little and one shape for every window runs faster
+        # (measured on an H200: 77 streams' speech in real time with 30 s, 66 with 15 s)
+        on_cpu = getattr(getattr(self.model, "model", None), "device", "cpu") == "cpu"
+        if context_s is not None and 0 < context_s < 30 and on_cpu and _install_context_hook():
             frames = int(round(context_s * _FRAMES_PER_S))
         _CONTEXT.frames = frames
         try:
