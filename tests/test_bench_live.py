@@ -3,6 +3,8 @@ the benchmark's business, not this test's)."""
 
 from __future__ import annotations
 
+import pytest
+
 from ace.config import Settings
 from workers.bench_live import run_live_bench
 
@@ -14,3 +16,15 @@ def test_live_bench_reports_every_stream(short_show, tmp_path):
     assert all(s["segments"] >= 4 for s in r["per_stream"])  # about 10 segments of 2 s each
     assert r["peak_memory_mb"] > 100 and r["cpu_mean_percent"] is not None
     assert set(r["targets"]) == {"all_streams_keep_up", "clip_p95<=15s", "memory<=6GB"}
+
+
+def test_speech_bench_feeds_every_stream_through_the_pool(short_show, tmp_path):
+    from workers.bench_speech import run_speech_bench
+
+    r = run_speech_bench(Settings(data_dir=tmp_path / "data"), streams=3, seconds=20, input_path=str(short_show.video),
+                         num_cpus=2)
+    assert r["device"] == "cpu" and r["pool"] == 2
+    assert [x["context_s"] for x in r["runs"]] == [15.0, None]  # tiny.en's live window, then Whisper's 30 s
+    for run in r["runs"]:
+        assert run["errors"] == [] and run["streams"] == 3 and run["decodes"] >= 6 and run["words"] > 30
+        assert run["streams_real_time"] == pytest.approx(3 * 20 / run["wall_s"], rel=0.02)
