@@ -253,8 +253,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "live":
         from workers.bench_live import print_live_report, run_live_bench
 
-        report_ = run_live_bench(settings, streams=args.streams, seconds=args.seconds, input_path=args.input,
-                                 events_path=args.events, num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
+        with _stdout_to_stderr():  # Ray's own messages (raylet warnings) must not get into the report
+            report_ = run_live_bench(settings, streams=args.streams, seconds=args.seconds, input_path=args.input,
+                                     events_path=args.events, num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
         if args.json:
             print(json.dumps(report_, indent=2))
         else:

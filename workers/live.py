@@ -50,7 +50,7 @@ STREAM_PREFIX = "ace:stream:"
 #: CPU share a stream actor asks Ray for (a reservation, not a limit): a 2 s segment takes about
 #: 0.5 s to analyse, and backpressure degrades analysis when the machine is short; with 0.1 twenty
 #: streams fit the reservations of two cores instead of leaving some unscheduled
-STREAM_ACTOR_CPUS = 0.1
+STREAM_ACTOR_CPUS = 0.05
 CONTROLLER_CPUS = 0.05
 #: how long the controller waits for a stream actor's answer (one that is restarting, or cannot be
 #: scheduled, answers with an error instead of hanging the caller)
@@ -244,6 +244,7 @@ class StreamWorker:
             outage = max(0.0, time.time() - float(saved.get("saved_at", time.time())))
             self._offset = float(saved["analysed_until"]) + outage
         self._restarts = int(saved.get("restarts", -1)) + 1
+        self._current_arrival: float | None = None  # arrival of the segment being analysed now
         #: events accepted through push_events (kept across restarts)
         self.events_received = int(saved.get("events_received", 0))
         for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
@@ -405,7 +406,13 @@ class StreamWorker:
         found: list[Moment] = []
         for seg in segments:
             self.metrics.count("segments")
-            update = self.analyzer.process_segment(self._shift(seg), arrived=time.time())
+            # a segment arrived when ffmpeg closed its file, however long it waited to be analysed
+            arrived = _arrival(seg.path)
+            self._current_arrival = arrived
+            try:
+                update = self.analyzer.process_segment(self._shift(seg), arrived=arrived)
+            finally:
+                self._current_arrival = None
             found.extend(self._take(update))
         status = self.ingest.status
         if status in FINAL_STATUSES:
@@ -479,6 +486,14 @@ class StreamWorker:
 
     # -- the public API (any thread) ---------------------------------------------------------------
 
+    def _lag_now(self, lag: float | None) -> float | None:
+        """The analysis lag as of now: while a segment is being analysed (or stuck, say waiting for
+        speech), the time since it arrived counts too."""
+        current = self._current_arrival
+        if current is None:
+            return lag
+        return round(max(lag or 0.0, time.time() - current), 3)
+
     def describe(self) -> dict:
         """What the stream was submitted with (a restarted controller adopts the stream by it)."""
         return dataclasses.asdict(self.spec)
@@ -540,7 +555,7 @@ class StreamWorker:
                 "status": self._status,
                 "error": self._error,
                 "analysed_until": an.get("analysed_until"),
-                "lag_s": an.get("lag_s"),
+                "lag_s": self._lag_now(an.get("lag_s")),
                 "level": an.get("level_name"),
                 "seconds_behind_live": st.get("seconds_behind_live"),
                 "reconnects": st.get("reconnects"),
@@ -896,18 +911,34 @@ class LiveController:
         return self._store_obj
 
 
+def _arrival(path: str) -> float:
+    """Wall time at which a segment file was closed (its mtime), never later than now."""
+    now = time.time()
+    try:
+        return min(now, os.path.getmtime(path))
+    except OSError:
+        return now
+
+
 def _call(method, *args, wait_s: float = RESTART_WAIT_S):
     """``ray.get(method.remote(*args))`` that waits out a stream actor's restart: while Ray restarts
     it the call is refused (not run), so it is sent again until ``wait_s`` has passed — pushed
-    events are then delivered once, not lost."""
+    events are then delivered once, not lost. A call that is only slow is waited for, not resent."""
     deadline = time.monotonic() + wait_s
+    ref = method.remote(*args)
     while True:
         try:
-            return ray.get(method.remote(*args), timeout=CALL_TIMEOUT_S)
+            return ray.get(ref, timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            # queued behind a busy or still starting actor (16 streams starting at once on 2
+            # cores): wait on for the same call, never send it twice
+            if time.monotonic() > deadline:
+                raise
         except ray.exceptions.ActorUnavailableError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+            ref = method.remote(*args)
 
 
 StreamActor = ray.remote(StreamWorker)

@@ -26,8 +26,10 @@ from ace.config import Settings
 log = logging.getLogger("ace.workers")
 
 POOL_PREFIX = "ace:speech:"
-#: CPU a recogniser actor reserves (a reservation for scheduling; the model uses one thread)
-SPEECH_ACTOR_CPUS = 0.25
+#: CPU a recogniser actor reserves: a reservation for scheduling only (the model uses one thread),
+#: kept small so that the pool is placed however many stream actors came first (with 0.25, 16
+#: streams on 2 cores left the second recogniser unplaced, and the windows sent to it waited)
+SPEECH_ACTOR_CPUS = 0.05
 
 
 class SpeechServer:
