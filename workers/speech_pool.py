@@ -30,6 +30,8 @@ POOL_PREFIX = "ace:speech:"
 #: kept small so that the pool is placed however many stream actors came first (with 0.25, 16
 #: streams on 2 cores left the second recogniser unplaced, and the windows sent to it waited)
 SPEECH_ACTOR_CPUS = 0.05
+#: scheduling priority of a CPU recogniser (``nice`` increment)
+SPEECH_NICE = 5
 
 
 class SpeechServer:
@@ -43,6 +45,13 @@ class SpeechServer:
         device, compute = detect_device(s.device, s.compute_type)
         model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=threads, cache_dir=s.cache_dir)
         self.device = device
+        if device == "cpu" and hasattr(os, "nice"):
+            # behind the streams' own work: a clip being cut waits for nothing, while a speech window
+            # has seconds to spare before the moments that need it are final
+            try:
+                os.nice(SPEECH_NICE)
+            except OSError:  # pragma: no cover - not allowed here
+                pass
         self._t = Transcriber(model, beam_size=s.beam_size, language=s.language)
         self.windows = 0
         self.audio_s = 0.0
