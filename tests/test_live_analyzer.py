@@ -394,3 +394,40 @@ def test_flush_right_after_a_restore_has_nothing_to_warm_up_on(tmp_path):
     assert up.moments == [] and an.state()["emitted_total"] == 1
     with pytest.raises(ValueError):
         LiveAnalyzer("other", Settings(), None, tmp_path).restore(state)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_segments_join_for_a_smart_cut(tmp_path, caplog, reset):
+    """Segments as the ingest writes them (its segment list counts the first one from its audio,
+    which leads the video) join byte for byte and cut smart; segments whose timestamps restart are
+    laid end to end by ffmpeg's concat demuxer instead."""
+    import csv
+    import logging
+
+    from ace.live.analyzer import join_segments
+    from tests import media_factory as mf
+
+    src = mf.make_counter_video(tmp_path / "src.ts", duration=6, fps=30, gop=30)
+    out = tmp_path / "segs"
+    out.mkdir()
+    subprocess.run([mf.ffmpeg_bin(), "-nostdin", "-v", "error", "-i", str(src), "-map", "0:v:0", "-map", "0:a:0",
+                    "-c", "copy", "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts",
+                    "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv",
+                    "-reset_timestamps", "1" if reset else "0", str(out / "%03d.ts")], check=True)
+    rows = list(csv.reader((out / "list.csv").read_text().splitlines()))
+    segs = [Segment("s", i, float(r[1]), float(r[2]), str(out / r[0])) for i, r in enumerate(rows)]
+    assert len(segs) >= 5
+    joined = tmp_path / "joined.ts"
+    base = join_segments(segs, joined)
+    assert joined.with_suffix(".txt").exists() == reset  # the concat demuxer's listing: only for restarts
+    with caplog.at_level(logging.INFO, logger="ace.media"):
+        s, e = media.cut_exact(joined, 0.5 - base, 4.5 - base, tmp_path / "clip.mp4")
+    if not reset:
+        assert "exact cut (smart" in caplog.text
+    v0 = media.keyframes(joined)[0]
+    ids = [mf.read_counter(f) for _, f in media.iter_frames(tmp_path / "clip.mp4", fps=30, width=48, skip_bidir=False)]
+    want = list(range(round((s - v0) * 30), round((e - v0) * 30)))
+    if not reset:
+        assert ids == want  # frame-exact
+    else:  # laid end to end by duration: a frame may repeat or go missing at a join
+        assert ids[0] == want[0] and abs(len(ids) - len(want)) <= 2

@@ -976,6 +976,10 @@ class LiveAnalyzer:
         return dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
 
 
+#: how far a segment's own clock may stray from the segment list's times and still count as running on
+_CONTINUOUS_TOL = 0.5
+
+
 def join_segments(segments: Sequence[Segment], dst: str | Path) -> float:
     """Join consecutive MPEG-TS segments into ``dst``; returns the stream time of ``dst``'s time 0
     (media's clock: the file's first timestamp).
@@ -992,7 +996,11 @@ def join_segments(segments: Sequence[Segment], dst: str | Path) -> float:
         clocks.append(t.video if t.video is not None else t.start)
     first_clock, _ = _segment_clock(segments[0].path)
     base = segments[0].start + first_clock.origin
-    continuous = all(abs((c - clocks[0]) - (s.start - segments[0].start)) < 0.05 for s, c in zip(segments, clocks))
+    # timestamps that run on differ from the segment list's times by a frame or two at most (the
+    # first segment's list time counts from its audio, which may lead the video); timestamps that
+    # restart in every segment are off by whole segments
+    continuous = all(abs((c - clocks[0]) - (s.start - segments[0].start)) < _CONTINUOUS_TOL
+                     for s, c in zip(segments, clocks))
     if continuous:
         with open(dst, "wb") as out:
             for s in segments:
