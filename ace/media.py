@@ -403,33 +403,46 @@ def read_audio(
 
 
 def _frame_size(p: _Probe, width: int) -> tuple[int, int]:
-    """Output size for analysis frames: ``width`` (even) and the height that keeps the displayed
-    aspect ratio, rounded to an even number."""
+    """Output size for analysis frames of ``p`` (see :func:`frame_size`)."""
     v = p.video or {}
-    w, h = p.info.width, p.info.height
     sar = _rate(v.get("sample_aspect_ratio", "1:1").replace(":", "/")) or 1.0
-    if p.rotation in (90, 270):
-        disp_w, disp_h = w, h * sar
+    try:
+        return frame_size(p.info.width, p.info.height, sar, width, p.rotation)
+    except ValueError:
+        raise MediaError(f"video of {p.info.path} has no size") from None
+
+
+def frame_size(src_w: int, src_h: int, sar: float, width: int, rotation: int = 0) -> tuple[int, int]:
+    """Output size for analysis frames: ``width`` (even) and the height that keeps the displayed
+    aspect ratio, rounded to an even number. ValueError for a picture with no size."""
+    sar = sar if sar and sar > 0 else 1.0
+    if rotation in (90, 270):
+        disp_w, disp_h = src_w, src_h * sar
     else:
-        disp_w, disp_h = w * sar, h
+        disp_w, disp_h = src_w * sar, src_h
     if disp_w <= 0 or disp_h <= 0:
-        raise MediaError(f"video of {p.info.path} has no size")
+        raise ValueError("the picture has no size")
     out_w = max(2, int(width) // 2 * 2)
     out_h = max(2, int(round(out_w * disp_h / disp_w / 2.0)) * 2)
     return out_w, out_h
 
 
 def _skip_mode(skip_bidir: bool | str, fps: float, p: _Probe) -> str:
+    return skip_mode(skip_bidir, fps, p.info.fps, p.info.video_codec)
+
+
+def skip_mode(skip_bidir: bool | str, fps: float, src_fps: float | None, codec: str | None) -> str:
+    """ffmpeg's ``-skip_frame`` level for analysis frames at ``fps`` of a ``src_fps`` ``codec`` video
+    (see :func:`iter_frames`)."""
     if isinstance(skip_bidir, str):
         if skip_bidir not in SKIP_MODES:
             raise ValueError(f"unknown skip mode {skip_bidir!r}; choose one of {', '.join(SKIP_MODES)}")
         return skip_bidir
     if not skip_bidir:
         return "default"
-    src_fps = p.info.fps or 30.0
-    if fps * 2 > src_fps:
+    if fps * 2 > (src_fps or 30.0):
         return "default"  # nearly every frame is wanted: skipping would leave gaps
-    if fps <= BIDIR_MAX_FPS and p.info.video_codec == "h264":
+    if fps <= BIDIR_MAX_FPS and codec == "h264":
         return "bidir"
     # other codecs may code P pictures as B slices (HEVC low-delay B): only drop unreferenced frames
     return "noref"

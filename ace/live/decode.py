@@ -14,10 +14,10 @@ What it gives is what the ffmpeg command lines of :mod:`ace.media` give:
 * times on the media clock of :mod:`ace.media` (seconds after the file's ``format.start_time``);
 * audio: the first audio track resampled to 16 kHz mono float32 in [-1, 1] from its first sample
   (:func:`ace.media.read_audio`);
-* frames: grey, ``width`` wide with the displayed aspect ratio (:func:`ace.media._frame_size`),
+* frames: grey, ``width`` wide with the displayed aspect ratio (:func:`ace.media.frame_size`),
   scaled with area averaging, on the grid ``i / fps`` where frame ``i`` is the latest decoded
   picture shown at or before ``i / fps`` (ffmpeg's ``fps=round=up:start_time=0``), with the same
-  frame skipping (:func:`ace.media._skip_mode`).
+  frame skipping (:func:`ace.media.skip_mode`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ace import media
 from ace.errors import MediaError
 
 log = logging.getLogger("ace.live")
@@ -126,35 +127,6 @@ def segment_times(path: str | os.PathLike) -> SegmentTimes:
     return times
 
 
-def frame_size(width: int, height: int, sar: Fraction | None, out_width: int) -> tuple[int, int]:
-    """Analysis frame size: ``out_width`` (even) and the even height that keeps the displayed
-    aspect ratio (as :func:`ace.media._frame_size`)."""
-    s = float(sar) if sar else 1.0
-    disp_w, disp_h = width * (s if s > 0 else 1.0), height
-    if disp_w <= 0 or disp_h <= 0:
-        raise MediaError("the video has no size")
-    out_w = max(2, int(out_width) // 2 * 2)
-    out_h = max(2, int(round(out_w * disp_h / disp_w / 2.0)) * 2)
-    return out_w, out_h
-
-
-def skip_mode(skip: bool | str, fps: float, src_fps: float | None, codec: str | None) -> str:
-    """ffmpeg's ``-skip_frame`` level for analysis at ``fps`` (as :func:`ace.media._skip_mode`)."""
-    from ace.media import BIDIR_MAX_FPS, SKIP_MODES
-
-    if isinstance(skip, str):
-        if skip not in SKIP_MODES:
-            raise ValueError(f"unknown skip mode {skip!r}; choose one of {', '.join(SKIP_MODES)}")
-        return skip
-    if not skip:
-        return "default"
-    if fps * 2 > (src_fps or 30.0):
-        return "default"
-    if fps <= BIDIR_MAX_FPS and codec == "h264":
-        return "bidir"
-    return "noref"
-
-
 def decode_segment(path: str | os.PathLike, *, audio: bool = True, fps: float | None = 4.0, width: int = 160,
                    skip: bool | str = True) -> SegmentMedia:
     """Demux and decode one segment once (see the module docstring). ``fps=None`` reads no frames.
@@ -185,9 +157,12 @@ def decode_segment(path: str | os.PathLike, *, audio: bool = True, fps: float | 
             cc.thread_count = 1  # a stream is one of many: one thread each (ace.media.DECODE_THREADS)
             rate = v.average_rate or v.guessed_rate
             src_fps = float(rate) if rate else None
-            mode = skip_mode(skip, fps, src_fps, cc.name)
+            mode = media.skip_mode(skip, fps, src_fps, cc.name)
             cc.skip_frame = _SKIP[mode]
-            w, h = frame_size(cc.width, cc.height, v.sample_aspect_ratio, width)
+            try:
+                w, h = media.frame_size(cc.width, cc.height, float(v.sample_aspect_ratio or 1), width)
+            except ValueError:
+                raise MediaError(f"the video of {path} has no size") from None
             grid = _Grid(fps, w, h, times.start, 1.0 / src_fps if src_fps else 1.0 / 30)
             streams.append(v)
         if not streams:
