@@ -48,8 +48,8 @@ NAMESPACE = "ace"
 CONTROLLER_NAME = "ace:controller"
 STREAM_PREFIX = "ace:stream:"
 #: CPU share a stream actor asks Ray for (a reservation, not a limit): a 2 s segment takes about
-#: 0.5 s to analyse, and backpressure degrades analysis when the machine is short; with 0.1 twenty
-#: streams fit the reservations of two cores instead of leaving some unscheduled
+#: 0.2 s of CPU to analyse, and backpressure degrades analysis when the machine is short; with 0.05
+#: forty streams fit the reservations of two cores, with room left for the speech pool
 STREAM_ACTOR_CPUS = 0.05
 CONTROLLER_CPUS = 0.05
 #: how long the controller waits for a stream actor's answer (one that is restarting, or cannot be

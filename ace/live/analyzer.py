@@ -466,12 +466,10 @@ class LiveAnalyzer:
         self.fusion = fusion_options(settings)
         self._clock = clock
         self._speech = copy.copy(transcriber) if transcriber is not None else None
-        if self.o.speech_context_s is not None:
-            self._context_s = self.o.speech_context_s if self.o.speech_context_s < 30 else None
-        else:
-            from models.registry import live_context_s
+        from models.registry import live_context_s
 
-            self._context_s = live_context_s(settings.model, settings.live_speech_context_s)
+        ctx = self.o.speech_context_s if self.o.speech_context_s is not None else settings.live_speech_context_s
+        self._context_s = live_context_s(settings.model, ctx)
         self._beam = getattr(self._speech, "beam_size", 1)
         self.pressure = Backpressure(self.o)
         self.gate = MomentGate(stream_id, min_length=max(1.0, self.fusion.clip_min / 2),
