@@ -92,8 +92,8 @@ class BundledModel:
     packages: tuple[str, ...]
     description: str
     multilingual: bool
-    #: seconds of audio Whisper's encoder sees per live window (padding included), where measured
-    #: to cost no accuracy (``ace eval``'s live error rate); None: Whisper's own 30
+    #: seconds of audio Whisper's encoder sees per live window on the CPU (padding included), where
+    #: ``ace eval``'s live error rate stays within its 1-point floor; None: Whisper's own 30
     live_context_s: float | None = None
 
     @property

@@ -55,7 +55,7 @@ def worker_logging() -> None:
     to its worker log, which the Ray dashboard shows per actor (unset: warnings only, Python's default)."""
     level = os.environ.get("ACE_LOG_LEVEL", "").upper()
     ace_log = logging.getLogger("ace")
-    if level not in logging.getLevelNamesMapping() or ace_log.handlers:
+    if not isinstance(logging.getLevelName(level), int) or ace_log.handlers:  # unset or unknown
         return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

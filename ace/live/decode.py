@@ -106,7 +106,7 @@ def _times(container) -> SegmentTimes:
     fmt = container.start_time / 1e6 if container.start_time is not None else None
     if fmt is None:
         fmt = min((t for t in (vt, at) if t is not None), default=0.0)
-    return SegmentTimes(fmt, vt if v is not None else None, at if a is not None else None)
+    return SegmentTimes(fmt, vt, at)
 
 
 def segment_times(path: str | os.PathLike) -> SegmentTimes:
