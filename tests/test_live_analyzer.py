@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -316,6 +317,9 @@ def test_latency_and_load_are_reported(live_run):
     assert st["segments"] == len(live_run["record"]) and st["level"] == 0, st
     assert st["realtime"] > 1.0 and st["lag_s"] < 6.0, st
     assert st["clip_errors"] == 0 and st["bad_segments"] == 0 and st["gaps"] == 0, st
+    # the clips were cut while their moments were settling, and nothing cut ahead is left behind
+    assert st["cuts_ahead_used"] >= 1, st
+    assert not list(live_run["clips"].glob(".ace-*")), list(live_run["clips"].iterdir())
 
 
 def test_restart_resumes_without_re_emitting(live_run, segments, tiny, tmp_path):
@@ -431,3 +435,60 @@ def test_segments_join_for_a_smart_cut(tmp_path, caplog, reset):
         assert ids == want  # frame-exact
     else:  # laid end to end by duration: a frame may repeat or go missing at a join
         assert ids[0] == want[0] and abs(len(ids) - len(want)) <= 2
+
+
+def _cut_dir_listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_clip_cut_ahead_is_used_only_for_the_same_edges(segments, tmp_path, monkeypatch):
+    """A clip cut while its moment was settling is taken when the final moment has the same edges
+    and peak (captions written from the transcript as it is then); a moment that changed, or a cut
+    that failed, is cut again, and what was cut ahead is removed."""
+    from ace.live import analyzer as mod
+
+    an = LiveAnalyzer("sample", Settings(), None, tmp_path / "clips", segments_for=lambda t0, t1: segments)
+    m = Moment("sample", 20.0, 34.0, 0.9, 27.0)
+    an._cut_ahead([m], [])
+    assert an._ahead[m.id].future.result()[0].end == pytest.approx(34.0, abs=0.04)
+    clip = an._cut(m, [])
+    st = an.stats()
+    assert (st["cuts_ahead_used"], st["cuts_ahead_wasted"], st["clips"]) == (1, 0, 1), st
+    assert Path(clip.path) == tmp_path / "clips" / f"{m.id}.mp4"
+    assert media.probe(clip.path).duration == pytest.approx(14.0, abs=0.05)
+    assert _cut_dir_listing(tmp_path / "clips") == [f"{m.id}{x}" for x in (".jpg", ".mp4", ".srt")]
+
+    # the moment grew before it was final (a new id): it is cut for its final edges, and what was
+    # cut for the old ones is dropped at the next step
+    m2 = Moment("sample", 40.0, 52.0, 0.9, 45.0)
+    an._cut_ahead([m2], [])
+    grown = Moment("sample", 40.0, 56.0, 0.9, 45.0)
+    clip2 = an._cut(grown, [])
+    assert media.probe(clip2.path).duration == pytest.approx(16.0, abs=0.05)
+    an._cut_ahead([], [])
+    assert an.stats()["cuts_ahead_wasted"] == 1 and not an._ahead
+    # same edges, but its peak (the thumbnail) moved: cut again
+    an._cut_ahead([m2], [])
+    moved = dataclasses.replace(m2, peak=48.0)
+    assert an._cut(moved, []) is not None
+    assert an.stats()["cuts_ahead_wasted"] == 2 and an.stats()["cuts_ahead_used"] == 1
+
+    # a moment that went away is dropped at the next step; a failed cut ahead is cut again
+    m3 = Moment("sample", 60.0, 70.0, 0.9, 65.0)
+    an._cut_ahead([m3], [])
+    an._cut_ahead([], [])
+    assert an.stats()["cuts_ahead_wasted"] == 3 and not an._ahead
+    real = mod.render_clip
+
+    def broken(*a, **k):
+        raise media.MediaError("disk full")
+
+    monkeypatch.setattr(mod, "render_clip", broken)
+    an._cut_ahead([m3], [])
+    an._ahead[m3.id].future.exception()
+    monkeypatch.setattr(mod, "render_clip", real)
+    clip3 = an._cut(m3, [])
+    assert clip3 is not None and media.probe(clip3.path).duration == pytest.approx(10.0, abs=0.05)
+    an.flush()
+    assert not list((tmp_path / "clips").glob(".ace-*"))
+    assert an.stats()["cuts_ahead_wasted"] == 4 and an.stats()["clip_errors"] == 0

@@ -167,6 +167,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
                      "clip_p50_s": st.get("clip_latency_p50_s"), "clip_p95_s": st.get("clip_latency_p95_s"),
                      "lag_p95_s": percentile(sorted(lag for _, lag in lags), 95),
                      "busy_p95_s": st.get("busy_p95_s"), "cut_mean_s": st.get("cut_mean_s"),
+                     "cuts_ahead": [st.get("cuts_ahead_used"), st.get("cuts_ahead_wasted")],
                      "lag_series": [[round(t, 1), round(lag, 2)] for t, lag in lags],
                      "error": (st.get("error") or "")[:200]})
     all_lat.sort()
@@ -178,6 +179,9 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
         "clip_latency_p95_s": percentile(all_lat, 95),
         "clips": len(all_lat),
         "cpu_mean_percent": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        # clips cut while their moment settled and taken as they were / cut ahead for nothing
+        "cuts_ahead_used": sum(r["cuts_ahead"][0] or 0 for r in rows),
+        "cuts_ahead_wasted": sum(r["cuts_ahead"][1] or 0 for r in rows),
     })
     report["targets"] = {
         "all_streams_keep_up": report["keeping_up"] == streams,
@@ -199,6 +203,7 @@ def print_live_report(r: dict, console) -> None:
     console.print(t)
     console.print(f"keeping up: {r['keeping_up']}/{r['streams']}   clip latency p50 {r['clip_latency_p50_s']} s, "
                   f"p95 {r['clip_latency_p95_s']} s over {r['clips']} clips   CPU {r['cpu_mean_percent']}%   "
-                  f"peak memory {r['peak_memory_mb']} MB")
+                  f"peak memory {r['peak_memory_mb']} MB   cut ahead: {r['cuts_ahead_used']} used, "
+                  f"{r['cuts_ahead_wasted']} wasted")
     console.print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
     console.print(json.dumps({k: r[k] for k in ("keeping_up", "clip_latency_p95_s", "peak_memory_mb")}))

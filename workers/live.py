@@ -571,6 +571,8 @@ class StreamWorker:
                 "busy_p95_s": an.get("busy_p95_s"),
                 "speech_lag_s": an.get("speech_lag_s"),
                 "cut_mean_s": an.get("cut_mean_s"),
+                "cuts_ahead_used": an.get("cuts_ahead_used"),
+                "cuts_ahead_wasted": an.get("cuts_ahead_wasted"),
                 "events_received": self.events_received,
             }
 

@@ -18,10 +18,19 @@ A :class:`LiveAnalyzer` is fed the stream's :class:`~ace.types.Segment` files in
 3. fuses the evidence of the last ``look_behind_s`` seconds (:func:`fuse_window`, the batch
    :func:`~ace.fusion.find_moments` on a sliding window) and emits each moment once it is final
    (:class:`MomentGate`);
-4. cuts each emitted moment's clip from the rolling buffer at once: the segments covering it are
+4. cuts each emitted moment's clip from the rolling buffer: the segments covering it are
    joined into one MPEG-TS file and cut like a recorded show (:func:`ace.clipper.render_clip`:
    frame-accurate ``exact`` cut, ``.srt`` captions, ``.jpg`` thumbnail), into
    ``clip_dir/<moment id>.*``, with clip times on the stream clock.
+
+**Cutting ahead.** A moment's edges usually settle a few seconds before its end is final, and a cut
+takes 1-4 s (more under load). So a moment whose end is within ``cut_ahead_s`` (4 s) of the finality
+line is cut at once in the background, by one thread per stream, into a private folder under
+``clip_dir``. When the moment becomes final with the same edges and peak, that clip is moved into
+place (captions are written again from the transcript as it is then, which may have grown); a
+moment that changed or went away is dropped and cut anew once final. Nothing is published before
+it is final. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show
+every moment's edges were already final one segment before its end was.
 
 **Finality.** A moment is final when nothing the stream can still bring would change it. Its end
 ``E`` must be at least :func:`finality_horizon` behind the analysed time ``T`` (10.5 s with the
@@ -84,12 +93,14 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +108,7 @@ from typing import Any
 import numpy as np
 
 from ace import media
-from ace.clipper import render_clip
+from ace.clipper import render_clip, write_srt
 from ace.config import Settings
 from ace.errors import AceError, InputError, MediaError
 from ace.fusion import FusionOptions, find_moments, join_words
@@ -156,6 +167,9 @@ class LiveOptions:
     #: how long after stream time ``t`` the events for ``t`` may still arrive (chat usually arrives
     #: before the video it reacts to; later events are counted in the next second)
     event_delay_s: float = 1.0
+    #: start cutting a moment's clip in the background once its end is this close to final (seconds
+    #: of analysed time), so the clip is ready when the moment is; 0 cuts only final moments
+    cut_ahead_s: float = 4.0
     #: the live transcriber's window, guard band, pause that makes a safe break, and longest window
     #: (:class:`~ace.signals.speech.LiveTranscriber`)
     speech_window_s: float = 8.0
@@ -194,6 +208,8 @@ class LiveOptions:
             raise ValueError(f"max_level must be 0..{len(DEGRADE_LEVELS) - 1}, not {self.max_level}")
         if self.horizon_s is not None and self.horizon_s < 0:
             raise ValueError(f"horizon_s must be >= 0, not {self.horizon_s}")
+        if self.cut_ahead_s < 0:
+            raise ValueError(f"cut_ahead_s must be >= 0, not {self.cut_ahead_s}")
         if self.degrade_after < 1 or self.recover_after < 1:
             raise ValueError("degrade_after and recover_after must be >= 1")
         if not 0 < self.load_alpha <= 1:
@@ -308,6 +324,23 @@ class MomentGate:
         horizon = self.decided_until - self.keep_s
         if math.isfinite(horizon):
             self.emitted = [e for e in self.emitted if e[2] >= horizon]
+        return out
+
+    def preview(self, candidates: Iterable[Moment], final_until: float, ahead_until: float,
+                words: Sequence[Word] = ()) -> list[Moment]:
+        """The candidates that would be emitted if the final line were ``ahead_until`` but are not
+        final yet (``final_until < end <= ahead_until``), as :meth:`admit` would emit them; changes
+        nothing."""
+        out = []
+        counts = self.suppressed, self.trimmed
+        try:
+            for m in sorted(candidates, key=lambda m: (m.start, m.end)):
+                if final_until + 1e-9 < m.end <= ahead_until + 1e-9 and m.end > self.floor + 1e-9:
+                    m2 = self._clear(m, words)
+                    if m2 is not None:
+                        out.append(m2)
+        finally:
+            self.suppressed, self.trimmed = counts
         return out
 
     def _clear(self, m: Moment, words: Sequence[Word]) -> Moment | None:
@@ -499,6 +532,12 @@ class LiveAnalyzer:
         self._n_clips = 0
         self._clip_errors = 0
         self._cut_s: deque[float] = deque(maxlen=256)  # wall seconds each clip took to cut
+        self._ahead: dict[str, _CutAhead] = {}  # clips being cut before their moment is final, by moment id
+        self._cutter: ThreadPoolExecutor | None = None  # the one thread that cuts them
+        self._ahead_used = 0
+        self._ahead_wasted = 0
+        for stale in self.clip_dir.glob(".ace-ahead-*") if self.clip_dir.is_dir() else ():
+            shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
         self._bad_segments = 0
         self._gaps = 0
         self._words_committed = 0
@@ -638,6 +677,7 @@ class LiveAnalyzer:
             self._signals.extend(self._inter.flush(self._analysed))
         update = self._emit(final=True) if self._started else LiveUpdate()
         self._closed = True
+        self._stop_cutting()
         update.words = words
         update.analysed_until, update.lag_s, update.level = self._analysed, self._lag, self.level
         return update
@@ -712,6 +752,8 @@ class LiveAnalyzer:
             "clip_errors": self._clip_errors,
             "cut_mean_s": round(float(np.mean(self._cut_s)), 3) if self._cut_s else None,
             "cut_max_s": round(float(max(self._cut_s)), 3) if self._cut_s else None,
+            "cuts_ahead_used": self._ahead_used,
+            "cuts_ahead_wasted": self._ahead_wasted,
             "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
             "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat.size else None,
             "latency_max_s": round(float(lat.max()), 3) if lat.size else None,
@@ -925,6 +967,8 @@ class LiveAnalyzer:
                 self._latencies.append(latency)
             log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f%s", self.stream_id, m.id, m.start, m.end,
                      m.score, T, f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else "")
+        if not final and self.o.cut_ahead_s > 0:
+            self._cut_ahead(self.gate.preview(candidates, until, until + self.o.cut_ahead_s, words), sents)
         return update
 
     def _reached(self, t: float, default: float) -> float:
@@ -947,31 +991,128 @@ class LiveAnalyzer:
         segs = sorted({s.seq: s for s in segs}.values(), key=lambda s: s.start)
         return [s for s in segs if s.end > start - 1e-6 and s.start < end + 1e-6]
 
-    def _cut(self, m: Moment, sentences: Sequence[Sentence]) -> Clip | None:
+    def _holds(self, m: Moment) -> list[Segment] | None:
+        """The buffer's segments covering the moment, or None when it no longer holds all of it."""
         segs = self._covering(m.start, m.end)
         if not segs or segs[0].start > m.start + 0.05 or segs[-1].end < m.end - 0.05:
-            self._clip_errors += 1
             have = f"{segs[0].start:.2f}-{segs[-1].end:.2f}" if segs else "nothing"
             log.warning("%s: the buffer no longer holds %.2f-%.2f for moment %s (has %s)", self.stream_id,
                         m.start, m.end, m.id, have)
             return None
-        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        return segs
+
+    def _render(self, m: Moment, segs: Sequence[Segment], sentences: Sequence[Sentence],
+                out_dir: Path) -> tuple[Clip, float]:
+        """Join the segments and cut the moment's clip into ``out_dir``; returns the clip (times on
+        the stream clock) and the wall seconds it took."""
         began = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=out_dir) as tmp:
+            joined = Path(tmp) / "joined.ts"
+            base = join_segments(segs, joined)
+            plan = ClipPlan(moment_id=m.id, start=max(0.0, m.start - base), end=m.end - base,
+                            mode=self.settings.clip_mode)
+            local = [_shift_sentence(s, -base) for s in sentences if s.end >= m.start - 1 and s.start <= m.end + 1]
+            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=m.peak - base)
+        clip = dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
+        return clip, time.perf_counter() - began
+
+    def _cut(self, m: Moment, sentences: Sequence[Sentence]) -> Clip | None:
+        job = self._ahead.pop(m.id, None)
+        if job is not None:
+            clip = self._take_ahead(job, m, sentences)
+            if clip is not None:
+                return clip
+        segs = self._holds(m)
+        if segs is None:
+            self._clip_errors += 1
+            return None
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=self.clip_dir) as tmp:
-                joined = Path(tmp) / "joined.ts"
-                base = join_segments(segs, joined)
-                plan = ClipPlan(moment_id=m.id, start=max(0.0, m.start - base), end=m.end - base,
-                                mode=self.settings.clip_mode)
-                local = [_shift_sentence(s, -base) for s in sentences if s.end >= m.start - 1 and s.start <= m.end + 1]
-                clip = render_clip(str(joined), plan, self.clip_dir, local, thumb_at=m.peak - base)
+            clip, seconds = self._render(m, segs, sentences, self.clip_dir)
         except (AceError, OSError, ValueError) as exc:
             self._clip_errors += 1
             log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
             return None
         self._n_clips += 1
-        self._cut_s.append(time.perf_counter() - began)
-        return dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
+        self._cut_s.append(seconds)
+        return clip
+
+    # -- cutting ahead ------------------------------------------------------------------------------
+
+    def _cut_ahead(self, upcoming: Sequence[Moment], sentences: Sequence[Sentence]) -> None:
+        """Cut the clips of moments about to become final in the background (one thread per
+        stream), dropping those whose moment changed or went away."""
+        wanted = {m.id: m for m in upcoming}
+        for mid, job in list(self._ahead.items()):
+            if mid not in wanted or job.key != _ahead_key(wanted[mid]):
+                self._discard(self._ahead.pop(mid))
+        for m in upcoming:
+            if m.id in self._ahead:
+                continue
+            segs = self._holds(m)
+            if segs is None:
+                continue
+            self.clip_dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=".ace-ahead-", dir=self.clip_dir))
+            if self._cutter is None:
+                self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}")
+            future = self._cutter.submit(self._render, m, segs, list(sentences), folder)
+            self._ahead[m.id] = _CutAhead(_ahead_key(m), future, folder)
+            log.debug("%s: cutting moment %s (%.2f-%.2f) ahead", self.stream_id, m.id, m.start, m.end)
+
+    def _take_ahead(self, job: _CutAhead, m: Moment, sentences: Sequence[Sentence]) -> Clip | None:
+        """The clip cut ahead for the now final moment ``m``, moved to its place with captions from
+        the transcript as it is now; None when it was cut for other edges or the cut failed."""
+        if job.key != _ahead_key(m):
+            self._discard(job)
+            return None
+        try:
+            clip, seconds = job.future.result()
+            final = {ext: self.clip_dir / f"{m.id}{ext}" for ext in (".mp4", ".srt", ".jpg")}
+            write_srt(sentences, clip.start, clip.end, clip.srt_path)
+            if clip.thumb_path:
+                os.replace(clip.thumb_path, final[".jpg"])
+            else:
+                final[".jpg"].unlink(missing_ok=True)
+            os.replace(clip.srt_path, final[".srt"])
+            os.replace(clip.path, final[".mp4"])
+        except (AceError, OSError, ValueError) as exc:
+            log.info("%s: the clip cut ahead for moment %s failed (%s); cutting it again", self.stream_id, m.id, exc)
+            self._discard(job)
+            return None
+        shutil.rmtree(job.folder, ignore_errors=True)
+        self._ahead_used += 1
+        self._n_clips += 1
+        self._cut_s.append(seconds)
+        return dataclasses.replace(clip, path=str(final[".mp4"]), srt_path=str(final[".srt"]),
+                                   thumb_path=str(final[".jpg"]) if clip.thumb_path else "")
+
+    def _discard(self, job: _CutAhead) -> None:
+        self._ahead_wasted += 1
+        job.future.cancel()
+        job.future.add_done_callback(lambda _f, folder=job.folder: shutil.rmtree(folder, ignore_errors=True))
+
+    def _stop_cutting(self) -> None:
+        for job in self._ahead.values():
+            self._discard(job)
+        self._ahead.clear()
+        if self._cutter is not None:
+            self._cutter.shutdown(wait=True, cancel_futures=True)
+            self._cutter = None
+
+
+@dataclass
+class _CutAhead:
+    """A clip being cut before its moment is final (:attr:`LiveOptions.cut_ahead_s`)."""
+
+    key: tuple[str, float, float, float]  # the moment's id, start, end and peak it was cut for
+    future: Future
+    folder: Path  # where it is cut; removed once taken or dropped
+
+
+def _ahead_key(m: Moment) -> tuple[str, float, float, float]:
+    return (m.id, m.start, m.end, m.peak)
 
 
 #: how far a segment's own clock may stray from the segment list's times and still count as running on

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -63,6 +64,7 @@ class SegmentMedia:
 # segment times are read again when a clip joins the segments: keep the last few hundred
 _TIMES: OrderedDict[tuple[str, int, int], SegmentTimes] = OrderedDict()
 _TIMES_MAX = 512
+_TIMES_LOCK = threading.Lock()  # a stream's clips are cut in another thread than its analysis
 
 
 def _key(path: str) -> tuple[str, int, int]:
@@ -75,10 +77,11 @@ def _remember(path: str, times: SegmentTimes) -> None:
         key = _key(path)
     except OSError:
         return
-    _TIMES[key] = times
-    _TIMES.move_to_end(key)
-    while len(_TIMES) > _TIMES_MAX:
-        _TIMES.popitem(last=False)
+    with _TIMES_LOCK:
+        _TIMES[key] = times
+        _TIMES.move_to_end(key)
+        while len(_TIMES) > _TIMES_MAX:
+            _TIMES.popitem(last=False)
 
 
 def _seconds(ts: int | None, base: Fraction | None) -> float | None:
@@ -113,7 +116,9 @@ def segment_times(path: str | os.PathLike) -> SegmentTimes:
     """The segment's start times (remembered per file; a decoded segment is already known)."""
     path = os.fspath(path)
     try:
-        hit = _TIMES.get(_key(path))
+        key = _key(path)
+        with _TIMES_LOCK:
+            hit = _TIMES.get(key)
     except OSError:
         hit = None
     if hit is not None:
