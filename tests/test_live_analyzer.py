@@ -492,3 +492,33 @@ def test_a_clip_cut_ahead_is_used_only_for_the_same_edges(segments, tmp_path, mo
     an.flush()
     assert not list((tmp_path / "clips").glob(".ace-*"))
     assert an.stats()["cuts_ahead_wasted"] == 4 and an.stats()["clip_errors"] == 0
+
+
+def test_cutting_ahead_waits_while_degraded_and_runs_behind_analysis(segments, tmp_path, monkeypatch):
+    """Nothing is cut ahead while analysis is degraded; the cutting thread, and the ffmpeg it starts,
+    run at a lower priority than the thread that analyses."""
+    import os
+
+    from ace.live import analyzer as mod
+
+    m = Moment("sample", 20.0, 34.0, 0.9, 27.0)
+    monkeypatch.setattr(mod, "fuse_window", lambda *a, **k: [m])
+    an = LiveAnalyzer("sample", Settings(), None, tmp_path / "clips", segments_for=lambda t0, t1: segments)
+    an.set_level(1)
+    an._analysed = m.end + an.horizon_s - 2.0  # final two seconds from now
+    assert an._emit(final=False).moments == [] and not an._ahead
+    an.set_level(0)
+    an._analysed = m.end + an.horizon_s - 2.0
+    assert an._emit(final=False).moments == [] and m.id in an._ahead
+
+    def nice_of_a_child() -> int:
+        out = subprocess.run(["sh", "-c", "cut -d' ' -f19 /proc/self/stat"], capture_output=True, text=True)
+        return int(out.stdout)
+
+    here = os.getpriority(os.PRIO_PROCESS, 0)
+    assert an._cutter.submit(nice_of_a_child).result() == min(19, here + mod.CUT_AHEAD_NICE)
+    assert nice_of_a_child() == here
+    an._analysed += 2.0
+    up = an._emit(final=False)
+    assert [c.moment_id for c in up.clips] == [m.id] and an.stats()["cuts_ahead_used"] == 1
+    an.flush()

@@ -29,7 +29,8 @@ line is cut at once in the background, by one thread per stream, into a private 
 ``clip_dir``. When the moment becomes final with the same edges and peak, that clip is moved into
 place (captions are written again from the transcript as it is then, which may have grown); a
 moment that changed or went away is dropped and cut anew once final. Nothing is published before
-it is final. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show
+it is final. The thread and its ffmpeg processes run at ``nice`` +10 (:data:`CUT_AHEAD_NICE`), behind
+analysis and speech, which have no time to spare; while analysis is degraded nothing is cut ahead. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show
 every moment's edges were already final one segment before its end was.
 
 **Finality.** A moment is final when nothing the stream can still bring would change it. Its end
@@ -967,7 +968,7 @@ class LiveAnalyzer:
                 self._latencies.append(latency)
             log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f%s", self.stream_id, m.id, m.start, m.end,
                      m.score, T, f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else "")
-        if not final and self.o.cut_ahead_s > 0:
+        if not final and self.o.cut_ahead_s > 0 and self.level == 0:
             self._cut_ahead(self.gate.preview(candidates, until, until + self.o.cut_ahead_s, words), sents)
         return update
 
@@ -1056,7 +1057,8 @@ class LiveAnalyzer:
             self.clip_dir.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix=".ace-ahead-", dir=self.clip_dir))
             if self._cutter is None:
-                self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}")
+                self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}",
+                                                  initializer=_lower_priority)
             future = self._cutter.submit(self._render, m, segs, list(sentences), folder)
             self._ahead[m.id] = _CutAhead(_ahead_key(m), future, folder)
             log.debug("%s: cutting moment %s (%.2f-%.2f) ahead", self.stream_id, m.id, m.start, m.end)
@@ -1109,6 +1111,18 @@ class _CutAhead:
     key: tuple[str, float, float, float]  # the moment's id, start, end and peak it was cut for
     future: Future
     folder: Path  # where it is cut; removed once taken or dropped
+
+
+#: ``nice`` increment of the thread that cuts ahead, and so of the ffmpeg processes it starts: a cut
+#: ahead has seconds to spare, analysis and speech recognition have none
+CUT_AHEAD_NICE = 10
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread has its own nice value, and the processes it starts inherit it
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + CUT_AHEAD_NICE))
+    except (AttributeError, OSError):  # not Linux, or not allowed: cut at the same priority
+        pass
 
 
 def _ahead_key(m: Moment) -> tuple[str, float, float, float]:
