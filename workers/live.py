@@ -389,6 +389,7 @@ class StreamWorker:
             if self._stop.is_set() and self._status not in FINAL_STATUSES:
                 self.ingest.stop()
                 self._finish("stopped")
+            self.analyzer.close()  # nothing is left half cut ahead
             try:
                 self._save_show()
             except Exception:  # pragma: no cover - the store is gone too

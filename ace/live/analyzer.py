@@ -678,7 +678,7 @@ class LiveAnalyzer:
             self._signals.extend(self._inter.flush(self._analysed))
         update = self._emit(final=True) if self._started else LiveUpdate()
         self._closed = True
-        self._stop_cutting()
+        self.close()
         update.words = words
         update.analysed_until, update.lag_s, update.level = self._analysed, self._lag, self.level
         return update
@@ -1095,7 +1095,9 @@ class LiveAnalyzer:
         job.future.cancel()
         job.future.add_done_callback(lambda _f, folder=job.folder: shutil.rmtree(folder, ignore_errors=True))
 
-    def _stop_cutting(self) -> None:
+    def close(self) -> None:
+        """Drop the clips being cut ahead and wait for the cutting thread to finish (:meth:`flush`
+        does this; a stream stopped before its end calls it)."""
         for job in self._ahead.values():
             self._discard(job)
         self._ahead.clear()
