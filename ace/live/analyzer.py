@@ -29,9 +29,10 @@ line is cut at once in the background, by one thread per stream, into a private 
 ``clip_dir``. When the moment becomes final with the same edges and peak, that clip is moved into
 place (captions are written again from the transcript as it is then, which may have grown); a
 moment that changed or went away is dropped and cut anew once final. Nothing is published before
-it is final. The thread and its ffmpeg processes run at ``nice`` +10 (:data:`CUT_AHEAD_NICE`), behind
-analysis and speech, which have no time to spare; while analysis is degraded nothing is cut ahead. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show
-every moment's edges were already final one segment before its end was.
+it is final. The thread and its ffmpeg processes run at ``nice`` +10 (:data:`CUT_AHEAD_NICE`),
+behind analysis and speech, which have no time to spare; while analysis is degraded nothing is cut
+ahead. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show every
+moment's edges were already final one segment before its end was.
 
 **Finality.** A moment is final when nothing the stream can still bring would change it. Its end
 ``E`` must be at least :func:`finality_horizon` behind the analysed time ``T`` (10.5 s with the
