@@ -1029,7 +1029,6 @@ class LiveAnalyzer:
         if segs is None:
             self._clip_errors += 1
             return None
-        self.clip_dir.mkdir(parents=True, exist_ok=True)
         try:
             clip, seconds = self._render(m, segs, sentences, self.clip_dir)
         except (AceError, OSError, ValueError) as exc:
