@@ -294,7 +294,8 @@ def test_ingest_command_by_kind(tmp_path):
 def test_options_are_checked():
     assert IngestOptions().buffer_s == 600.0 and IngestOptions().max_restarts is None
     for bad in [dict(segment_s=0), dict(buffer_s=1, segment_s=2), dict(backoff_jitter=1.5),
-                dict(max_restarts=-1), dict(start_timeout_s=0), dict(ended_after_s=0)]:
+                dict(max_restarts=-1), dict(start_timeout_s=0), dict(ended_after_s=0),
+                dict(endlist_grace_s=-1)]:
         with pytest.raises(InputError):
             IngestOptions(**bad)
     opts = IngestOptions(backoff_initial_s=1, backoff_max_s=30, backoff_jitter=0.3)
@@ -596,32 +597,141 @@ def test_failing_sources_get_clear_errors_and_leave_other_streams_alone(tiny_vid
         assert ing.stats()["ffmpeg_pid"] is None
 
 
-def test_hls_that_the_publisher_closes_ends_instead_of_replaying(tmp_path):
-    """A playlist closed with #EXT-X-ENDLIST is the stream's end: status `ended`, no restarts
-    replaying its last segments."""
-    folder = tmp_path / "hls"
-    folder.mkdir()
-    args = ["-re", "-f", "lavfi", "-i", LAVFI_VIDEO, "-re", "-f", "lavfi", "-i", LAVFI_AUDIO, "-t", "5", *ENCODE,
+def hls_publisher(folder: Path, seconds: float | None = None, realtime: bool = True) -> list[str]:
+    """ffmpeg arguments for an HLS publisher writing ``folder/live.m3u8`` (1 s segments, 4 in the list);
+    with ``seconds`` it stops after that much media and closes the playlist (#EXT-X-ENDLIST)."""
+    re_ = ["-re"] if realtime else []
+    limit = ["-t", f"{seconds:g}"] if seconds is not None else []
+    return [*re_, "-f", "lavfi", "-i", LAVFI_VIDEO, *re_, "-f", "lavfi", "-i", LAVFI_AUDIO, *limit, *ENCODE,
             "-f", "hls", "-hls_time", "1", "-hls_list_size", "4", "-hls_flags", "delete_segments",
             str(folder / "live.m3u8")]
+
+
+def wait_for_playlist(proc: subprocess.Popen, playlist: Path, segments: int = 2, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not (playlist.exists() and playlist.read_text().count("#EXTINF") >= segments):
+        assert proc.poll() is None and time.monotonic() < deadline, "HLS publisher wrote no playlist"
+        time.sleep(0.1)
+
+
+def closed_live_playlist(ing: Ingest) -> bool:
+    return ing.status == "reconnecting" and "EXT-X-ENDLIST" in ing.error
+
+
+def test_live_hls_closed_for_good_ends_after_the_grace_period(tmp_path):
+    """A live playlist closed with #EXT-X-ENDLIST that never comes back: `reconnecting` for
+    endlist_grace_s (the playlist is read meanwhile, nothing is replayed), then `ended` with the reason.
+    A second ingest of the same source with a long grace period is stopped during it: at once."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
     server = Server(functools.partial(QuietFiles, directory=str(folder)))
-    with process(args) as proc:
-        playlist = folder / "live.m3u8"
-        deadline = time.monotonic() + 15
-        while not (playlist.exists() and playlist.read_text().count("#EXTINF") >= 2):
-            assert proc.poll() is None and time.monotonic() < deadline, "HLS publisher wrote no playlist"
-            time.sleep(0.2)
+    grace = 3.0
+    opts = IngestOptions(segment_s=1.0, endlist_grace_s=grace, allow=("127.0.0.1",))
+    ing = Ingest("closed", server.url("live.m3u8"), tmp_path / "buf", opts)
+    patient = Ingest("patient", server.url("live.m3u8"), tmp_path / "buf2",
+                     IngestOptions(segment_s=1.0, endlist_grace_s=60, allow=("127.0.0.1",)))
+    w, wp = Watch(ing), Watch(patient)
+    with process(hls_publisher(folder, seconds=5)) as proc:
+        wait_for_playlist(proc, folder / "live.m3u8")
         server.start()
         try:
-            ing = Ingest("closed", server.url("live.m3u8"), tmp_path / "buf", IngestOptions(segment_s=1.0, allow=("127.0.0.1",)))
-            w = Watch(ing)
-            with ingesting(ing):
-                assert pump([w], lambda: ing.status in ("ended", "failed"), timeout=40), w.statuses
-            assert ing.status == "ended", (ing.status, ing.error)
-            assert ing.reconnects <= 1
-            assert sum(s.end - s.start for s in w.segments) < 8.0  # about the 5 s published, not replayed
+            with ingesting(ing, patient):
+                assert pump([w, wp], lambda: closed_live_playlist(ing) or ing.status in FINAL_STATUSES,
+                            timeout=30), w.statuses
+                assert closed_live_playlist(ing), (ing.status, ing.error)
+                assert f"waiting up to {grace:g} s" in ing.error
+                t_closed = time.monotonic()
+                assert pump([w, wp], lambda: ing.status in FINAL_STATUSES, timeout=grace + 10), w.statuses
+                waited = time.monotonic() - t_closed
+                assert ing.status == "ended", (ing.status, ing.error)
+                assert "EXT-X-ENDLIST" in ing.error and f"did not come back live within {grace:g} s" in ing.error
+                assert grace - 0.5 < waited < grace + 4, waited
+                # the other one still waits for the playlist to come back; stop() does not wait for it
+                assert closed_live_playlist(patient), (patient.status, patient.error)
+                t = time.monotonic()
+                patient.stop()
+                assert time.monotonic() - t < 1.0
+                assert patient.status == "stopped" and patient.poll() == [] and patient.status == "stopped"
         finally:
             server.stop()
+    assert ing.reconnects <= 1 and ing.stats()["ffmpeg_pid"] is None
+    assert ing.gaps == []
+    assert sum(s.end - s.start for s in w.segments) < 8.0  # about the 5 s published, not replayed
+    assert_contiguous(w.segments)
+    print(f"closed live playlist: ended {waited:.1f} s after the close was seen; statuses {w.statuses}")
+
+
+def test_live_hls_that_restarts_after_endlist_resumes(tmp_path):
+    """A publisher restarting: its playlist is closed (#EXT-X-ENDLIST), then gone for a moment, then
+    live again with new segments. The ingest waits (`reconnecting`), resumes (`live`) and keeps stream
+    time monotonic with the outage recorded as one gap."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    playlist = folder / "live.m3u8"
+    server = Server(functools.partial(QuietFiles, directory=str(folder)))
+    opts = IngestOptions(segment_s=1.0, endlist_grace_s=20, allow=("127.0.0.1",))
+    ing = Ingest("restart", server.url("live.m3u8"), tmp_path / "buf", opts)
+    w = Watch(ing)
+    with contextlib.ExitStack() as stack:
+        stack.callback(server.stop)
+        first = stack.enter_context(process(hls_publisher(folder, seconds=5)))
+        wait_for_playlist(first, playlist)
+        server.start()
+        stack.enter_context(ingesting(ing))
+        assert pump([w], lambda: closed_live_playlist(ing) or ing.status in FINAL_STATUSES, timeout=30), \
+            w.statuses
+        assert closed_live_playlist(ing), (ing.status, ing.error)
+        t_closed = time.monotonic()
+        n = len(w.got)
+        assert n >= 2
+        playlist.unlink()  # gone for a moment (404), as while a publisher restarts
+        pump([w], lambda: False, timeout=1.5)
+        assert ing.status == "reconnecting" and len(w.got) == n
+        second = stack.enter_context(process(hls_publisher(folder)))  # a new live playlist, sequence 0
+        t_restart = time.monotonic()
+        assert pump([w], lambda: len(w.got) >= n + 3 and ing.status == "live", timeout=30), \
+            (ing.status, ing.error, w.statuses)
+        assert second.poll() is None
+        t_back = w.t0 + w.got[n][0]
+    print(f"restart: closed seen, back {t_back - t_closed:.1f} s later ({t_back - t_restart:.1f} s after the "
+          f"publisher restarted); gaps {ing.gaps}; statuses {w.statuses}")
+    states = [st for _, st in w.statuses]
+    assert "ended" not in states and states[-1] == "live" and ing.status == "stopped"
+    assert states[states.index("reconnecting"):][:2] == ["reconnecting", "live"]
+    assert ing.reconnects >= 1
+    segs = w.segments
+    assert [s.seq for s in segs] == list(range(len(segs)))
+    assert all(b.start >= a.end - TOL for a, b in zip(segs, segs[1:]))  # stream time never goes back
+    assert_contiguous(segs[:n])
+    assert_contiguous(segs[n:])
+    (g0, g1), = ing.gaps  # the outage, between the last segment before and the first after
+    assert segs[n - 1].end == g0 and segs[n].start == g1
+    assert 1.5 < g1 - g0 < (t_back - t_closed) + 6
+
+
+def test_vod_hls_ends_at_once(tmp_path):
+    """A VOD playlist (closed from the first read) read to its end is `ended` at once: no grace period,
+    no restart, nothing replayed."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    with process(hls_publisher(folder, seconds=4, realtime=False)) as proc:
+        assert proc.wait(timeout=30) == 0
+    assert "#EXT-X-ENDLIST" in (folder / "live.m3u8").read_text()
+    server = Server(functools.partial(QuietFiles, directory=str(folder))).start()
+    try:
+        ing = Ingest("vod", server.url("live.m3u8"), tmp_path / "buf", LOOPBACK)  # default grace period
+        assert ing.options.endlist_grace_s >= 30
+        w = Watch(ing)
+        with ingesting(ing):
+            assert pump([w], lambda: ing.status in FINAL_STATUSES, timeout=15), w.statuses
+        assert ing.status == "ended" and ing.error == "", (ing.status, ing.error)
+        assert w.statuses[-1][0] < 10
+        assert "reconnecting" not in [st for _, st in w.statuses]
+        assert ing.reconnects == 0
+        media = sum(s.end - s.start for s in w.segments)
+        assert 3.0 < media < 5.0  # the 4 s listed, once
+    finally:
+        server.stop()
 
 
 def test_a_refused_destination_never_starts_ffmpeg(tmp_path):

@@ -26,12 +26,20 @@ How a stream is followed (:class:`Ingest`)
   the last segment of the previous run plus the outage as measured by the wall clock (give or take the
   source's start-up: a few seconds); that interval is recorded as a gap (:attr:`RollingBuffer.gaps`),
   never hidden: ``segment.start > previous.end`` tells a consumer too.
+* An HLS playlist closed with ``#EXT-X-ENDLIST`` makes ffmpeg exit normally. A VOD playlist (closed
+  when ACE first read it, just after the first segment) has reached its end: ``ended`` at once, never
+  replayed. A live one (a read by ACE found it open, without ``#EXT-X-ENDLIST``) may only be a
+  publisher restarting: for ``endlist_grace_s`` the ingest keeps reading the playlist (once a second,
+  in the background, through the URL guard), ``reconnecting`` meanwhile, and starts ffmpeg again as
+  soon as the playlist is open again; the time it was away becomes a gap like any other outage.
+  Closed (or gone) for the whole grace period: ``ended``.
 * The segments live in a :class:`RollingBuffer`: those that ended more than ``buffer_s`` before the
   newest one are deleted from disk. Memory is bounded by the same window; only paths and times are
   kept, never media. Each ffmpeg run writes ``folder/runNNNN/NNNNNN.ts``; the timestamps inside a
   file are ffmpeg's own, so read a segment from its beginning (as :mod:`ace.media` does: time 0 is
   the file's first timestamp) and add ``segment.start``.
-* Nothing blocks for long: ffmpeg's stderr is drained by a thread that keeps only a tail, and
+* Nothing blocks for long: ffmpeg's stderr is drained by a thread that keeps only a tail, ACE's own
+  reads of an HLS playlist (is it live? is it back?) run in a thread of their own, and
   :meth:`Ingest.poll` (call it every 0.2-1 s) reads what is new, supervises the process and restarts
   it when its backoff is due. Stopping an ffmpeg (:meth:`Ingest.stop`, a timeout) takes up to 3 s
   when it sits in a network wait. On Linux each ffmpeg gets SIGTERM when the thread that started it
@@ -42,8 +50,10 @@ Status of an ingest (:attr:`Ingest.status`)::
     starting      ffmpeg runs (or is retried) but no segment has arrived yet
     live          segments are arriving
     reconnecting  after the first segment: ffmpeg exited and is restarted with backoff, or it runs
-                  but no new segment came for a while (three segments' time, or longer for bursty HLS)
-    ended         a file reached its end, or a live source stayed away for ``ended_after_s``
+                  but no new segment came for a while (three segments' time, or longer for bursty HLS),
+                  or a live HLS playlist was closed and is watched for ``endlist_grace_s``
+    ended         a file reached its end, a VOD playlist was read to its end, a live HLS playlist
+                  stayed closed for ``endlist_grace_s``, or a live source stayed away for ``ended_after_s``
     failed        no first segment within ``start_timeout_s``; a source that is not media, is refused
                   for good (HTTP 4xx) or has a codec MPEG-TS cannot carry by copy; or more than
                   ``max_restarts`` restarts in a row
@@ -149,6 +159,9 @@ _GAP_TOLERANCE = 0.05  # seconds between segments that are rounding, not a gap
 _TAIL_LINES = 60  # stderr lines kept per ffmpeg run
 _ERROR_CHARS = 600  # characters of stderr's tail quoted in Ingest.error
 _TERM_WAIT = 2.0  # seconds ffmpeg gets to finish its last segment after a second SIGTERM
+_PLAYLIST_TIMEOUT = 3.0  # seconds for one read of an HLS playlist by ACE itself
+_PLAYLIST_EVERY = 1.0  # seconds between reads of a closed playlist during endlist_grace_s
+_LIVE_CHECKS = 5  # reads of an HLS playlist, at most, to learn whether it is live (5 s apart)
 _RUN_DIR = re.compile(r"run\d{4,}$")
 _PRIVATE_DATA = re.compile(r"codec (\S+), is muxed as a private data stream")
 _SEGMENT_NAME = re.compile(r"(\d+)\.ts$")
@@ -253,6 +266,11 @@ class IngestOptions:
     stall_timeout_s: float = 30.0
     #: a live source that delivered segments and then stays away this long is ``ended``; None: never
     ended_after_s: float | None = 300.0
+    #: HLS: a playlist that was live (ACE saw it without ``#EXT-X-ENDLIST``) and is then closed is
+    #: followed this many seconds more (``reconnecting``) in case the publisher restarts; ingest resumes
+    #: when it is open again, else the stream is ``ended``. A VOD playlist (closed from the first read)
+    #: ends at once. 0: every closed playlist ends the stream at once
+    endlist_grace_s: float = 30.0
     #: read a local file at its native rate (``-re``), like a live stream; False: as fast as possible
     realtime_file: bool = True
     #: destinations a network source may reach although they are loopback, private or link-local
@@ -282,6 +300,8 @@ class IngestOptions:
             raise InputError(f"IngestOptions.max_restarts must be >= 0 or None, got {self.max_restarts!r}")
         if self.ended_after_s is not None and not self.ended_after_s > 0:
             raise InputError(f"IngestOptions.ended_after_s must be positive or None, got {self.ended_after_s!r}")
+        if not self.endlist_grace_s >= 0:
+            raise InputError(f"IngestOptions.endlist_grace_s must be >= 0, got {self.endlist_grace_s!r}")
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before restart number ``attempt`` (0-based) of a run of failures."""
@@ -567,10 +587,20 @@ _DIAGNOSES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
 )
 
 
-def _hls_ended(url: str, timeout: float = 3.0, opener: Any = None) -> bool:
-    """Whether the HLS media playlist at ``url`` is closed (``#EXT-X-ENDLIST``). False when it
-    cannot be read or is a master playlist (its variants would have to be read instead). ``opener``
-    (the guard's, for an untrusted source) does the reading."""
+@dataclass(frozen=True, slots=True)
+class _Playlist:
+    """What ACE read in an HLS media playlist."""
+
+    ended: bool  # closed: #EXT-X-ENDLIST
+    sequence: int  # #EXT-X-MEDIA-SEQUENCE (0 when absent)
+    segments: int  # media segments listed
+    master: bool = False  # a master playlist: it lists variants, nothing about the stream being live
+
+
+def _read_playlist(url: str, timeout: float = _PLAYLIST_TIMEOUT, opener: Any = None) -> _Playlist | None:
+    """The HLS playlist at ``url``; None when it cannot be read or is not a playlist (an outage, not an
+    end). A master playlist says nothing about ``ended`` (its variants would have to be read instead).
+    ``opener`` (the guard's, for an untrusted source) does the reading."""
     import urllib.request
 
     req = urllib.request.Request(url, headers={"User-Agent": "ace"})
@@ -579,8 +609,37 @@ def _hls_ended(url: str, timeout: float = 3.0, opener: Any = None) -> bool:
             text = r.read(1 << 20).decode("utf-8", "replace")
     except Exception as e:  # the source is gone: an outage, not an end
         log.debug("HLS playlist %s not readable: %s", redact(url), e)
-        return False
-    return "#EXT-X-ENDLIST" in text and "#EXT-X-STREAM-INF" not in text
+        return None
+    if not text.lstrip("\ufeff \t\r\n").startswith("#EXTM3U"):
+        return None
+    if "#EXT-X-STREAM-INF" in text:
+        return _Playlist(ended=False, sequence=0, segments=0, master=True)
+    m = re.search(r"^#EXT-X-MEDIA-SEQUENCE:\s*(\d+)", text, re.MULTILINE)
+    return _Playlist(ended="#EXT-X-ENDLIST" in text, sequence=int(m.group(1)) if m else 0,
+                     segments=len(re.findall(r"^#EXTINF:", text, re.MULTILINE)))
+
+
+def _hls_ended(url: str, timeout: float = _PLAYLIST_TIMEOUT, opener: Any = None) -> bool:
+    """Whether the HLS media playlist at ``url`` is closed (``#EXT-X-ENDLIST``). False when it
+    cannot be read or is a master playlist (see :func:`_read_playlist`)."""
+    playlist = _read_playlist(url, timeout, opener)
+    return playlist is not None and playlist.ended and not playlist.master
+
+
+class _PlaylistProbe(threading.Thread):
+    """One read of an HLS playlist in the background, so that a slow server never holds up
+    :meth:`Ingest.poll` or :meth:`Ingest.stop`. Done when it is no longer alive; ``playlist`` is then
+    the result (None: unreadable)."""
+
+    def __init__(self, url: str, opener: Any):
+        super().__init__(daemon=True, name="ace-ingest-playlist")
+        self._url = url
+        self._opener = opener
+        self.playlist: _Playlist | None = None
+        self.start()
+
+    def run(self) -> None:
+        self.playlist = _read_playlist(self._url, opener=self._opener)
 
 
 def _diagnose(stderr: str, returncode: int | None = None) -> tuple[str, bool]:
@@ -658,6 +717,14 @@ class Ingest:
         self._pending: list[Segment] = []
         self._segments_total = 0
         self._proxy: Any = None  # the netguard proxy http(s) sources are read through
+        # HLS: ACE's own reads of the playlist (through the guard), for telling a live playlist that
+        # was closed (maybe a publisher restarting) from a VOD playlist that reached its end
+        self._hls_live_seen = False  # a read found the playlist open (no #EXT-X-ENDLIST): it was live
+        self._hls_checked = False  # a read after the first segment answered (open or closed)
+        self._probe: _PlaylistProbe | None = None  # the read in progress
+        self._probe_at = 0.0  # monotonic: no new read before
+        self._live_checks = 0  # reads started to learn whether the playlist is live
+        self._endlist_since: float | None = None  # monotonic: a live playlist was found closed then
         #: ffmpeg restarts so far (after an exit or a stall, including retries before the first segment)
         self.reconnects = 0
 
@@ -726,6 +793,10 @@ class Ingest:
                 out += self._finish(run, now)
         if self._status in FINAL_STATUSES:
             return out
+        if self.kind == "hls":
+            self._follow_playlist(now)
+            if self._status in FINAL_STATUSES:
+                return out
         if self._run is None and self._restart_at is not None and now >= self._restart_at:
             self._launch()
         self._watchdogs(now)
@@ -742,6 +813,8 @@ class Ingest:
             self._terminate(run)
             self._pending += self._finish(run, time.monotonic(), stopping=True)
         self._restart_at = None
+        self._endlist_since = None
+        self._probe = None  # a read in progress fails on the closed proxy and is forgotten
         if self._status not in FINAL_STATUSES:
             self._set_status("stopped")
         self._close_proxy()
@@ -960,12 +1033,32 @@ class Ingest:
             else:
                 self._set_status("failed", _with_tail(f"cannot read {self.url}: {reason}", stderr))
             return out
-        if self.kind == "hls" and rc == 0 and self._segments_total and _hls_ended(self.url, opener=self._opener()):
-            # the publisher closed the playlist (#EXT-X-ENDLIST): a real end, not an outage; restarting
-            # would replay its last segments again and again
-            self._set_status("ended", "")
-            return out
         src = redact(self.url)
+        if self.kind == "hls" and rc == 0 and self._segments_total:
+            probe = self._probe
+            if probe is not None:  # the read that tells whether the playlist was live: wait for it
+                probe.join(timeout=_PLAYLIST_TIMEOUT + 1.0)
+                self._probe = None
+                self._note_playlist(probe.playlist)
+            playlist = _read_playlist(self.url, opener=self._opener())
+            self._note_playlist(playlist)
+            if playlist is not None and playlist.ended and not playlist.master:
+                # the publisher closed the playlist (#EXT-X-ENDLIST): not an outage; restarting ffmpeg
+                # on it would replay its last segments again and again
+                grace = self.options.endlist_grace_s
+                if not self._hls_live_seen or not grace > 0:
+                    self._set_status("ended", "")  # a VOD playlist read to its end
+                    return out
+                # a live playlist closed: maybe a publisher restarting; watch it for endlist_grace_s
+                self._endlist_since = now
+                self._probe_at = now + _PLAYLIST_EVERY
+                self._restart_at = None
+                log.info("%s: live HLS playlist closed (#EXT-X-ENDLIST, media sequence %d); waiting up "
+                         "to %g s for it to come back", self.stream_id, playlist.sequence, grace)
+                self._set_status("reconnecting", _with_tail(
+                    f"the publisher closed the live playlist {src} (#EXT-X-ENDLIST); waiting up to {grace:g} s "
+                    "for it to come back live", stderr))
+                return out
         if self._first_segment_at is None:
             if permanent:
                 self._set_status("failed", _with_tail(f"cannot ingest {src}: {reason}", stderr))
@@ -990,6 +1083,57 @@ class Ingest:
         else:
             self._error = error
         log.info("%s: restarting ffmpeg in %.1f s (restart %d in a row)", self.stream_id, delay, self._failures)
+
+    def _note_playlist(self, playlist: _Playlist | None) -> None:
+        """Remember what a read of the HLS playlist says about the stream having been live."""
+        if playlist is None:
+            return
+        self._hls_checked = True
+        if not playlist.ended and not playlist.master:
+            self._hls_live_seen = True
+
+    def _follow_playlist(self, now: float) -> None:
+        """HLS, ACE's own reads of the playlist (in the background, through the URL guard): once after
+        the first segment, to learn whether the stream is live; and once a second while a live playlist
+        that was closed is awaited (``endlist_grace_s``): ffmpeg starts again as soon as it is open again,
+        and the stream is ``ended`` when the grace period is over."""
+        probe, playlist = self._probe, None
+        done = probe is not None and not probe.is_alive()
+        if done:
+            self._probe = None
+            playlist = probe.playlist
+            self._note_playlist(playlist)
+        since = self._endlist_since
+        if since is None:
+            if (not self._hls_checked and self._probe is None and self._run is not None
+                    and self._first_segment_at is not None and self._live_checks < _LIVE_CHECKS
+                    and now >= self._probe_at):
+                self._live_checks += 1
+                self._probe = _PlaylistProbe(self.url, self._opener())
+                self._probe_at = now + 5.0  # an unreadable answer is tried again, a few times
+            return
+        src = redact(self.url)
+        if done and playlist is not None and not playlist.ended and not playlist.master:
+            # open again: a new ffmpeg follows it; its segments land after the outage (a gap), as
+            # after any restart (_offset_for_new_run)
+            log.info("%s: HLS playlist open again after %.1f s (media sequence %d, %d segments); resuming",
+                     self.stream_id, now - since, playlist.sequence, playlist.segments)
+            self._endlist_since = None
+            self.reconnects += 1
+            self._set_status("reconnecting", f"the live playlist {src} is open again after #EXT-X-ENDLIST; "
+                             "resuming")
+            self._launch()
+            return
+        grace = self.options.endlist_grace_s
+        if now - since >= grace:
+            self._endlist_since = None
+            self._probe = None
+            self._set_status("ended", f"the publisher closed the live playlist {src} (#EXT-X-ENDLIST) and it "
+                             f"did not come back live within {grace:g} s")
+            return
+        if self._probe is None and now >= self._probe_at:
+            self._probe = _PlaylistProbe(self.url, self._opener())
+            self._probe_at = now + _PLAYLIST_EVERY
 
     def _watchdogs(self, now: float) -> None:
         opts = self.options
