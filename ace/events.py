@@ -137,11 +137,31 @@ class _Warnings:
 # ACE JSONL
 
 
+#: the latest ``t`` an event may have: about 116 days of stream time (a larger one is a unit mistake,
+#: milliseconds or a Unix timestamp, and would stall the detectors' clocks)
+MAX_EVENT_T = 1e7
+#: the largest ``value`` an event may carry (a count, a gift's worth, seconds watched)
+MAX_EVENT_VALUE = 1e12
+
+
 def _number(v: Any) -> float | None:
-    """A JSON number as float (bools are not numbers here); None otherwise."""
+    """A JSON number as float (bools are not numbers here); None otherwise, also for an integer too
+    large for a float."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        return None
+
+
+def _is_text(s: str) -> bool:
+    """Whether ``s`` can be written as UTF-8 (JSON's ``\\ud800`` escapes give lone surrogates)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
@@ -152,9 +172,9 @@ def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
         return None, "missing 't'"
     t = _number(obj["t"])
     if t is None:
-        return None, f"'t' must be a number, got {obj['t']!r:.40}"
-    if not math.isfinite(t) or t < 0:
-        return None, f"'t' must be a finite number >= 0, got {t!r}"
+        return None, f"'t' must be a number, got {_short(obj['t'])}"
+    if not math.isfinite(t) or t < 0 or t > MAX_EVENT_T:
+        return None, f"'t' must be a finite number >= 0 and at most {MAX_EVENT_T:g} (seconds of stream time), got {t!r:.40}"
     kind = obj.get("kind")
     if not isinstance(kind, str):
         return None, "missing 'kind'" if kind is None else f"'kind' must be a string, got {kind!r:.40}"
@@ -166,17 +186,27 @@ def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
         user = ""
     elif isinstance(user, bool) or not isinstance(user, (str, int)):
         return None, f"'user' must be a string, got {type(user).__name__}"
+    elif isinstance(user, int):
+        if abs(user) >= 10**64:
+            return None, "'user' as a number must have at most 64 digits"
+        user = str(user)
+    elif not _is_text(user):
+        return None, "'user' is not valid Unicode text (a lone surrogate)"
     value = obj.get("value", 1)
     if value is None:
         value = 1
     fv = _number(value)
     if fv is None or not math.isfinite(fv):
-        return None, f"'value' must be a finite number, got {value!r:.40}"
+        return None, f"'value' must be a finite number, got {_short(value)}"
+    if fv < 0 or fv > MAX_EVENT_VALUE:
+        return None, f"'value' must be >= 0 and at most {MAX_EVENT_VALUE:g} (a count, a worth or seconds), got {fv!r:.40}"
     text = obj.get("text", "")
     if text is None:
         text = ""
     elif not isinstance(text, str):
         return None, f"'text' must be a string, got {type(text).__name__}"
+    elif not _is_text(text):
+        return None, "'text' is not valid Unicode text (a lone surrogate)"
     flags = {}
     for name in ("promoted", "trusted"):
         v = obj.get(name, False)
@@ -185,7 +215,14 @@ def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
         if not isinstance(v, bool):
             return None, f"'{name}' must be true or false, got {v!r:.40}"
         flags[name] = v
-    return Event(t=t, kind=k, user=str(user), value=fv, text=text, **flags), None
+    return Event(t=t, kind=k, user=user, value=fv, text=text, **flags), None
+
+
+def _short(v: Any) -> str:
+    """A value for an error message, cut to 40 characters (a huge number is not printed whole)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**40:
+        return f"an integer of {len(str(abs(v)))} digits" if abs(v) < 10**4000 else "an integer of over 4000 digits"
+    return f"{v!r:.40}"
 
 
 def _parse_jsonl_line(raw: str | bytes, n: int) -> tuple[JsonlLine | None, bool]:
@@ -289,6 +326,11 @@ def write_jsonl(events: Iterable[Event], path: str | os.PathLike) -> Path:
 
 def event_to_json(e: Event) -> str:
     """One event as a line of ACE JSONL (without the newline)."""
+    return json.dumps(event_to_obj(e), ensure_ascii=False, allow_nan=False)
+
+
+def event_to_obj(e: Event) -> dict[str, Any]:
+    """One event as the JSON object of ACE JSONL."""
     obj: dict[str, Any] = {"t": e.t, "kind": e.kind, "user": e.user}
     if e.value != 1:
         obj["value"] = int(e.value) if float(e.value).is_integer() and abs(e.value) < 2**53 else e.value
@@ -298,7 +340,7 @@ def event_to_json(e: Event) -> str:
         obj["promoted"] = True
     if e.trusted:
         obj["trusted"] = True
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    return obj
 
 
 # --------------------------------------------------------------------------------------------------

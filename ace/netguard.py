@@ -51,7 +51,7 @@ RTMP and RTSP do not go through the proxy (ffmpeg speaks them over plain TCP or 
 RTMP or RTSP URL is checked by :func:`check_url`; :func:`pinned_url` then writes the checked address
 into the URL so that ffmpeg connects to exactly that address. Limits:
 
-* ``rtmps`` is not pinned: TLS needs the host name (server name indication and the certificate).
+* ``rtmps`` and ``rtsps`` are not pinned: TLS needs the host name (server name indication and the certificate).
   Between the check and ffmpeg's own lookup (milliseconds) a hostile DNS server could change its
   answer; only an egress firewall closes that window.
 * ``rtmp``: the pinned address also shows in the RTMP ``tcUrl`` that ffmpeg sends; servers that route
@@ -123,10 +123,10 @@ __all__ = [
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 #: URL schemes a submitted stream URL may use (compared case-insensitively).
-ALLOWED_SCHEMES: tuple[str, ...] = ("http", "https", "rtmp", "rtmps", "rtsp")
+ALLOWED_SCHEMES: tuple[str, ...] = ("http", "https", "rtmp", "rtmps", "rtsp", "rtsps")
 
 #: Port each scheme uses when the URL names none (as ffmpeg does).
-DEFAULT_PORTS: dict[str, int] = {"http": 80, "https": 443, "rtmp": 1935, "rtmps": 443, "rtsp": 554}
+DEFAULT_PORTS: dict[str, int] = {"http": 80, "https": 443, "rtmp": 1935, "rtmps": 443, "rtsp": 554, "rtsps": 322}
 
 #: Cloud instance metadata services (AWS, GCP, Azure, OpenStack; AWS IPv6; Alibaba; Oracle).
 #: Refused even when a wider allowlist entry (a network, a host name) covers them: only an entry that
@@ -447,7 +447,7 @@ def pinned_url(checked: CheckedURL) -> str:
     exactly that address (no second DNS lookup). For ``rtsp`` and ``rtmp`` only.
 
     http(s) need no pinning (they go through :class:`GuardProxy`, which pins every request) and
-    ``rtmps`` cannot be pinned (TLS needs the name). See the module docstring for what pinning does
+    ``rtmps`` and ``rtsps`` cannot be pinned (TLS needs the name). See the module docstring for what pinning does
     not cover (RTSP redirects; the RTMP tcUrl carries the address).
     """
     if checked.scheme not in ("rtsp", "rtmp"):

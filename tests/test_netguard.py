@@ -205,7 +205,7 @@ def read_head(sock: socket.socket) -> bytes:
     "file:///etc/passwd", "FILE:/etc/passwd", "concat:http://a/1.ts|http://a/2.ts",
     "subfile:,start,0,end,10,:/etc/passwd",
     "data:text/plain;base64,aGk=", "gopher://93.184.216.34/", "ftp://93.184.216.34/x.ts", "http+unix://%2Fsock/x",
-    "pipe:0", "crypto+http://93.184.216.34/x", "hls+http://93.184.216.34/x.m3u8", "rtsps://93.184.216.34/x",
+    "pipe:0", "crypto+http://93.184.216.34/x", "hls+http://93.184.216.34/x.m3u8", "rtspt://93.184.216.34/x",
     "/var/streams/x.m3u8", "x.m3u8", "../x.ts", "//93.184.216.34/x", "", "   ",
 ])
 def test_refuses_schemes(url):
@@ -271,6 +271,8 @@ def test_public_literal_passes_without_network():
     c = check_url("RTMPS://user:pw@[2606:4700:4700::1111]/app/key")
     assert (c.scheme, c.port, c.kind, c.origin) == ("rtmps", 443, "rtmp", "rtmps://[2606:4700:4700::1111]:443")
     assert check_url("rtsp://93.184.216.34/cam").port == 554
+    c = check_url("rtsps://93.184.216.34/cam")  # RTSP over TLS, as the live command lists it
+    assert (c.port, c.kind) == (322, "rtsp")
     assert check_url("rtmp://93.184.216.34/live/x").port == 1935
     assert check_url("https://93.184.216.34/x.flv").kind == "http"
 
@@ -346,7 +348,7 @@ def test_pinned_url():
     c = check_url("rtsp://user:pw@cam.test:8554/live/ch1?subtype=0", policy=policy)
     assert pinned_url(c) == "rtsp://user:pw@93.184.216.34:8554/live/ch1?subtype=0"
     assert pinned_url(check_url("rtmp://v6.test/live/key", policy=policy)) == "rtmp://[2606:4700::1]:1935/live/key"
-    for url in ("rtmps://cam.test/live/key", "https://cam.test/x.m3u8", "http://cam.test/x.flv"):
+    for url in ("rtmps://cam.test/live/key", "rtsps://cam.test/live/ch1", "https://cam.test/x.m3u8", "http://cam.test/x.flv"):
         with pytest.raises(InputError):
             pinned_url(check_url(url, policy=policy))
 

@@ -140,27 +140,41 @@ def fetch_recording(url: str, dest: Path, settings: Settings, timeout_s: float =
     import subprocess
 
     from ace.errors import InputError, MediaError
+    from ace.live.ingest import redact
     from ace.netguard import GuardProxy, check_url, guarded_input_options
 
     check_url(url, allow=settings.url_allowlist)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with GuardProxy(allow=settings.url_allowlist) as proxy:
+    with GuardProxy(settings.url_allowlist) as proxy:
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *guarded_input_options("http", proxy.url),
                "-protocol_whitelist", "http,https,tcp,tls,crypto,httpproxy", "-rw_timeout", "30000000",
                "-i", url, "-map", "0", "-c", "copy", "-f", "mp4", str(dest)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise MediaError(f"fetching {url} took over {timeout_s:.0f} s") from None
+            raise MediaError(f"fetching {redact(url)} took over {timeout_s:.0f} s") from None
     if proc.returncode != 0 or not dest.is_file() or dest.stat().st_size == 0:
         tail = (proc.stderr or "").strip().splitlines()[-3:]
-        raise InputError(f"cannot fetch {url}: {' / '.join(tail) or 'ffmpeg failed'}")
+        raise InputError(f"cannot fetch {redact(url)}: {' / '.join(tail) or 'ffmpeg failed'}")
     return dest
+
+
+def user_error(exc: BaseException, doing: str) -> str:
+    """What a user is shown of a failure: ACE's own errors say what is wrong in a sentence; anything
+    else is a fault of ACE's, named but not shown as a traceback (the worker's log has it)."""
+    from ace.errors import AceError
+
+    if isinstance(exc, AceError):
+        return str(exc)
+    log.error("%s failed", doing, exc_info=exc)
+    return f"{doing} failed because of an internal error ({type(exc).__name__}); the worker's log has the details"
 
 
 def run_job_item(item: dict, key: str, out_root: str, settings: Settings, board, tenant: str, show_id: str) -> ShowResult:
     """One item of a back-office batch job (runs inside a Ray worker): a file from the media folder,
     or an http(s) URL fetched first; processed as the tenant's show ``show_id``."""
+    from ace.live.ingest import redact
+
     path = item.get("path")
     if item.get("url"):
         if board is not None:
@@ -170,5 +184,5 @@ def run_job_item(item: dict, key: str, out_root: str, settings: Settings, board,
         except Exception as exc:  # noqa: BLE001 - the job shows why
             if board is not None:
                 board.update.remote(key, "failed", 1, 1)
-            return ShowResult(show_id=show_id, path=item["url"], ok=False, error=str(exc))
+            return ShowResult(show_id=show_id, path=redact(item["url"]), ok=False, error=user_error(exc, "fetching the recording"))
     return _process_show(Job(path, None, tenant, show_id), key, out_root, settings, board)

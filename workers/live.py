@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +37,7 @@ import ray
 from ace.config import Settings
 from ace.events import iter_jsonl_lines
 from ace.live.ingest import FINAL_STATUSES, Ingest, IngestOptions, redact, source_kind
+from ace.live.journal import EventJournal
 from ace.policy.live import RoomTally
 from ace.policy.state import RoomAggregate
 from ace.types import Clip, Event, Moment, Segment, to_dict
@@ -47,6 +48,8 @@ log = logging.getLogger("ace.workers")
 NAMESPACE = "ace"
 CONTROLLER_NAME = "ace:controller"
 STREAM_PREFIX = "ace:stream:"
+#: a batch job's progress actor: ``ace:job:<id>``
+JOB_PREFIX = "ace:job:"
 #: CPU share a stream actor asks Ray for (a reservation, not a limit): a 2 s segment takes about
 #: 0.2 s of CPU to analyse, and backpressure degrades analysis when the machine is short; with 0.05
 #: forty streams fit the reservations of two cores, with room left for the speech pool
@@ -59,6 +62,10 @@ CALL_TIMEOUT_S = 10.0
 RESTART_WAIT_S = 60.0
 #: how often a stream's loop polls the ingest (seconds)
 POLL_S = 0.5
+#: how often the controller looks for streams that have finished, to end their actors (seconds)
+REAP_S = 2.0
+#: finished streams whose final status the controller keeps (older ones answer from the store)
+KEEP_FINISHED = 1000
 #: an id given by the caller: letters, digits, '-', '_' (the actor name and folder derive from it)
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "running", "ended": "done",
@@ -67,6 +74,11 @@ _STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "runn
 
 class TooManyStreams(RuntimeError):
     """The tenant already runs as many live streams as it may."""
+
+
+class StreamFinished(LookupError):
+    """The stream has ended, failed or been stopped: it takes no more calls (its status, moments
+    and clips still answer)."""
 
 
 def new_stream_id(name: str | None = None) -> str:
@@ -231,7 +243,6 @@ class StreamWorker:
         self._clips: dict[str, Clip] = {}
         self._latencies: deque[float] = deque(maxlen=1000)
         self.tally = RoomTally()
-        self._batches: dict[str, int] = {}  # recent batch ids -> events accepted (insertion order)
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
@@ -245,8 +256,17 @@ class StreamWorker:
             self._offset = float(saved["analysed_until"]) + outage
         self._restarts = int(saved.get("restarts", -1)) + 1
         self._current_arrival: float | None = None  # arrival of the segment being analysed now
-        #: events accepted through push_events (kept across restarts)
-        self.events_received = int(saved.get("events_received", 0))
+        # pushed events, durable and counted once (across restarts too); those accepted but not yet
+        # analysed before a restart are queued again
+        self.journal = EventJournal(self.folder / "events.jsonl", saved.get("journal"))
+        self._events.extend(self.journal.pending)
+        self.tally.add(self.journal.pending)
+        self._queued_end = self.journal.end  # the journal's end when the queue was last added to
+        self._consumed = self.journal.pending_from  # the journal offset handed to the analysis
+        if self.journal.pending:
+            log.info("stream %s: %d pushed events from before the restart queued again", self.spec.stream_id,
+                     len(self.journal.pending))
+        self.journal.pending = []
         for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
         for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
@@ -340,8 +360,10 @@ class StreamWorker:
             return {}
 
     def _save_state(self) -> None:
+        with self._lock:
+            journal = self.journal.checkpoint(consumed=self._consumed)
         state = {"analyzer": self.analyzer.state(), "saved_at": time.time(), "restarts": self._restarts,
-                 "offset": self._offset, "events_received": self.events_received,
+                 "offset": self._offset, "journal": journal,
                  # the buffer on the stream clock (kept segments of earlier runs included), for a restart
                  "segments": [[sg.seq, round(sg.start, 6), round(sg.end, 6), sg.path]
                               for sg in self._previous + [self._shift(x) for x in self.ingest.segments()]]}
@@ -483,6 +505,7 @@ class StreamWorker:
         with self._lock:
             while self._events:
                 out.append(self._events.popleft())
+            self._consumed = self._queued_end
         return out
 
     # -- the public API (any thread) ---------------------------------------------------------------
@@ -499,14 +522,21 @@ class StreamWorker:
         """What the stream was submitted with (a restarted controller adopts the stream by it)."""
         return dataclasses.asdict(self.spec)
 
+    @property
+    def events_received(self) -> int:
+        """Events accepted through :meth:`push_events` since the stream began (restarts included)."""
+        return self.journal.count
+
     def push_events(self, events: Iterable[Event | dict], batch_id: str | None = None) -> int:
         """Queue interaction events (stream time, ACE's JSONL fields); returns how many were
-        accepted. A malformed event raises ValueError naming it, and nothing of the call is queued.
-        A ``batch_id`` seen before (among the last 10,000) is not queued again: a client that
-        retries a batch whose answer it missed does not count it twice (the answer is the same).
-        Accepted events are appended to ``events.jsonl`` in the stream's folder, a durable record
-        of the room for reprocessing the recorded show later."""
-        from ace.events import _event_from_obj, event_to_json
+        accepted. All or nothing: a malformed event raises ValueError naming it, and nothing of the
+        call is queued or counted. A ``batch_id`` seen before (among the last 10,000, also before a
+        restart) is not queued again: a client that retries a batch whose answer it missed does not
+        count it twice (the answer is the same); the same ``batch_id`` with other events raises
+        :class:`~ace.live.journal.BatchConflict` (a ValueError). Accepted events are appended to
+        ``events.jsonl`` in the stream's folder (:class:`~ace.live.journal.EventJournal`), a durable
+        record of the room for reprocessing the recorded show later."""
+        from ace.events import _event_from_obj
 
         parsed: list[Event] = []
         for i, e in enumerate(events):
@@ -518,19 +548,12 @@ class StreamWorker:
                 raise ValueError(f"event {i}: {problem}")
             parsed.append(ev)
         with self._lock:
-            if batch_id is not None:
-                if batch_id in self._batches:
-                    return self._batches[batch_id]
-                self._batches[batch_id] = len(parsed)
-                while len(self._batches) > 10_000:
-                    self._batches.pop(next(iter(self._batches)))
-            self._events.extend(parsed)
-            self.tally.add(parsed)
-            self.events_received += len(parsed)
-            if parsed:
-                with open(self.folder / "events.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write("".join(event_to_json(e) + "\n" for e in parsed))
-        return len(parsed)
+            n, repeat = self.journal.append(parsed, batch_id)
+            if not repeat:
+                self._events.extend(parsed)
+                self.tally.add(parsed)
+                self._queued_end = self.journal.end
+        return n
 
     def stop(self, timeout: float = 15.0) -> dict:
         """Stop following the stream (pending moments are flushed); returns the final status."""
@@ -603,6 +626,12 @@ class StreamWorker:
     def ping(self) -> str:
         return self.spec.stream_id
 
+    def finished(self) -> bool:
+        """Whether the stream has ended, failed or been stopped and its loop has exited: then
+        nothing more will change, and its actor can go."""
+        t = self._thread
+        return self._status in FINAL_STATUSES and (t is None or not t.is_alive())
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q``-th percentile of sorted ``values`` (nearest rank), rounded to 0.01; None if empty."""
@@ -646,6 +675,10 @@ class LiveController:
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._final: set[str] = set()  # streams seen ended, failed or stopped
+        #: finished streams, their actors ended: stream id -> (spec, final status), oldest first
+        self._finished: OrderedDict[str, tuple[StreamSpec, dict]] = OrderedDict()
+        self._reaper: threading.Thread | None = None
+        self._closing = threading.Event()
         # the cluster's controller (``adopt``) starts its stream actors detached, so that they outlive
         # a crash of the controller, and adopts the running ones when Ray starts it again; a
         # controller of its own (tests, the live bench) owns its streams, which end with it
@@ -671,6 +704,79 @@ class LiveController:
             self._streams[spec.stream_id] = (spec, actor)
         if names:
             log.info("adopted %d running stream(s)", len(self._streams))
+            self._start_reaper()
+
+    # -- finished streams and jobs give their processes back ---------------------------------------
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_loop, name="ace-reaper", daemon=True)
+                self._reaper.start()
+
+    def _reap_loop(self) -> None:
+        while not self._closing.wait(REAP_S):
+            try:
+                self.reap()
+            except Exception:  # noqa: BLE001 - try again next round
+                log.exception("reaping finished streams failed")
+
+    def reap(self) -> int:
+        """End the actors of streams that have finished (their final status is kept, their moments
+        and clips are in the store) and the progress actors of batch jobs that are done; returns
+        how many stream actors were ended. Runs every :data:`REAP_S` seconds in the background."""
+        with self._lock:
+            items = list(self._streams.items())
+            jobs = [j for j in self._jobs.values() if "final" not in j]
+        ended = 0
+        if items:
+            refs = {a.finished.remote(): sid for sid, (_spec, a) in items}
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
+            for ref in ready:
+                sid = refs[ref]
+                try:
+                    done = ray.get(ref)
+                except ray.exceptions.ActorDiedError as e:  # out of restarts: it failed for good
+                    spec = self._streams[sid][0]
+                    self._retire(sid, {"id": sid, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
+                                       "status": "failed", "error": f"the stream's worker died ({type(e).__name__})"})
+                    ended += 1
+                    continue
+                except Exception:  # noqa: BLE001 - restarting or busy: ask again next round
+                    continue
+                if done and self._retire(sid):
+                    ended += 1
+        for job in jobs:
+            with self._lock:
+                self._job_view(job)
+        return ended
+
+    def _retire(self, sid: str, final: dict | None = None) -> bool:
+        """Keep a finished stream's final status and end its actor."""
+        with self._lock:
+            item = self._streams.get(sid)
+        if item is None:
+            return False
+        spec, actor = item
+        if final is None:
+            try:
+                final = ray.get(actor.status.remote(), timeout=CALL_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - try again next round
+                return False
+        final = {k: v for k, v in final.items() if k != "clip_latencies"}
+        ray.kill(actor, no_restart=True)
+        with self._lock:
+            self._streams.pop(sid, None)
+            self._final.discard(sid)
+            self._finished[sid] = (spec, final)
+            while len(self._finished) > KEEP_FINISHED:
+                self._finished.popitem(last=False)
+        log.info("stream %s %s: its actor has ended", sid, final.get("status"))
+        return True
+
+    def close(self) -> None:
+        """Stop the background reaper (the streams keep running)."""
+        self._closing.set()
 
     def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
                products: Sequence[str] = (), stream_id: str | None = None,
@@ -715,6 +821,7 @@ class LiveController:
                                                        autostart=True)
             with self._lock:
                 self._streams[sid] = (spec, actor)
+        self._start_reaper()
         log.info("stream %s submitted (%s)", sid, redact(url))
         return sid
 
@@ -745,15 +852,32 @@ class LiveController:
         return live
 
     def _get(self, stream_id: str, tenant: str):
+        """The running stream's (spec, actor); KeyError for another tenant's stream, as for none,
+        and :class:`StreamFinished` for a finished one of this tenant."""
         with self._lock:
             item = self._streams.get(stream_id)
-        if item is None or item[0].tenant != tenant:
-            raise KeyError(f"no stream {stream_id!r}")
-        return item
+            done = self._finished.get(stream_id)
+        if item is not None and item[0].tenant == tenant:
+            return item
+        if done is not None and done[0].tenant == tenant:
+            raise StreamFinished(f"stream {stream_id!r} has {done[1].get('status', 'ended')}")
+        raise KeyError(f"no stream {stream_id!r}")
+
+    def _finished_of(self, stream_id: str, tenant: str) -> tuple[StreamSpec, dict] | None:
+        with self._lock:
+            done = self._finished.get(stream_id)
+        return done if done is not None and done[0].tenant == tenant else None
 
     def stop(self, stream_id: str, tenant: str = "default") -> dict:
+        """Stop a stream and end its actor; returns its final status (a finished stream's as it was)."""
+        done = self._finished_of(stream_id, tenant)
+        if done is not None:
+            return done[1]
         _spec, actor = self._get(stream_id, tenant)
-        return ray.get(actor.stop.remote(), timeout=60)
+        final = ray.get(actor.stop.remote(), timeout=60)
+        if final.get("status") in FINAL_STATUSES:
+            self._retire(stream_id, final)
+        return final
 
     def shutdown_streams(self, timeout: float = 30.0) -> int:
         """Stop every tenant's streams and end their actors (``ace serve --shutdown``); returns how many."""
@@ -772,12 +896,17 @@ class LiveController:
         return len(refs)
 
     def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:
+        """One stream's status, or the tenant's streams (running, then the finished ones it keeps)."""
         if stream_id is not None:
+            done = self._finished_of(stream_id, tenant)
+            if done is not None:
+                return done[1]
             spec, actor = self._get(stream_id, tenant)
             return self._status_of(spec, actor)
         with self._lock:
             items = [v for v in self._streams.values() if v[0].tenant == tenant]
-        return [self._status_of(spec, actor) for spec, actor in items]
+            finished = [st for spec, st in self._finished.values() if spec.tenant == tenant]
+        return [self._status_of(spec, actor) for spec, actor in items] + finished
 
     def _status_of(self, spec: StreamSpec, actor) -> dict:
         try:
@@ -788,17 +917,28 @@ class LiveController:
 
     def push_events(self, stream_id: str, events: list[dict], tenant: str = "default", batch_id: str | None = None) -> int:
         _spec, actor = self._get(stream_id, tenant)
-        return _call(actor.push_events, events, batch_id)
+        try:
+            return _call(actor.push_events, events, batch_id)
+        except ray.exceptions.ActorDiedError:  # it finished a moment ago
+            self._retire(stream_id)
+            self._get(stream_id, tenant)  # raises StreamFinished once retired
+            raise
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
+        if self._finished_of(stream_id, tenant) is not None:  # its actor has gone: the store has them
+            rows = self._store().list_moments(stream_id, tenant=tenant, min_score=min_score)
+            return [to_dict(m) for m in (_moment_from_row(stream_id, r) for r in rows)]
         _spec, actor = self._get(stream_id, tenant)
         return _call(actor.moments, min_score)
 
     def clips(self, stream_id: str, tenant: str = "default") -> list[dict]:
+        if self._finished_of(stream_id, tenant) is not None:
+            return [to_dict(_clip_from_row(c)) for c in self._store().list_clips(stream_id, tenant=tenant)]
         _spec, actor = self._get(stream_id, tenant)
         return _call(actor.clips)
 
     def streams(self, tenant: str = "default") -> list[str]:
+        """The tenant's running streams' ids."""
         with self._lock:
             return [sid for sid, (spec, _a) in self._streams.items() if spec.tenant == tenant]
 
@@ -855,18 +995,23 @@ class LiveController:
         jid = new_stream_id(name or "job")
         s = Settings(**(self.settings | {"cpu_threads": 1}))
         out_root = Path(s.data_dir).absolute() / "jobs" / jid
-        board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        board = ray.remote(num_cpus=0)(ProgressBoard).options(name=f"{JOB_PREFIX}{jid}", namespace=NAMESPACE).remote()
         task = ray.remote(num_cpus=0.5, max_retries=0)(run_job_item)
         keys = [f"{jid}-{i}" for i in range(len(items))]
         refs = [task.remote(it, k, str(out_root), s, board, tenant, k) for it, k in zip(items, keys)]
         with self._lock:
             self._jobs[jid] = {"id": jid, "name": name or jid, "tenant": tenant, "items": items, "keys": keys,
                                "refs": refs, "board": board, "results": {}, "submitted_at": time.time()}
+        self._start_reaper()
         return {"id": jid, "status": "running", "items": len(items)}
 
     def _job_view(self, job: dict) -> dict:
+        """A job's progress and results; once every item has finished, the view is kept and the
+        job's progress actor and results in the object store are let go."""
         from workers.batch import fraction
 
+        if "final" in job:
+            return job["final"]
         pending = [r for r in job["refs"] if r.hex() not in job["results"]]
         if pending:
             done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
@@ -889,9 +1034,15 @@ class LiveController:
                           "status": ("done" if res["ok"] else "failed") if res else "running"} | (res or {}))
         finished = all(i["status"] != "running" for i in items)
         status = "running" if not finished else ("done" if all(i["status"] == "done" for i in items) else "failed")
-        return {"id": job["id"], "name": job["name"], "status": status,
+        view = {"id": job["id"], "name": job["name"], "status": status,
                 "progress": round(sum(i["progress"] for i in items) / len(items), 3), "items": items,
                 "submitted_at": job["submitted_at"]}
+        if finished:
+            job["final"] = view
+            ray.kill(job.pop("board"), no_restart=True)
+            job.pop("refs")
+            job.pop("results")
+        return view
 
     def job(self, job_id: str, tenant: str = "default") -> dict:
         with self._lock:

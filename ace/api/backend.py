@@ -28,6 +28,10 @@ class Refused(ValueError):
     """The request is understood but not acceptable (a refused URL, an unknown category, ...)."""
 
 
+class Finished(RuntimeError):
+    """The stream has ended, failed or been stopped: it takes no more events (409)."""
+
+
 class Busy(RuntimeError):
     """Too much at once: try again after ``retry_after`` seconds."""
 
@@ -98,7 +102,9 @@ class Backend:
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None) or e
             if isinstance(cause, KeyError):
-                raise NotFound(str(cause).strip("'\"")) from None
+                raise NotFound(cause.args[0] if cause.args else "not found") from None
+            if type(cause).__name__ == "StreamFinished":
+                raise Finished(str(cause)) from None
             if type(cause).__name__ == "TooManyStreams":
                 raise Busy(str(cause), 30.0, status=429) from None
             if isinstance(cause, ValueError):
@@ -181,23 +187,24 @@ class Backend:
     async def push_events(self, tenant: str, sid: str, events: list, batch_id: str | None = None) -> int:
         """Straight to the stream's actor (the tenant's ownership checked in the store first): the
         webhook's hot path skips the controller. While Ray restarts the actor the call is sent
-        again (up to a minute), so accepted events are delivered once."""
+        again (up to a minute), so accepted events are delivered once. Whatever the path, an id
+        the tenant does not own answers :class:`NotFound` ``no stream 'ID'``, and a stream that
+        has finished :class:`Finished`, as the controller says."""
         import ray
 
-        from workers.live import NAMESPACE, RESTART_WAIT_S
+        from workers.live import NAMESPACE, RESTART_WAIT_S, STREAM_PREFIX
 
+        if not await self.owns(sid, tenant):
+            # another tenant's, none, or submitted a moment ago with no store row yet: the
+            # controller knows
+            return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
         actor = self._actors.get(sid)
         if actor is None:
-            if not await self.owns(sid, tenant):
-                # a stream submitted a moment ago has no store row yet: the controller knows it
-                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
             try:
-                actor = ray.get_actor(f"ace:stream:{sid}", namespace=NAMESPACE)
-            except ValueError:
-                raise NotFound(f"stream {sid!r} is not running") from None
+                actor = ray.get_actor(f"{STREAM_PREFIX}{sid}", namespace=NAMESPACE)
+            except ValueError:  # finished (its actor has ended): the controller says so
+                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
             self._actors[sid] = actor
-        elif not await self.owns(sid, tenant):
-            raise NotFound(f"no stream {sid!r}")
         deadline = time.monotonic() + RESTART_WAIT_S
         while True:
             try:
@@ -208,7 +215,7 @@ class Backend:
                 await asyncio.sleep(0.5)
             except ray.exceptions.ActorDiedError:
                 self._actors.pop(sid, None)
-                raise NotFound(f"stream {sid!r} is not running") from None
+                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
             except ray.exceptions.RayTaskError as e:
                 cause = getattr(e, "cause", None) or e
                 if isinstance(cause, ValueError):
