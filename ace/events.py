@@ -9,9 +9,10 @@ Formats (detected from the content, not the file name):
         {"t": 13.0, "kind": "gift", "user": "li.wei", "value": 50}
         {"t": 20.0, "kind": "viewers", "value": 1834}
 
-    ``t`` is seconds on the show's clock, ``kind`` one of :data:`ace.types.EVENT_KINDS`, ``user`` a
-    string (numbers are accepted and turned into strings), ``value`` an optional number (1 when
-    absent) and ``text`` an optional string. ``promoted`` and ``trusted`` are optional booleans
+    ``t`` is seconds on the show's clock (0 to :data:`MAX_EVENT_T`), ``kind`` one of
+    :data:`ace.types.EVENT_KINDS`, ``user`` a string (numbers are accepted and turned into strings),
+    ``value`` an optional number (1 when absent; 0 to :data:`MAX_EVENT_VALUE`) and ``text`` an
+    optional string (valid Unicode: a lone surrogate is refused). ``promoted`` and ``trusted`` are optional booleans
     (false when absent) that the traffic-ramp policy reads: the platform's attribution of the user
     to promoted traffic, and whether it trusts the account. Other keys are ignored. Blank lines and lines starting
     with ``#`` are skipped. A JSON array of such objects is read too (``ace-json``).

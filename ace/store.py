@@ -16,6 +16,8 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
     reviews  moment_id PK FK moments, tenant, verdict (approve | reject), note, updated_at
     api_tokens  id PK, tenant, name, hash (SHA-256 of the secret; the secret itself is never
              stored), created_at, revoked_at
+    sessions  id PK (SHA-256 of the session secret, which is never stored), tenant, token_id FK
+             api_tokens (the token signed in with), created_at, expires_at, revoked_at
 
 ``status`` is one of :data:`SHOW_STATUSES`. Times of the media are float seconds; ``created_at`` /
 ``updated_at`` are wall-clock UTC and come back as ISO 8601 strings. Reads return plain dicts.
@@ -141,8 +143,23 @@ tokens_table = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+#: the web page's sign-in sessions: a session lives until ``expires_at``, until it is revoked
+#: (sign-out), or until the API token it was opened with is revoked, whichever comes first
+sessions_table = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False, index=True),
+    sa.Column("token_id", sa.String(16), sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 #: what an API token looks like: ``ace_`` + 8 hex (its id) + ``_`` + 43 url-safe characters
 TOKEN_PREFIX = "ace_"
+#: what a session secret looks like: ``aces_`` + 43 url-safe characters (never an API token)
+SESSION_PREFIX = "aces_"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -642,9 +659,72 @@ class Store:
 
     @_converted("revoking the token")
     def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token by id; False when there is no such live token."""
+        """Revoke a token by id, and the sessions opened with it; False when there is no such live token."""
+        now = _now()
         with self._write() as conn:
             res = conn.execute(sa.update(tokens_table).where((tokens_table.c.id == token_id) & tokens_table.c.revoked_at.is_(None))
+                               .values(revoked_at=now))
+            conn.execute(sa.update(sessions_table)
+                         .where((sessions_table.c.token_id == token_id) & sessions_table.c.revoked_at.is_(None))
+                         .values(revoked_at=now))
+            return res.rowcount > 0
+
+    # ------------------------------------------------------------------ sign-in sessions
+
+    @_converted("opening the session")
+    def create_session(self, token: str, ttl_s: float) -> str | None:
+        """A new session for a valid API token, alive for ``ttl_s`` seconds: returns its secret (only
+        its SHA-256 is kept), or None when the token is unknown or revoked. Sessions that ended
+        (expired) are deleted on the way."""
+        import secrets
+        from datetime import timedelta
+
+        ttl_s = float(ttl_s)
+        if not (0 < ttl_s <= 366 * 86400):
+            raise ValueError(f"a session lives between 0 and 366 days, not {ttl_s!r} s")
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        secret = f"{SESSION_PREFIX}{secrets.token_urlsafe(32)}"
+        now = _now()
+        with self._write() as conn:
+            q = sa.select(tokens_table.c.id, tokens_table.c.tenant).where(
+                (tokens_table.c.hash == token_hash(token)) & tokens_table.c.revoked_at.is_(None))
+            tok = conn.execute(q).first()
+            if tok is None:
+                return None
+            conn.execute(sa.delete(sessions_table).where(sessions_table.c.expires_at < now))
+            conn.execute(sa.insert(sessions_table), [{"id": token_hash(secret), "tenant": tok.tenant, "token_id": tok.id,
+                                                      "created_at": now, "expires_at": now + timedelta(seconds=ttl_s)}])
+        return secret
+
+    @_converted("checking the session")
+    def get_session(self, secret: str) -> dict[str, Any] | None:
+        """A live session (tenant, token_id, created_at, expires_at; never the hash), or None when it
+        is unknown, expired or revoked, or when its API token has been revoked since."""
+        if not secret.startswith(SESSION_PREFIX) or len(secret) > 200:
+            return None
+        q = (sa.select(sessions_table.c.tenant, sessions_table.c.token_id, sessions_table.c.created_at,
+                       sessions_table.c.expires_at)
+             .join(tokens_table, tokens_table.c.id == sessions_table.c.token_id)
+             .where((sessions_table.c.id == token_hash(secret)) & sessions_table.c.revoked_at.is_(None)
+                    & (sessions_table.c.expires_at > _now()) & tokens_table.c.revoked_at.is_(None)))
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return _row(row) if row is not None else None
+
+    def session_tenant(self, secret: str) -> str | None:
+        """The tenant of a live session (see :meth:`get_session`), else None."""
+        found = self.get_session(secret)
+        return found["tenant"] if found is not None else None
+
+    @_converted("revoking the session")
+    def revoke_session(self, secret: str) -> bool:
+        """End a session now (sign-out); False when there is no such session or it was revoked already."""
+        if not secret.startswith(SESSION_PREFIX) or len(secret) > 200:
+            return False
+        with self._write() as conn:
+            res = conn.execute(sa.update(sessions_table)
+                               .where((sessions_table.c.id == token_hash(secret)) & sessions_table.c.revoked_at.is_(None))
                                .values(revoked_at=_now()))
             return res.rowcount > 0
 

@@ -38,6 +38,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.startswith("/moved"):  # a redirect to the cloud metadata service
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/x.m3u8")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
 
 @pytest.fixture(scope="module")
 def office(ray_local, tmp_path_factory, short_show):
@@ -85,15 +94,33 @@ def test_every_route_but_health_needs_a_valid_token(office):
     backend.store.revoke_token(tid)
     assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert client.get("/me", headers=auth["acme"]).json() == {"tenant": "acme"}
-    # the web page signs in once and then uses an HttpOnly cookie
+    # the web page signs in once and then uses an HttpOnly cookie holding a session, not the token
+    from ace.api.app import COOKIE
+
     page = client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
-    r = client.post("/session", json={"token": auth["globex"]["Authorization"][7:]})
+    globex = auth["globex"]["Authorization"][7:]
+    r = client.post("/session", json={"token": globex})
     assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    session = client.cookies.get(COOKIE)
+    assert session and session != globex and globex not in r.headers["set-cookie"]
     assert client.get("/me").json() == {"tenant": "globex"}
-    client.delete("/session")
+    r = client.delete("/session")
+    assert r.status_code == 200 and f'{COOKIE}=""' in r.headers["set-cookie"] and "max-age=0" in r.headers["set-cookie"].lower()
     client.cookies.clear()
     assert client.get("/me").status_code == 401
+    # signed out on the server: the old cookie value, replayed, is refused
+    r = client.get("/me", headers={"Cookie": f"{COOKIE}={session}"})
+    assert r.status_code == 401 and "session" in r.json()["error"], r.text
+    assert client.post("/session", json={"token": token}).status_code == 401  # a revoked token opens none
+    # revoking the token ends the sessions opened with it
+    tid, token = backend.store.create_token("hooli")
+    assert client.post("/session", json={"token": token}).json() == {"tenant": "hooli"}
+    session = client.cookies.get(COOKIE)
+    client.cookies.clear()
+    assert client.get("/me", headers={"Cookie": f"{COOKIE}={session}"}).json() == {"tenant": "hooli"}
+    backend.store.revoke_token(tid)
+    assert client.get("/me", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
     assert "/streams/{sid}/events" in client.get("/openapi.json").json()["paths"]
     docs = client.get("/docs").text  # the docs work offline: their script comes from this server
     script = docs.split('src="')[1].split('"')[0]
@@ -262,3 +289,106 @@ def test_rate_limit_answers_429_with_retry_after(ray_local, tmp_path):
     assert codes[:2] == [200, 200] and 429 in codes
     r = client.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def _alive_actor_names(prefix: str) -> set[str]:
+    import ray
+
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("name", "").startswith(prefix)}
+
+
+@pytest.mark.slow
+def test_events_are_counted_exactly_once_also_across_an_actor_restart(office, short_show):
+    import ray
+
+    client, auth, _, controller = office
+    # a local file played at real speed (the operator's path) keeps the stream live for the test
+    sid = ray.get(controller.submit.remote(str(short_show.video), name="once", tenant="acme"))
+    events = f"/streams/{sid}/events"
+    wait_for(lambda: client.get(f"/streams/{sid}", headers=auth["acme"]).json().get("status") == "live", timeout=120)
+    batch = [{"t": 2.0 + i * 0.1, "kind": "chat", "user": f"u{i}", "text": "wow"} for i in range(11)]
+    key = {"Idempotency-Key": "retry-me"}
+    assert client.post(events, json=batch, headers=auth["acme"] | key).json() == {"accepted": 11}
+    # refused outright, nothing counted: an empty key, a reused key with other events, a lone
+    # surrogate, numbers out of range, JSON nested too deeply
+    assert client.post(events, json=batch, headers=auth["acme"] | {"Idempotency-Key": ""}).status_code == 422
+    r = client.post(events, json=batch[:5], headers=auth["acme"] | key)
+    assert r.status_code == 422 and "Idempotency-Key" in r.json()["error"], r.text
+    for body in (b'[{"t": 1, "kind": "chat"}, {"t": 2, "kind": "chat", "text": "\\ud800"}]',
+                 b'[{"t": ' + b"1" * 400 + b', "kind": "chat"}]', b'[{"t": 1, "kind": "like", "value": ' + b"9" * 400 + b"}]",
+                 b'[{"t": 1e18, "kind": "chat"}]', b'[{"t": 1, "kind": "gift", "value": -5}]', b"[" * 100_000):
+        r = client.post(events, content=body, headers=auth["acme"] | {"content-type": "application/json"})
+        assert r.status_code in (400, 422), (body[:50], r.status_code, r.text[:200])
+    assert client.get(f"/streams/{sid}", headers=auth["acme"]).json()["events_received"] == 11
+    # Ray restarts the stream's actor; the retried batch is still known, a new one counts
+    ray.kill(ray.get_actor(f"ace:stream:{sid}", namespace="ace"), no_restart=False)
+    assert client.post(events, json=batch, headers=auth["acme"] | key).json() == {"accepted": 11}
+    assert client.post(events, json=batch[:3], headers=auth["acme"] | {"Idempotency-Key": "after"}).json() == {"accepted": 3}
+    assert client.post(events, json=batch[:3], headers=auth["acme"] | {"Idempotency-Key": "after"}).json() == {"accepted": 3}
+    st = client.get(f"/streams/{sid}", headers=auth["acme"]).json()
+    assert st["restarts"] == 1 and st["events_received"] == 14, st
+    lines = (Path(backend_data(office)) / "live" / sid / "events.jsonl").read_text().splitlines()
+    assert len(lines) == 14
+    # a stopped stream answers its final status, and refuses events with 409 (the same for a retry)
+    assert client.post(f"/streams/{sid}/stop", headers=auth["acme"]).json()["status"] == "stopped"
+    r = client.post(events, json=batch[:1], headers=auth["acme"] | {"Idempotency-Key": "late"})
+    assert r.status_code == 409 and "stopped" in r.json()["error"], r.text
+    # the other tenant's answer for this id is the one for an id that does not exist
+    a = client.post(events, json=batch[:1], headers=auth["globex"])
+    b = client.post("/streams/no-such-stream/events", json=batch[:1], headers=auth["globex"])
+    assert a.status_code == b.status_code == 404 and a.json()["error"] == f"no stream {sid!r}"
+    assert b.json()["error"] == "no stream 'no-such-stream'"
+
+
+def backend_data(office) -> str:
+    return office[2].settings.data_dir
+
+
+@pytest.mark.slow
+def test_finished_streams_and_jobs_give_their_actors_back(office, hls_server):
+    client, auth, _, controller = office
+    import ray
+
+    ids = []
+    for _ in range(5):  # more than the tenant's limit of 3 live streams: stopped ones do not count
+        r = client.post("/streams", json={"url": hls_server, "name": "cycle"}, headers=auth["acme"] | {})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+        assert client.post(f"/streams/{ids[-1]}/stop", headers=auth["acme"]).json()["status"] == "stopped"
+    names = {f"ace:stream:{s}" for s in ids}
+    wait_for(lambda: not (names & _alive_actor_names("ace:stream:")), timeout=30)
+    listed = {s["id"]: s for s in client.get("/streams", headers=auth["acme"]).json()}
+    assert all(listed[s]["status"] == "stopped" for s in ids)
+    assert client.get(f"/streams/{ids[0]}", headers=auth["acme"]).json()["status"] == "stopped"
+    assert client.get(f"/streams/{ids[0]}", headers=auth["globex"]).status_code == 404
+    assert client.post(f"/streams/{ids[0]}/stop", headers=auth["acme"]).json()["status"] == "stopped"
+    # a stream that ends by itself goes too
+    r = client.post("/streams", json={"url": hls_server, "name": "ends"}, headers=auth["acme"])
+    sid = r.json()["id"]
+    wait_for(lambda: client.get(f"/streams/{sid}", headers=auth["acme"]).json()["status"] == "ended", timeout=120)
+    wait_for(lambda: f"ace:stream:{sid}" not in _alive_actor_names("ace:stream:"), timeout=30)
+    assert ray.get(controller.streams.remote(tenant="acme")) == [] or sid not in ray.get(controller.streams.remote(tenant="acme"))
+
+
+@pytest.mark.slow
+def test_a_batch_job_by_url_is_fetched_through_the_guard(office, hls_server):
+    client, auth, _, _ = office
+    r = client.post("/jobs", json={"name": "by-url", "items": [{"url": hls_server}]}, headers=auth["acme"])
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    job = wait_for(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=300)
+    assert job["status"] == "done", job
+    item = job["items"][0]
+    assert item["ok"] and item["duration"] > 10 and item["source"] == hls_server
+    st = client.get(f"/streams/{item['show_id']}", headers=auth["acme"]).json()
+    assert st["kind"] == "recorded" and st["status"] == "done"
+    # the job's progress actor is gone once the job is done; its view stays
+    wait_for(lambda: f"ace:job:{jid}" not in _alive_actor_names("ace:job:"), timeout=30)
+    assert client.get(f"/jobs/{jid}", headers=auth["acme"]).json() == job
+    # a recording that redirects to a metadata address: refused by the guard, said in a sentence
+    moved = hls_server.rsplit("/", 1)[0] + "/moved.m3u8"
+    r = client.post("/jobs", json={"items": [{"url": moved}]}, headers=auth["acme"])
+    jid = r.json()["id"]
+    job = wait_for(lambda: (j := client.get(f"/jobs/{jid}", headers=auth["acme"]).json())["status"] != "running" and j, timeout=120)
+    err = job["items"][0]["error"]
+    assert job["status"] == "failed" and err.startswith("cannot fetch") and "Traceback" not in err and "Error" not in err, err

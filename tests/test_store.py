@@ -364,3 +364,53 @@ def test_api_tokens_are_kept_hashed_and_can_be_revoked(store):
         assert token not in str(conn.execute(sa.text("SELECT * FROM api_tokens")).all())
     assert store.revoke_token(tid) and not store.revoke_token(tid)
     assert store.token_tenant(token) is None
+
+
+def test_sessions_are_kept_hashed_expire_and_end_with_sign_out_or_their_token(store):
+    tid, token = store.create_token("acme", name="web")
+    secret = store.create_session(token, ttl_s=3600)
+    assert secret and secret != token and token not in secret
+    assert store.session_tenant(secret) == "acme"
+    got = store.get_session(secret)
+    assert got["tenant"] == "acme" and got["token_id"] == tid and got["expires_at"] > got["created_at"]
+    with store.engine.connect() as conn:  # only the secret's hash is stored, never the secret
+        rows = conn.execute(sa.text("SELECT * FROM sessions")).all()
+    assert len(rows) == 1 and secret not in str(rows) and token not in str(rows)
+    from ace.store import token_hash
+
+    assert rows[0]._mapping["id"] == token_hash(secret)
+    # an unknown, forged, overlong or API-token-shaped secret is no session
+    for bad in ("", "nope", secret + "x", secret[:-1], "aces_" + "x" * 300, token):
+        assert store.session_tenant(bad) is None and store.revoke_session(bad) is False
+    # a session needs a valid token
+    assert store.create_session(token + "x", ttl_s=60) is None and store.create_session("nope", ttl_s=60) is None
+    with pytest.raises(ValueError):
+        store.create_session(token, ttl_s=0)
+
+    # sign-out: revoked at once, and only once; other sessions of the token live on
+    other = store.create_session(token, ttl_s=3600)
+    assert other != secret
+    assert store.revoke_session(secret) is True and store.revoke_session(secret) is False
+    assert store.session_tenant(secret) is None and store.session_tenant(other) == "acme"
+
+    # expiry: a session is over at expires_at, and ended sessions are swept by the next sign-in
+    short = store.create_session(token, ttl_s=0.5)
+    assert store.session_tenant(short) == "acme"
+    time.sleep(0.8)
+    assert store.session_tenant(short) is None and store.get_session(short) is None
+    fresh = store.create_session(token, ttl_s=3600)
+    with store.engine.connect() as conn:
+        ids = set(conn.execute(sa.text("SELECT id FROM sessions")).scalars())
+    assert token_hash(short) not in ids and token_hash(fresh) in ids
+
+    # revoking the API token ends every session opened with it, and no new one can be opened
+    tid2, token2 = store.create_token("globex")
+    theirs = store.create_session(token2, ttl_s=3600)
+    assert store.revoke_token(tid)
+    assert store.session_tenant(other) is None and store.session_tenant(fresh) is None
+    assert store.create_session(token, ttl_s=3600) is None
+    assert store.session_tenant(theirs) == "globex"  # another token's session is untouched
+    # the join check alone also ends a session whose token is revoked (a token revoked by hand)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE api_tokens SET revoked_at = created_at WHERE id = :id"), {"id": tid2})
+    assert store.session_tenant(theirs) is None

@@ -33,11 +33,12 @@ HOSTILE = "<img src=x onerror=window.__pwned=1>"
 TIMEOUT_MS = 20_000
 
 
-def _http(base: str, method: str, path: str, token: str, body=None) -> tuple[int, object]:
-    """The API as a plain client sees it (not through the page)."""
+def _http(base: str, method: str, path: str, token: str, body=None, cookie: str | None = None) -> tuple[int, object]:
+    """The API as a plain client sees it (not through the page): with a Bearer token, or with a
+    ``Cookie`` header instead when ``cookie`` is given."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    auth = {"Cookie": cookie} if cookie is not None else {"Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(base + path, data=data, method=method, headers=auth | {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -143,12 +144,22 @@ def test_sign_in_with_a_token_and_out(page, site):
     _sign_in(page, site, "acme")
     expect(page.locator("#app")).to_be_visible()
     assert page.evaluate("fetch('/me').then(r => r.json())") == {"tenant": "acme"}
-    assert page.evaluate("document.cookie") == ""  # the token cookie is HttpOnly
+    assert page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly
+    from ace.api.app import COOKIE
+
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies[COOKIE]["value"]  # a session secret, not the API token
+    assert session != site["tokens"]["acme"] and site["tokens"]["acme"] not in json.dumps(list(cookies.values()))
+    assert cookies[COOKIE]["httpOnly"] and cookies[COOKIE]["sameSite"] == "Strict"
+    assert _http(site["base"], "GET", "/me", "", cookie=f"{COOKIE}={session}") == (200, {"tenant": "acme"})
     page.reload()  # the session survives a reload
     expect(page.get_by_test_id("who")).to_have_text("Signed in as acme")
     page.get_by_test_id("sign-out").click()
     expect(page.locator("#signin")).to_be_visible()
     assert page.evaluate("fetch('/me').then(r => r.status)") == 401
+    assert COOKIE not in {c["name"] for c in page.context.cookies()}
+    # sign-out ended the session on the server: the old cookie value, replayed, is refused
+    assert _http(site["base"], "GET", "/me", "", cookie=f"{COOKIE}={session}")[0] == 401
 
 
 def test_show_timeline_clips_play_seek_and_review(page, site):
@@ -210,6 +221,82 @@ def test_show_timeline_clips_play_seek_and_review(page, site):
     expect(card.get_by_test_id("verdict")).to_have_text("rejected")
     again = {m["id"]: m for m in _http(site["base"], "GET", f"/streams/{show}/moments", token)[1]}
     assert again[target["id"]]["review"] == "reject"
+
+
+def test_timeline_legend_shows_the_colours_of_the_bars(page, site):
+    import re
+
+    def with_more_moments(route):  # the show's real moments, plus one of each band's score
+        resp = route.fetch()
+        real = resp.json()
+        extra = [{"id": f"fake-{i}", "stream_id": site["show"], "start": 2.0 + 8 * i, "end": 6.0 + 8 * i, "score": score,
+                  "peak": 4.0 + 8 * i, "reasons": [], "transcript": "", "clip": None, "review": None}
+                 for i, score in enumerate((0.3, 0.59, 0.6, 0.79, 0.8, 1.0))]
+        route.fulfill(response=resp, json=real + extra)
+
+    page.route(re.compile(rf"/streams/{re.escape(site['show'])}/moments"), with_more_moments)
+    _sign_in(page, site, "acme")
+    job = page.locator(f'[data-testid="job"][data-id="{site["job"]}"]')
+    job.locator(f'[data-testid="job-item"][data-show="{site["show"]}"]').get_by_test_id("open-show").click()
+    marks = page.locator('#timeline [data-testid="mark"]')
+    expect(marks.first).to_be_visible()
+    # the colours as the browser paints them (computed styles), not as the page's code names them
+    legend = dict(page.get_by_test_id("legend-swatch").evaluate_all(
+        "els => els.map(e => [e.dataset.band, getComputedStyle(e).backgroundColor])"))
+    bars = marks.evaluate_all("els => els.map(e => [e.dataset.band, getComputedStyle(e).fill, Number(e.dataset.score)])")
+    assert len(legend) == 3 and len(set(legend.values())) == 3, legend  # one swatch, one colour per band
+    assert all(c.startswith("rgb(") for c in legend.values()), legend
+    assert {b for b, _f, _s in bars} == set(legend), bars  # every band has bars here
+    for band, fill, score in bars:
+        assert band in legend and fill == legend[band], (band, fill, score, legend)
+    # each band's legend item names its score range, and the bars sit in the band their score says
+    ranges = dict(page.get_by_test_id("legend-item").evaluate_all("els => els.map(e => [e.dataset.band, e.textContent])"))
+    assert list(ranges) == ["low", "mid", "high"], ranges
+    lows, highs = float(ranges["mid"].split("–")[0].split()[-1]), float(ranges["high"].split("≥")[1])
+    for band, _fill, score in bars:
+        assert band == ("low" if score < lows else "mid" if score < highs else "high"), (band, score, ranges)
+    if os.environ.get("ACE_WEB_SCREENSHOTS"):  # for a person to look at: ACE_WEB_SCREENSHOTS=/some/folder
+        page.get_by_test_id("detail").screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "timeline.png"))
+        page.screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "page.png"), full_page=True)
+
+
+def test_a_finished_stream_shows_no_live_lag(page, site):
+    """A stream that ended, stopped or failed has no live lag: its row shows none (its last lag
+    would read as current), while a running stream's row shows its lag."""
+    import re
+
+    from ace.live.ingest import FINAL_STATUSES
+
+    extra = [{"id": f"fake-{st}", "name": f"Room {st}", "tenant": "acme", "status": st, "lag_s": 4.2, "analysed_until": 60.0,
+              "moments": 1, "clips": 1, "reconnects": 0} for st in ("running", *sorted(FINAL_STATUSES))]
+
+    def with_more_streams(route):  # the real list, plus a stream in each state with a last lag of 4.2 s
+        resp = route.fetch()
+        route.fulfill(response=resp, json=resp.json() + extra)
+
+    page.route(re.compile(r"/streams$"), with_more_streams)
+    page.route(re.compile(r"/streams/fake-[a-z]+/moments"), lambda route: route.fulfill(json=[]))
+    page.route(re.compile(r"/streams/fake-[a-z]+/ramp"), lambda route: route.fulfill(json={"level": None, "history": []}))
+    _sign_in(page, site, "acme")
+    for st in sorted(FINAL_STATUSES):
+        row = page.locator(f'[data-testid="stream-row"][data-id="fake-{st}"]')
+        expect(row.get_by_test_id("stream-status")).to_have_text(st)
+        expect(row.get_by_test_id("stream-lag")).to_have_text("–")
+        expect(row.get_by_test_id("stop-stream")).to_have_count(0)
+    running = page.locator('[data-testid="stream-row"][data-id="fake-running"]')
+    expect(running.get_by_test_id("stream-lag")).to_have_text("4.2 s")
+    # the real stream of the fixture cannot connect: once it has failed, it shows no lag either
+    real = page.locator(f'[data-testid="stream-row"][data-id="{site["stream"]}"]')
+    expect(real.get_by_test_id("stream-status")).to_contain_text("failed", timeout=90_000)
+    expect(real.get_by_test_id("stream-lag")).to_have_text("–")
+    if os.environ.get("ACE_WEB_SCREENSHOTS"):
+        page.locator("#streams").screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "streams.png"))
+    # nor does the stream's detail line
+    page.locator('[data-testid="stream-row"][data-id="fake-ended"]').get_by_test_id("open-stream").click()
+    expect(page.get_by_test_id("detail-meta")).to_contain_text("ended")
+    expect(page.get_by_test_id("detail-meta")).not_to_contain_text("lag")
+    page.locator('[data-testid="stream-row"][data-id="fake-running"]').get_by_test_id("open-stream").click()
+    expect(page.get_by_test_id("detail-meta")).to_contain_text("lag 4.2 s")
 
 
 def test_submitting_streams_shows_refusals_and_lists_them(page, site):

@@ -1,8 +1,10 @@
 """The back office's HTTP API and web page (FastAPI; served by Ray Serve, see :mod:`ace.api.serve`).
 
 Every route but ``/healthz``, the web page's static files and the sign-in needs an API token
-(``ace tokens create --tenant NAME``), sent as ``Authorization: Bearer <token>`` or, for the web
-page, in the ``ace_token`` cookie that ``POST /session`` sets (HttpOnly, SameSite=Strict). A tenant
+(``ace tokens create --tenant NAME``), sent as ``Authorization: Bearer <token>``, or, for the web
+page, a session: ``POST /session`` checks a token and sets the ``ace_session`` cookie (HttpOnly,
+SameSite=Strict, 12 h) to a random session secret, never the token; the store keeps only its hash.
+``DELETE /session`` ends the session on the server, and revoking the token ends its sessions. A tenant
 sees and touches only its own streams, jobs and clips: another tenant's id answers 404, exactly
 like an id that does not exist. Errors are JSON: ``{"error": "what is wrong", ...}``.
 
@@ -28,15 +30,23 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ace.api.backend import Backend, Busy, NotFound, Refused
+from ace.api.backend import Backend, Busy, Finished, NotFound, Refused
 from ace.policy.state import CATEGORIES
+from ace.store import TOKEN_PREFIX
 
 log = logging.getLogger("ace.api")
 
 STATIC = Path(__file__).with_name("static")
-COOKIE = "ace_token"
+#: the web page's session cookie: a session secret (see ``Store.create_session``), never an API token
+COOKIE = "ace_session"
+#: the cookie older versions set to the API token itself: cleared at sign-in and sign-out, never read
+OLD_COOKIE = "ace_token"
+#: how long a web page session lives (the cookie's max-age too)
+SESSION_TTL_S = 12 * 3600
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MOMENT_ID = re.compile(r"[A-Za-z0-9_:.-]{1,128}")
+#: an Idempotency-Key: visible ASCII, spaces inside allowed (a header's value has no edge spaces)
+_IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
 
 
 class ApiError(Exception):
@@ -50,7 +60,7 @@ class ApiError(Exception):
 
 class StreamIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=2048, description="http(s) HLS / HTTP-FLV, rtmp(s) or rtsp URL")
+    url: str = Field(min_length=1, max_length=2048, description="http(s) HLS / HTTP-FLV, rtmp(s) or rtsp(s) URL")
     name: str = Field("", max_length=100)
     products: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
     events: str | None = Field(None, max_length=2048, description="an http(s) JSONL events source, optional")
@@ -150,22 +160,40 @@ class BodyLimit:
 
 
 async def _tenant(request: Request) -> str:
-    """The caller's tenant, from a Bearer token or the web page's cookie; 401 / 429 otherwise."""
-    token = ""
+    """The caller's tenant, from a Bearer token or the web page's session cookie; 401 / 429 otherwise.
+    A session is looked up in the store on every request (no cache), so sign-out and a revoked
+    token end it at once, on every replica. Requests are counted per API token, sessions included."""
+    backend = request.app.state.backend
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         token = auth[7:].strip()
+        if not token:
+            raise ApiError(401, "an API token is needed (Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})
+        who = await backend.tenant_of(token)
+        if who is None:
+            raise ApiError(401, "unknown or revoked API token", {"WWW-Authenticate": "Bearer"})
+        key = _token_id(token)
     elif request.cookies.get(COOKIE):
-        token = request.cookies[COOKIE]
-    if not token:
+        found = await backend._db(backend.store.get_session, request.cookies[COOKIE])
+        if found is None:
+            raise ApiError(401, "the session has ended (signed out, expired or its token revoked); sign in with an API token",
+                           {"WWW-Authenticate": "Bearer"})
+        who, key = found["tenant"], found["token_id"]
+    else:
         raise ApiError(401, "an API token is needed (Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})
-    who = await request.app.state.backend.tenant_of(token)
-    if who is None:
-        raise ApiError(401, "unknown or revoked API token", {"WWW-Authenticate": "Bearer"})
-    wait = request.app.state.limiter.take(token)
+    _take(request, key)
+    return who
+
+
+def _token_id(token: str) -> str:
+    """An API token's id (``ace_<id>_<secret>``): the rate limit's key, shared with its sessions."""
+    return token[len(TOKEN_PREFIX):].split("_", 1)[0] if token.startswith(TOKEN_PREFIX) else token
+
+
+def _take(request: Request, key: str) -> None:
+    wait = request.app.state.limiter.take(key)
     if wait > 0:
         raise ApiError(429, "too many requests for this token", {"Retry-After": str(max(1, math.ceil(wait)))})
-    return who
 
 
 Tenant = Annotated[str, Depends(_tenant)]
@@ -196,6 +224,10 @@ def build_app(backend: Backend) -> FastAPI:
     async def _refused(_req: Request, e: Refused):
         return JSONResponse({"error": str(e)}, status_code=422)
 
+    @app.exception_handler(Finished)
+    async def _finished(_req: Request, e: Finished):
+        return JSONResponse({"error": str(e)}, status_code=409)
+
     @app.exception_handler(Busy)
     async def _busy(_req: Request, e: Busy):
         return JSONResponse({"error": str(e)}, status_code=e.status, headers={"Retry-After": str(max(1, math.ceil(e.retry_after)))})
@@ -209,6 +241,10 @@ def build_app(backend: Backend) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException):
         return JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=getattr(e, "headers", None))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_req: Request, _e: RecursionError):  # a JSON body nested deeper than the parser goes
+        return JSONResponse({"error": "not valid JSON (nested too deeply)"}, status_code=400)
 
     @app.exception_handler(Exception)
     async def _crash(_req: Request, e: Exception):  # a bug answers 500 as JSON; the server keeps serving
@@ -247,18 +283,31 @@ def build_app(backend: Backend) -> FastAPI:
 
     @app.post("/session", tags=["meta"])
     async def sign_in(body: SessionIn, request: Request) -> Response:
+        """Sign the web page in: a valid API token opens a session, whose secret (not the token) is
+        set as an HttpOnly cookie for :data:`SESSION_TTL_S` seconds."""
         who = await backend.tenant_of(body.token)
-        if who is None:
+        if who is not None:
+            _take(request, _token_id(body.token))  # sign-ins count against the token's rate too
+        secret = await backend._db(backend.store.create_session, body.token, SESSION_TTL_S) if who else None
+        if secret is None:
             raise ApiError(401, "unknown or revoked API token")
         resp = JSONResponse({"tenant": who})
-        resp.set_cookie(COOKIE, body.token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        max_age=12 * 3600)
+        resp.set_cookie(COOKIE, secret, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=SESSION_TTL_S)
+        if OLD_COOKIE in request.cookies:
+            resp.delete_cookie(OLD_COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return resp
 
     @app.delete("/session", tags=["meta"])
-    async def sign_out() -> Response:
+    async def sign_out(request: Request) -> Response:
+        """Sign out: the session ends on the server (its cookie value is refused from now on, even
+        replayed) and the cookie is deleted."""
+        secret = request.cookies.get(COOKIE)
+        if secret:
+            await backend._db(backend.store.revoke_session, secret)
         resp = JSONResponse({"ok": True})
-        resp.delete_cookie(COOKIE)
+        for name in (COOKIE, OLD_COOKIE):
+            resp.delete_cookie(name, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return resp
 
     @app.get("/me", tags=["meta"])
@@ -291,8 +340,8 @@ def build_app(backend: Backend) -> FastAPI:
         body = await _read_body(request, s.api_max_body)
         events = _parse_events(body, request.headers.get("content-type", ""), s.api_max_events)
         key = request.headers.get("idempotency-key")
-        if key is not None and (len(key) > 200 or not key.isprintable()):
-            raise ApiError(422, "Idempotency-Key must be 1-200 printable characters")
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters, not only spaces")
         try:
             n = await backend.push_events(who, sid, events, batch_id=key)
         except Refused as e:
@@ -393,13 +442,13 @@ def _parse_events(body: bytes, content_type: str, limit: int) -> list:
                 raise ApiError(413, f"more than {limit} events in one request")
             try:
                 items.append(json.loads(line))
-            except ValueError as e:
-                raise ApiError(400, f"line {n}: not valid JSON ({e})") from None
+            except (ValueError, RecursionError) as e:
+                raise ApiError(400, f"line {n}: not valid JSON ({_json_problem(e)})") from None
     else:
         try:
             items = json.loads(text) if stripped else []
-        except ValueError as e:
-            raise ApiError(400, f"not valid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise ApiError(400, f"not valid JSON ({_json_problem(e)})") from None
         if not isinstance(items, list):
             raise ApiError(422, "expected a JSON array of events (or NDJSON)")
         if len(items) > limit:
@@ -416,6 +465,14 @@ def _parse_events(body: bytes, content_type: str, limit: int) -> list:
     if bad:
         raise ApiError(422, f"{len(bad)} bad event(s), none accepted: " + "; ".join(bad[:5]), problems=bad[:100])
     return events
+
+
+def _json_problem(e: Exception) -> str:
+    """What is wrong with a JSON text, in a few words (nesting too deep for the parser, a number
+    with too many digits, or the decoder's message)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e)[:200]
 
 
 def srt_to_vtt(srt: str) -> str:

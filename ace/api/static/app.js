@@ -5,6 +5,14 @@
 (() => {
   const REFRESH_MS = 3000;
   const FINAL = new Set(["ended", "failed", "stopped"]);
+  // The timeline's colours, by moment score: the one definition the bars and the legend are both
+  // drawn from (a band holds scores from its `min` up to the next band's). Moments are scored 0-1;
+  // fusion keeps peaks of 0.45 and more, so most bars are mid or high.
+  const SCORE_BANDS = [
+    { key: "low", min: 0, colour: "hsl(210, 65%, 62%)" },
+    { key: "mid", min: 0.6, colour: "hsl(36, 90%, 50%)" },
+    { key: "high", min: 0.8, colour: "hsl(354, 75%, 42%)" },
+  ];
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
 
@@ -95,9 +103,33 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
   }
 
-  function scoreColour(score) {
-    const s = Math.min(1, Math.max(0, Number(score) || 0));
-    return `hsl(${Math.round(210 - 210 * s)}, 80%, ${Math.round(48 - 6 * s)}%)`;
+  function scoreBand(score) {
+    const s = Number(score) || 0;
+    let band = SCORE_BANDS[0];
+    for (const b of SCORE_BANDS) if (s >= b.min) band = b;
+    return band;
+  }
+
+  function bandRange(i) {
+    const next = SCORE_BANDS[i + 1];
+    const lo = SCORE_BANDS[i].min;
+    if (!next) return `≥ ${lo.toFixed(1)}`;
+    return i === 0 ? `< ${next.min.toFixed(1)}` : `${lo.toFixed(1)}–${next.min.toFixed(1)}`;
+  }
+
+  // the legend under the timeline, made from SCORE_BANDS (so it always shows the bars' colours)
+  function renderLegend() {
+    const items = SCORE_BANDS.map((b, i) => {
+      const sw = el("i", { class: "sw", "data-testid": "legend-swatch", "data-band": b.key, "aria-hidden": "true" });
+      sw.style.backgroundColor = b.colour;
+      return el("span", { class: "legend-item", "data-testid": "legend-item", "data-band": b.key }, sw, `${b.key} ${bandRange(i)}`);
+    });
+    $("legend").replaceChildren("score: ", ...items);
+  }
+
+  // a stream that can still move: its lag is live (a finished one's last lag is history, not shown)
+  function isLive(s) {
+    return !FINAL.has(s.status) && s.status !== "unavailable";
   }
 
   function setText(id, text) {
@@ -238,7 +270,7 @@
                         el("span", { class: `badge st-${String(s.status).replace(/[^a-z]/g, "")}`, text: s.status }));
       if (s.error) status.append(el("div", { class: "error small", text: s.error }));
       const actions = el("td");
-      if (!FINAL.has(s.status) && s.status !== "unavailable") {
+      if (isLive(s)) {
         actions.append(el("button", { type: "button", "data-testid": "stop-stream", "aria-label": `Stop ${s.name || s.id}`,
                                       onclick: (ev) => stopStream(s.id, ev.currentTarget) }, "Stop"));
       }
@@ -246,7 +278,8 @@
                             class: state.selected && state.selected.id === s.id ? "selected" : null },
         el("td", null, open, el("div", { class: "muted small", text: s.id })),
         status,
-        el("td", { text: num(s.lag_s, 1, " s") }),
+        isLive(s) ? el("td", { "data-testid": "stream-lag", class: "nowrap", text: num(s.lag_s, 1, " s") })
+                  : el("td", { "data-testid": "stream-lag", class: "muted", text: "–", title: `no live lag: ${s.status}` }),
         el("td", { text: clock(s.analysed_until) }),
         el("td", { "data-testid": "stream-moments", text: s.moments ?? "–" }),
         el("td", { "data-testid": "stream-clips", text: s.clips ?? "–" }),
@@ -410,7 +443,8 @@
     const duration = Math.max(1, (live && live.analysed_until) || sel.duration || 0, ...ends);
     sel.span = duration;
     setText("detail-meta", live
-      ? `${live.status} · analysed ${clock(live.analysed_until)} · lag ${num(live.lag_s, 1, " s")} · ${state.moments.length} moments`
+      ? `${live.status} · analysed ${clock(live.analysed_until)}${isLive(live) ? ` · lag ${num(live.lag_s, 1, " s")}` : ""}`
+        + ` · ${state.moments.length} moments`
       : `recorded show · ${clock(sel.duration)} · ${state.moments.length} moments`);
     setText("axis-end", clock(duration));
     renderRamp(ramp);
@@ -447,12 +481,13 @@
     for (const m of state.moments) {
       const x = (W * m.start) / duration;
       const w = Math.max(3, (W * (m.end - m.start)) / duration);
-      const r = svg("rect", { x: x.toFixed(2), y: 4, width: w.toFixed(2), height: 32, rx: 1.5, fill: scoreColour(m.score),
+      const band = scoreBand(m.score);
+      const r = svg("rect", { x: x.toFixed(2), y: 4, width: w.toFixed(2), height: 32, rx: 1.5, fill: band.colour,
                               class: m.id === state.mark ? "mark selected" : "mark", tabindex: 0, role: "button",
-                              "data-testid": "mark", "data-moment": m.id, "data-score": m.score,
-                              "aria-label": `moment ${clock(m.start)} to ${clock(m.end)}, score ${num(m.score, 2)}` });
+                              "data-testid": "mark", "data-moment": m.id, "data-score": m.score, "data-band": band.key,
+                              "aria-label": `moment ${clock(m.start)} to ${clock(m.end)}, score ${num(m.score, 2)} (${band.key})` });
       const t = svg("title");
-      t.textContent = `${clock(m.start)}–${clock(m.end)} · score ${num(m.score, 2)}`;
+      t.textContent = `${clock(m.start)}–${clock(m.end)} · score ${num(m.score, 2)} (${band.key})`;
       r.append(t);
       r.addEventListener("click", () => selectMoment(m.id, true));
       r.addEventListener("keydown", (ev) => {
@@ -580,5 +615,6 @@
     }
   }
 
+  renderLegend();
   checkSession();
 })();
