@@ -3,18 +3,99 @@
 A local instance gets a fixed number of CPUs (the machine's unless told otherwise), a temp folder
 under ACE's data folder (or a short one under the system temp folder when that path would be too
 long for Ray's unix sockets), no usage reporting, and no dashboard unless asked for.
+
+A local instance, and any cluster reached at a loopback address (``ace serve``'s default), runs in
+Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's default on macOS and
+Windows): the node's address is 127.0.0.1 instead of the machine's, and from it every Ray process
+(GCS, raylet, object manager, workers, dashboard agent, runtime-env agent, Ray Client server, metrics
+servers) takes its bind address, so nothing listens on the network. Without it, Ray binds most of
+them to all interfaces, with no authentication unless ``RAY_AUTH_MODE=token``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 log = logging.getLogger("ace.workers")
 
 _MAX_SOCKET_PREFIX = 40  # Ray appends ~65 characters; unix socket paths stop at 107
+
+# Ray reads it when `ray._private.ray_constants` is imported: "0" makes the node's address 127.0.0.1
+# (Ray turns an explicit 127.0.0.1 into the machine's address otherwise, even `--node-ip-address`)
+RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# The node addresses Ray itself treats as loopback (ray._common.network_utils.is_localhost): with one
+# of them it binds loopback only; with any other address (127.0.0.2 too) it binds all interfaces.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def address_host(address: str) -> str:
+    """The host of ``host:port``, ``[v6]:port`` or a bare host (``ray://`` and similar stripped)."""
+    address = address.strip().split("://", 1)[-1]
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.rsplit(":", 1)[0]
+    return address
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether Ray runs a node at ``host`` in loopback-only mode."""
+    return host.strip().strip("[]").lower() in LOOPBACK_HOSTS
+
+
+def use_loopback_only() -> None:
+    """Ray's single-machine mode for this process and the Ray processes it starts (they inherit
+    ``os.environ``): the node address is 127.0.0.1 and a loopback address is not turned into the
+    machine's when connecting."""
+    os.environ[RAY_LOCAL_ONLY_ENV] = "0"
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:  # Ray was imported before: it read the variable then
+        consts.ENABLE_RAY_CLUSTER = False
+
+
+def loopback_address(port: int) -> str:
+    """``host:port`` of a loopback-only node (``ray start``'s GCS address there)."""
+    use_loopback_only()
+    from ray._common.network_utils import build_address, get_localhost_ip
+
+    return build_address(get_localhost_ip(), port)
+
+
+def serve_replica_on_loopback() -> None:
+    """On a loopback-only node, keep this Serve replica's inter-deployment gRPC server on loopback.
+
+    Ray Serve binds it to ``[::]:0``, every interface, whatever the node's address (hard-coded in
+    ``ray.serve._private.replica``), and it unpickles what it receives, without authentication unless
+    ``RAY_AUTH_MODE=token``. Call this in the deployment's constructor: it runs in the replica's
+    process before the replica starts that server. Elsewhere (a node with a network address, where
+    other nodes' proxies must reach the replica) it does nothing."""
+    import ray
+
+    host = ray.util.get_node_ip_address()
+    if not is_loopback_host(host):
+        return
+    from ray.serve._private import replica
+
+    add_port = getattr(replica, "add_port_to_grpc_server", None)
+    if add_port is None:  # another Ray version: say so (tests/test_ray_ports.py checks the sockets)
+        log.warning("this Ray version's Serve replica cannot be kept on loopback; its gRPC port listens on every interface")
+        return
+    if getattr(add_port, "ace_loopback", False):
+        return
+
+    def add_port_on_loopback(server, address: str):
+        if address.startswith(("[::]:", "0.0.0.0:")):
+            from ray._common.network_utils import build_address
+
+            address = build_address(host, int(address.rsplit(":", 1)[1]))
+        return add_port(server, address)
+
+    add_port_on_loopback.ace_loopback = True
+    replica.add_port_to_grpc_server = add_port_on_loopback
 
 
 def ray_temp_dir(data_dir: Path) -> str:
@@ -25,14 +106,19 @@ def ray_temp_dir(data_dir: Path) -> str:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, data_dir: Path | str = "data", dashboard: bool = False, quiet: bool = True):
-    """``ray.init`` for ACE: join ``address`` (or ``RAY_ADDRESS``) when given, else start locally."""
+    """``ray.init`` for ACE: join ``address`` (or ``RAY_ADDRESS``) when given, else start locally.
+
+    A local instance listens on loopback only, and so does this process when it joins a cluster at a
+    loopback address (one that ``ace serve`` started there); see the module's docstring."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return sys.modules["ray"].get_runtime_context()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or address == "local" or is_loopback_host(address_host(address)):
+        use_loopback_only()
     import ray
 
-    if ray.is_initialized():
-        return ray.get_runtime_context()
-    address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"logging_level": logging.WARNING if quiet else logging.INFO, "log_to_driver": not quiet}
     if address:
         kwargs["address"] = address
@@ -68,3 +154,53 @@ def shutdown_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def ray_node_processes(session_dir: str, gcs_address: str | None = None) -> list:
+    """The processes of the Ray node whose session folder is ``session_dir`` (``ray start`` leaves
+    them to init): those naming the folder on their command line (GCS, raylet, dashboard, monitors,
+    workers), the Ray Client server (named by ``gcs_address``), and their children (agents, workers,
+    dashboard modules). Never this process or its parents."""
+    import psutil
+
+    session_dir = str(session_dir).rstrip("/")
+    me = psutil.Process()
+    mine = {me.pid} | {p.pid for p in me.parents()}
+    client = f"--address={gcs_address}" if gcs_address else None
+    roots: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if p.pid in mine:
+            continue
+        if any(session_dir + "/" in a or a.endswith(session_dir) for a in cmd) or (
+                client and "ray.util.client.server" in cmd and client in cmd):
+            roots[p.pid] = p
+    found = dict(roots)
+    for p in roots.values():
+        try:
+            found.update((c.pid, c) for c in p.children(recursive=True) if c.pid not in mine)
+        except psutil.NoSuchProcess:
+            pass
+    return list(found.values())
+
+
+def stop_ray_node(session_dir: str, gcs_address: str | None = None, grace_s: float = 15.0) -> int:
+    """End the processes of one Ray node (what ``ray stop`` does to every Ray process on the machine,
+    other users' and other instances' included): SIGTERM, then SIGKILL after ``grace_s``. Returns how
+    many there were."""
+    import psutil
+
+    procs = ray_node_processes(session_dir, gcs_address)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)

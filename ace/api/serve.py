@@ -23,6 +23,9 @@ REPLICA_CPUS = 0.1
 @serve.ingress()
 class BackOffice:
     def __init__(self, settings: dict):
+        from workers.cluster import serve_replica_on_loopback
+
+        serve_replica_on_loopback()  # before Serve starts this replica's gRPC server, which binds [::]
         self.settings = dict(settings)
 
     def __serve_build_asgi_app__(self):

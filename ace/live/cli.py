@@ -4,7 +4,11 @@
 and the detached controller and ramp actors, writes the cluster's address to ``DATA_DIR/ray.address`` so the
 other commands find it, and stays in the foreground until Ctrl-C (then it stops the streams and
 the Ray node it started); ``--detach`` returns at once and leaves them running
-(``ace serve --shutdown`` stops them later).
+(``ace serve --shutdown`` stops them later, and only that node's processes, not every Ray on the machine).
+
+The head it starts listens on loopback only (``--node-ip-address 127.0.0.1``, in Ray's single-machine
+mode: see :mod:`workers.cluster`); another ``--node-ip-address`` lets worker nodes join, and makes
+Ray listen on the network, which it warns about.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True)
 out = Console()
@@ -76,11 +81,7 @@ def _settings_for_actors(settings) -> dict:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ray
-
-    from workers.cluster import init_ray, ray_temp_dir
-    from workers.live import get_controller
-    from workers.ramp import get_ramp, ramp_sink_spec
+    from workers.cluster import RAY_LOCAL_ONLY_ENV, address_host, is_loopback_host, loopback_address, ray_temp_dir
 
     settings = _settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -91,21 +92,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     address = args.address or os.environ.get("RAY_ADDRESS")
     started = False
     if not address:
+        node_ip = args.node_ip_address
+        if is_loopback_host(node_ip):
+            address = loopback_address(args.port)  # and this process, `ray start` and its children in loopback mode
+            env = dict(os.environ)
+        else:  # multi-node, asked for: Ray's own choice of bind addresses
+            env = {k: v for k, v in os.environ.items() if k != RAY_LOCAL_ONLY_ENV}
+            address = f"[{node_ip}]:{args.port}" if ":" in node_ip else f"{node_ip}:{args.port}"
+            _warn_network(address)
+        if not is_loopback_host(args.host):
+            err.print(f"[yellow]warning[/] the Ray dashboard listens on {escape(args.host)}: whoever reaches it can submit jobs, "
+                      f"that is run code, on this cluster (token authentication only when RAY_AUTH_MODE=token)")
         temp = ray_temp_dir(Path(settings.data_dir))
         Path(temp).mkdir(parents=True, exist_ok=True)
-        cmd = [_ray_cli(), "start", "--head", "--port", str(args.port), "--temp-dir", temp,
-               "--include-dashboard", "true", "--dashboard-host", args.host, "--dashboard-port", str(args.dashboard_port),
-               "--disable-usage-stats"]
+        cmd = [_ray_cli(), "start", "--head", "--node-ip-address", address_host(address), "--port", str(args.port),
+               "--temp-dir", temp, "--include-dashboard", "true", "--dashboard-host", args.host,
+               "--dashboard-port", str(args.dashboard_port), "--disable-usage-stats"]
         if args.num_cpus:
             cmd += ["--num-cpus", str(args.num_cpus)]
         err.print("[dim]starting Ray ...")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             err.print(f"[red]error[/] Ray did not start:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
             return 1
-        address = f"127.0.0.1:{args.port}"
         started = True
-    init_ray(address=address, data_dir=settings.data_dir)
+    import ray
+
+    from workers.cluster import init_ray
+    from workers.live import get_controller
+    from workers.ramp import get_ramp, ramp_sink_spec
+
+    ctx = init_ray(address=address, data_dir=settings.data_dir)
     controller = get_controller(create=True, settings=_settings_for_actors(settings))
     ray.get(controller.streams.remote())  # it answers: ready
     get_ramp(_settings_for_actors(settings))
@@ -120,9 +137,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - the live pipeline still serves; say why the office does not
             err.print(f"[red]error[/] the back office did not start on {host}:{port}: {type(e).__name__}: {e}")
     addr_file.parent.mkdir(parents=True, exist_ok=True)
-    addr_file.write_text(address + ("\nstarted\n" if started else "\n"))
+    # the address for the other commands; "started": `ace serve --shutdown` ends the node, found by its session folder
+    session = getattr(ctx, "address_info", {}).get("session_dir") if started else None
+    addr_file.write_text(address + ("\nstarted\n" + (f"session {session}\n" if session else "") if started else "\n"))
     dash = f"http://{args.host}:{args.dashboard_port}" if started else "the joined cluster's own dashboard"
-    out.print(f"ACE is serving on Ray at {address}\n  dashboard:  {dash}\n  controller: ace:controller (namespace ace)\n"
+    out.print(f"ACE is serving on Ray at {escape(address)}\n  dashboard:  {dash}\n  controller: ace:controller (namespace ace)\n"
               f"  ramp:       ace:ramp, deciding every {settings.ramp_tick_s:g} s -> {ramp_sink_spec(settings)}\n"
               f"  back office: {office + '  (API docs: ' + office + '/docs; sign in with `ace tokens create --tenant NAME`)' if office else 'not started'}\n"
               f"  submit:     ace live URL [--events FILE]\n  stop:       ace stop ID")
@@ -136,11 +155,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _shutdown(args, settings)
 
 
+def _warn_network(address: str) -> None:
+    """The head is to listen on the network (``--node-ip-address`` not loopback): say what that opens."""
+    auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    err.print("[yellow]warning[/] the Ray head's address is not loopback: Ray listens on the network, most of its "
+              "ports on all interfaces (GCS, raylet, object manager, workers, dashboard agent, metrics, Ray Client 10001), "
+              f"so that worker nodes can join with `ray start --address {escape(address)}`. "
+              + ("Token authentication is on (RAY_AUTH_MODE=token); keep these ports on a private network or behind a firewall."
+                 if auth else
+                 "Token authentication is OFF: anyone who reaches these ports can run code on this machine. Set "
+                 "RAY_AUTH_MODE=token (the same token on every node) and keep the ports on a private network or behind a firewall."),
+              markup=True, highlight=False, soft_wrap=False)
+
+
 def _shutdown(args, settings) -> int:
     import ray
 
     addr_file = _address_file(settings.data_dir)
-    started = addr_file.is_file() and "started" in addr_file.read_text()
+    lines = addr_file.read_text().splitlines() if addr_file.is_file() else []
+    started = "started" in lines
+    session = next((x.split(" ", 1)[1] for x in lines if x.startswith("session ")), None)
     try:
         if not ray.is_initialized():
             _connect(args, settings)
@@ -169,7 +203,11 @@ def _shutdown(args, settings) -> int:
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    if started:
+    if started and session:
+        from workers.cluster import stop_ray_node
+
+        stop_ray_node(session, gcs_address=lines[0].strip())
+    elif started:  # written by an older ACE: every Ray process on the machine, as before
         subprocess.run([_ray_cli(), "stop"], capture_output=True)
     addr_file.unlink(missing_ok=True)
     err.print("ACE stopped")
@@ -247,10 +285,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
     rc = 0
     for sid in args.ids:
         try:
-            st = ray.get(controller.stop.remote(sid))
+            st = ray.get(controller.stop.remote(sid, tenant=args.tenant))
             out.print(f"{sid}: {st['status']}")
-        except ray.exceptions.RayTaskError:
-            err.print(f"[red]error[/] no stream {sid!r}")
+        except ray.exceptions.RayTaskError as e:
+            # another tenant's stream answers as unknown, like one that does not exist
+            if isinstance(e, KeyError) or isinstance(getattr(e, "cause", None), KeyError):
+                err.print(f"[red]error[/] no stream {sid!r}", highlight=False)
+            else:
+                err.print(f"[red]error[/] stopping {sid!r}: {getattr(e, 'cause', None) or e}", highlight=False)
             rc = 1
     return rc
 
@@ -261,10 +303,10 @@ def cmd_streams(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _connect(args, settings)
     controller = _controller()
-    rows = ray.get(controller.status.remote())
+    rows = ray.get(controller.status.remote(tenant=args.tenant))
     for r in rows:
         try:
-            ramp = ray.get(controller.ramp.remote(r["id"], limit=1), timeout=10)
+            ramp = ray.get(controller.ramp.remote(r["id"], tenant=args.tenant, limit=1), timeout=10)
             r["ramp_level"], r["ramp_share"] = ramp["level"], ramp["share"]
         except Exception:  # noqa: BLE001 - the listing still shows the stream
             r["ramp_level"] = r["ramp_share"] = None
@@ -285,10 +327,21 @@ def cmd_streams(args: argparse.Namespace) -> int:
     return 0
 
 
+_TENANT_HELP = ("the tenant whose streams to {what} (default: default); without it only tenant default's streams, "
+                "those started with `ace live`, are {done}. The back office's streams belong to the tenant of the API token "
+                "that started them")
+
+
 def register(sub, add_common) -> None:
     s = sub.add_parser("serve", help="start (or join) a Ray cluster with its dashboard and the live-stream controller")
-    s.add_argument("--host", default="127.0.0.1", help="dashboard host (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=6379, help="Ray head port when starting one (default 6379)")
+    s.add_argument("--host", default="127.0.0.1", help="Ray dashboard host (default 127.0.0.1; another address lets "
+                   "whoever reaches it submit jobs)")
+    s.add_argument("--port", type=int, default=6379, help="Ray head (GCS) port when starting one (default 6379)")
+    s.add_argument("--node-ip-address", dest="node_ip_address", default="127.0.0.1", metavar="ADDR",
+                   help="the head node's address (default 127.0.0.1: every Ray process listens on loopback only, "
+                   "single machine). Another address lets worker nodes join (`ray start --address ADDR:PORT`) but makes "
+                   "Ray listen on the network, mostly on all interfaces: protect it with RAY_AUTH_MODE=token and a "
+                   "private network or firewall")
     s.add_argument("--dashboard-port", type=int, default=8265, dest="dashboard_port", help="Ray dashboard port (default 8265)")
     s.add_argument("--api-host", dest="api_host", help="back office host (default ACE_API_HOST or 127.0.0.1)")
     s.add_argument("--api-port", dest="api_port", type=int, help="back office port (default ACE_API_PORT or 8000)")
@@ -312,10 +365,12 @@ def register(sub, add_common) -> None:
 
     st = sub.add_parser("stop", help="stop live streams by id")
     st.add_argument("ids", nargs="+")
+    st.add_argument("--tenant", default="default", help=_TENANT_HELP.format(what="stop", done="stopped"))
     add_common(st)
     st.set_defaults(func=cmd_stop)
 
     ls = sub.add_parser("streams", help="list live streams with status, lag, moments and clips")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--tenant", default="default", help=_TENANT_HELP.format(what="list", done="listed"))
     add_common(ls)
     ls.set_defaults(func=cmd_streams)
