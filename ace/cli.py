@@ -238,6 +238,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         else:
             print_api_report(report_, out)
         return 0
+    if args.what == "probe":
+        from workers.bench_probe import print_probe_report, run_probe
+
+        with _stdout_to_stderr():  # the subprocesses' and Ray's messages must not get into the report
+            report_ = run_probe(settings, inputs=args.inputs, cycles=args.cycles, batches=args.batches, seed=args.seed,
+                                input_path=args.input, num_cpus=args.num_cpus or 2, progress=lambda m: err.print(f"[dim]{m}"))
+        if args.json:
+            print(json.dumps(report_, indent=2))
+        else:
+            print_probe_report(report_, out)
+        return 0
     if args.what == "speech":
         from workers.bench_speech import print_speech_report, run_speech_bench
 
@@ -331,10 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
-    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api", "speech"], default="pipeline",
+    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api", "speech", "probe"], default="pipeline",
                    help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the "
                         "controller; api: the back office under concurrent event posts and a burst of submissions; "
-                        "speech: how many live streams' speech the speech pool keeps up with")
+                        "speech: how many live streams' speech the speech pool keeps up with; probe: a hardening probe "
+                        "against its own `ace serve` on loopback (listening ports, hostile inputs, exactly-once events "
+                        "across an actor restart, stopped streams' actors ending)")
     b.add_argument("--streams", type=int, default=8, help="live, speech: how many copies of the show (default 8)")
     b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180); api: how long "
                    "the clients post events (default 20); speech: audio per stream (default 60)")
@@ -343,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--submits", type=int, default=100, help="api: simultaneous stream submissions (default 100)")
     b.add_argument("--rate", type=float, default=6000.0, help="api: events a second the clients offer in all, on a "
                    "schedule (default 6000; 0: as fast as answered)")
+    b.add_argument("--inputs", type=int, default=2000, help="probe: hostile requests to send (default 2000)")
+    b.add_argument("--cycles", type=int, default=20, help="probe: streams submitted and stopped (default 20)")
+    b.add_argument("--batches", type=int, default=200, help="probe: keyed batches of 50 events, each sent twice, "
+                   "across a restart of the stream's actor (default 200)")
+    b.add_argument("--seed", type=int, default=0, help="probe: seed of the hostile requests (default 0)")
     b.add_argument("--input", help="show to measure (default: the sample show)")
     b.add_argument("--events", help="events file for --input")
     b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")

@@ -148,6 +148,8 @@ def test_malformed_submissions_say_what_is_wrong(office):
              ({"url": "http://127.0.0.1:1/x.m3u8", "name": "n" * 500}, "name"),
              ({"url": "http://127.0.0.1:1/x.m3u8", "category": "weapons"}, "category"),
              ({"url": "http://127.0.0.1:1/x.m3u8", "budget": -5}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": True}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": "1e9"}, "budget"),
              ({"url": "http://127.0.0.1:1/x.m3u8", "products": "not a list"}, "products")]
     for body, word in cases:
         r = client.post("/streams", json=body, headers=auth["acme"])
@@ -225,7 +227,10 @@ def test_media_paths_cannot_leave_the_media_folder(office, tmp_path):
     link = media / "link.mp4"
     if not link.exists():
         os.symlink(outside, link)
-    for path in ["../ace.db", "/etc/passwd", "link.mp4", "nope.mp4", "sub/../../x.mp4", ""]:
+    loop = media / "loop"
+    if not loop.is_symlink():
+        os.symlink(loop, loop)  # a link to itself: resolving it loops
+    for path in ["../ace.db", "/etc/passwd", "link.mp4", "nope.mp4", "sub/../../x.mp4", "", "loop/loop/x.mp4", "loop"]:
         r = client.post("/jobs", json={"items": [{"path": path}]}, headers=auth["acme"])
         assert r.status_code == 422, (path, r.text)
     r = client.post("/jobs", json={"items": [{"path": "show.mp4", "url": "http://127.0.0.1/x.mp4"}]}, headers=auth["acme"])

@@ -65,7 +65,7 @@ class StreamIn(BaseModel):
     products: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
     events: str | None = Field(None, max_length=2048, description="an http(s) JSONL events source, optional")
     category: str = Field("other", description=f"one of {', '.join(CATEGORIES)}")
-    budget: float | None = Field(None, ge=0, description="promoted impressions the room may receive in total")
+    budget: float | None = Field(None, ge=0, strict=True, description="promoted impressions the room may receive in total")
 
     @field_validator("category")
     @classmethod

@@ -308,7 +308,10 @@ def media_path(settings: Settings, rel: str | None, what: str = "path") -> Path:
     candidate = Path(rel)
     if candidate.is_absolute() or any(part == ".." for part in candidate.parts):
         raise Refused(f"{what}: {rel!r} must be a relative path inside the media folder, without '..'")
-    p = (root / candidate).resolve()
+    try:
+        p = (root / candidate).resolve()
+    except (RuntimeError, OSError):  # a link loop (RuntimeError before Python 3.13), a name too long
+        raise Refused(f"{what}: {rel!r} cannot be resolved inside the media folder (a link loop?)") from None
     if not p.is_relative_to(root):
         raise Refused(f"{what}: {rel!r} leads outside the media folder")
     if not p.is_file():
