@@ -156,51 +156,67 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
-def ray_node_processes(session_dir: str, gcs_address: str | None = None) -> list:
-    """The processes of the Ray node whose session folder is ``session_dir`` (``ray start`` leaves
-    them to init): those naming the folder on their command line (GCS, raylet, dashboard, monitors,
-    workers), the Ray Client server (named by ``gcs_address``), and their children (agents, workers,
-    dashboard modules). Never this process or its parents."""
+def ray_node_processes(session_dir: str | None, gcs_address: str | None = None) -> list:
+    """The processes of one Ray node (``ray start`` leaves them to init): those whose command line
+    names its session folder ``session_dir`` (GCS, raylet, dashboard, agents, monitors) or its GCS
+    address ``gcs_address`` (``--address=HOST:P``, ``--gcs-address=HOST:P``, or ``--gcs_server_port=P``
+    with ``--node-ip-address=HOST``: the Ray Client server, and the node's processes while its session
+    folder is not known), and their children (workers, dashboard modules). The address is matched
+    with its host (any loopback name for a loopback one): a temp folder such as ``/tmp/ace-ray-<uid>``
+    can hold the sessions of several nodes, on other ports. Never this process or its parents."""
     import psutil
 
-    session_dir = str(session_dir).rstrip("/")
+    session_dir = str(session_dir).rstrip("/") if session_dir else None
+    host, port = (address_host(gcs_address), gcs_address.rsplit(":", 1)[-1]) if gcs_address else (None, None)
+
+    def same_host(h: str) -> bool:
+        return h == host or (is_loopback_host(h) and is_loopback_host(host))
+
+    def names_node(cmd: list[str]) -> bool:
+        if session_dir and any(session_dir + "/" in a or a.endswith(session_dir) for a in cmd):
+            return True
+        if not gcs_address:
+            return False
+        flags = dict(a.split("=", 1) for a in cmd if a.startswith("--") and "=" in a)
+        if any(v.rsplit(":", 1)[-1] == port and same_host(address_host(v))
+               for f, v in flags.items() if f in ("--address", "--gcs-address", "--gcs_address")):
+            return True
+        return flags.get("--gcs_server_port") == port and same_host(flags.get("--node-ip-address", ""))
+
     me = psutil.Process()
     mine = {me.pid} | {p.pid for p in me.parents()}
-    client = f"--address={gcs_address}" if gcs_address else None
-    roots: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if p.pid in mine:
-            continue
-        if any(session_dir + "/" in a or a.endswith(session_dir) for a in cmd) or (
-                client and "ray.util.client.server" in cmd and client in cmd):
-            roots[p.pid] = p
+    roots = {p.pid: p for p in psutil.process_iter(["cmdline"]) if p.pid not in mine and names_node(p.info["cmdline"] or [])}
     found = dict(roots)
     for p in roots.values():
         try:
             found.update((c.pid, c) for c in p.children(recursive=True) if c.pid not in mine)
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
     return list(found.values())
+
+
+def end_processes(procs: list, grace_s: float = 15.0) -> int:
+    """SIGTERM to ``procs`` (psutil processes), then SIGKILL to those still running after ``grace_s``.
+    Returns how many were given."""
+    import psutil
+
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)
 
 
 def stop_ray_node(session_dir: str, gcs_address: str | None = None, grace_s: float = 15.0) -> int:
     """End the processes of one Ray node (what ``ray stop`` does to every Ray process on the machine,
     other users' and other instances' included): SIGTERM, then SIGKILL after ``grace_s``. Returns how
     many there were."""
-    import psutil
-
-    procs = ray_node_processes(session_dir, gcs_address)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-    return len(procs)
+    return end_processes(ray_node_processes(session_dir, gcs_address), grace_s)
