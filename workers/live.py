@@ -678,7 +678,6 @@ class LiveController:
         #: finished streams, their actors ended: stream id -> (spec, final status), oldest first
         self._finished: OrderedDict[str, tuple[StreamSpec, dict]] = OrderedDict()
         self._reaper: threading.Thread | None = None
-        self._closing = threading.Event()
         # the cluster's controller (``adopt``) starts its stream actors detached, so that they outlive
         # a crash of the controller, and adopts the running ones when Ray starts it again; a
         # controller of its own (tests, the live bench) owns its streams, which end with it
@@ -715,7 +714,8 @@ class LiveController:
                 self._reaper.start()
 
     def _reap_loop(self) -> None:
-        while not self._closing.wait(REAP_S):
+        while True:  # as long as the controller lives (a daemon thread)
+            time.sleep(REAP_S)
             try:
                 self.reap()
             except Exception:  # noqa: BLE001 - try again next round
@@ -737,10 +737,12 @@ class LiveController:
                 try:
                     done = ray.get(ref)
                 except ray.exceptions.ActorDiedError as e:  # out of restarts: it failed for good
-                    spec = self._streams[sid][0]
-                    self._retire(sid, {"id": sid, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
-                                       "status": "failed", "error": f"the stream's worker died ({type(e).__name__})"})
-                    ended += 1
+                    with self._lock:
+                        item = self._streams.get(sid)
+                    if item is not None and self._retire(sid, {
+                            "id": sid, "name": item[0].name, "tenant": item[0].tenant, "url": redact(item[0].url),
+                            "status": "failed", "error": f"the stream's worker died ({type(e).__name__})"}):
+                        ended += 1
                     continue
                 except Exception:  # noqa: BLE001 - restarting or busy: ask again next round
                     continue
@@ -752,7 +754,8 @@ class LiveController:
         return ended
 
     def _retire(self, sid: str, final: dict | None = None) -> bool:
-        """Keep a finished stream's final status and end its actor."""
+        """Keep a finished stream's final status (asked of its actor when not given), then end its
+        actor: from then on calls for it answer from what was kept."""
         with self._lock:
             item = self._streams.get(sid)
         if item is None:
@@ -764,19 +767,16 @@ class LiveController:
             except Exception:  # noqa: BLE001 - try again next round
                 return False
         final = {k: v for k, v in final.items() if k != "clip_latencies"}
-        ray.kill(actor, no_restart=True)
         with self._lock:
-            self._streams.pop(sid, None)
+            if self._streams.pop(sid, None) is None:  # retired meanwhile
+                return False
             self._final.discard(sid)
             self._finished[sid] = (spec, final)
             while len(self._finished) > KEEP_FINISHED:
                 self._finished.popitem(last=False)
+        ray.kill(actor, no_restart=True)
         log.info("stream %s %s: its actor has ended", sid, final.get("status"))
         return True
-
-    def close(self) -> None:
-        """Stop the background reaper (the streams keep running)."""
-        self._closing.set()
 
     def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
                products: Sequence[str] = (), stream_id: str | None = None,
@@ -919,9 +919,8 @@ class LiveController:
         _spec, actor = self._get(stream_id, tenant)
         try:
             return _call(actor.push_events, events, batch_id)
-        except ray.exceptions.ActorDiedError:  # it finished a moment ago
-            self._retire(stream_id)
-            self._get(stream_id, tenant)  # raises StreamFinished once retired
+        except ray.exceptions.ActorDiedError:  # retired by the reaper during the call
+            self._get(stream_id, tenant)  # StreamFinished
             raise
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
