@@ -659,14 +659,11 @@ class Store:
 
     @_converted("revoking the token")
     def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token by id, and the sessions opened with it; False when there is no such live token."""
-        now = _now()
+        """Revoke a token by id (its sessions end with it: :meth:`get_session` checks the token); False
+        when there is no such live token."""
         with self._write() as conn:
             res = conn.execute(sa.update(tokens_table).where((tokens_table.c.id == token_id) & tokens_table.c.revoked_at.is_(None))
-                               .values(revoked_at=now))
-            conn.execute(sa.update(sessions_table)
-                         .where((sessions_table.c.token_id == token_id) & sessions_table.c.revoked_at.is_(None))
-                         .values(revoked_at=now))
+                               .values(revoked_at=_now()))
             return res.rowcount > 0
 
     # ------------------------------------------------------------------ sign-in sessions

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 import psutil
 
 from ace.api.hostile import Client, Hostile, event
+from ace.api.app import _IDEMPOTENCY_KEY
 from ace.config import Settings
 from workers.bench_api import _free_port
 from workers.bench_live import _publish, _serve, stop_publishing
@@ -59,7 +59,6 @@ ACTOR_END_WAIT_S = 20.0
 #: client threads of the exactly-once phase
 THREADS = 4
 #: the documented form of an Idempotency-Key: 1-200 visible ASCII characters, spaces inside only
-_VALID_KEY = re.compile(r"[!-~](?:[ -~]{0,198}[!-~])?")
 _NOT_DEAD = ("ALIVE", "RESTARTING", "PENDING_CREATION", "DEPENDENCIES_UNREADY")
 
 
@@ -298,7 +297,7 @@ def hostile_phase(http: Client, ctx: dict, inputs: int, seed: int, say) -> dict:
                     count_mismatch.append(f"sent {q['events']}, told accepted {said}: {q['desc'][:100]}")
                 if key is not None:
                     key = key.strip(" \t")  # what the server reads: a header value's edge spaces are not part of it
-                    if _VALID_KEY.fullmatch(key):
+                    if _IDEMPOTENCY_KEY.fullmatch(key):
                         gen.remember(key, q)
                     else:
                         odd_accepts.append(f"Idempotency-Key {key[:20]!r} ({len(key)} chars) answered 200")

@@ -259,14 +259,13 @@ class StreamWorker:
         # pushed events, durable and counted once (across restarts too); those accepted but not yet
         # analysed before a restart are queued again
         self.journal = EventJournal(self.folder / "events.jsonl", saved.get("journal"))
-        self._events.extend(self.journal.pending)
-        self.tally.add(self.journal.pending)
+        pending = self.journal.take_pending()
+        self._events.extend(pending)
+        self.tally.add(pending)
         self._queued_end = self.journal.end  # the journal's end when the queue was last added to
         self._consumed = self.journal.pending_from  # the journal offset handed to the analysis
-        if self.journal.pending:
-            log.info("stream %s: %d pushed events from before the restart queued again", self.spec.stream_id,
-                     len(self.journal.pending))
-        self.journal.pending = []
+        if pending:
+            log.info("stream %s: %d pushed events from before the restart queued again", self.spec.stream_id, len(pending))
         for m in self.store.list_moments(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
         for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:

@@ -144,6 +144,12 @@ class EventJournal:
         while len(self._keys) > self.keep_keys:
             self._keys.popitem(last=False)
 
+    def take_pending(self) -> list[Event]:
+        """The events found after the checkpoint's ``consumed`` offset when the journal was opened
+        (accepted, not yet analysed), once; they begin at :attr:`pending_from`."""
+        out, self.pending = self.pending, []
+        return out
+
     # ------------------------------------------------------------------ writing
 
     def append(self, events: Sequence[Event], key: str | None = None) -> tuple[int, bool]:
