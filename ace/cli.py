@@ -378,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
     e.set_defaults(func=cmd_eval)
 
+    from ace.highlights_cli import register as register_highlights
+
+    register_highlights(sub, _add_common)
+
     from ace.live.cli import register as register_live
 
     register_live(sub, _add_common)

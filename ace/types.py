@@ -126,6 +126,12 @@ class Moment:
     peak: float
     reasons: tuple[Reason, ...] = ()
     transcript: str = ""
+    #: 1 for the show's best moment, 2 for the next, ... (0: not ranked)
+    rank: int = 0
+    #: 0-100: how often a moment this strong was right on labelled shows (see models/scorer.py)
+    confidence: float = 0.0
+    #: at or above the confidence a moment needs on its own; weaker ones are the show's best few
+    strong: bool = True
 
     @property
     def id(self) -> str:

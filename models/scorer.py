@@ -1,326 +1,320 @@
-"""A small learned highlight scorer: per-second evidence -> probability of being inside a highlight.
+"""The learned highlight scorer: what chat says, second by second -> probability of a highlight.
 
-Features
---------
-One row per second of the show, ten columns in this fixed order (:data:`FEATURES`)::
+An audience reacts after the moment it reacts to: on game streams the busiest chat comes ~15-25 s
+after a highlight starts. The scorer therefore reads, for second ``t``, the chat in windows of
+``window`` seconds starting at ``t + lag + offset`` for each of its ``offsets``: a window before
+the audience's typical reaction, the reaction itself and its tail. ``lag`` is learned from
+labelled shows (the delay that best lines up their chat with their highlights) and can be moved
+per show (:func:`ace.lag.estimate_lag` measures it against the show's own speech, sound and
+picture). For each window it takes:
 
-    speech, keyword, audio, visual, interaction,                      # levels, each in [0, 1]
-    d_speech, d_keyword, d_audio, d_visual, d_interaction             # short-window deltas
+* ``rel``: the message count against the room's own rate (``log1p(count / expected)``, the
+  expected count from the ``baseline_s`` seconds around ``t``, or before it when live);
+* ``log``: ``log1p(count)``;
+* each text column of :func:`ace.signals.chat.chat_series` (hype, laughter, shock, emphasis,
+  questions, short messages, copy-paste waves, emotes) as its share of the window's messages,
+  damped while the window holds fewer than 5 messages.
 
-A level is a detector's score for that second (the highest ``Signal.score`` of that source in
-the second, 0 when it said nothing). A delta is the level minus the mean level over the previous
-``window`` seconds (3 by default; 0 for the first second), so rising evidence counts for a little
-more than evidence that has been there all along. :func:`make_features` builds the matrix from
-the five level series.
+A logistic regression over these (standardised) features gives the per-second probability;
+:meth:`HighlightModel.fit` learns it with L-BFGS on binary cross-entropy (torch; deterministic),
+scoring needs only numpy. A moment's **confidence** (0-100) maps its peak probability through an
+isotonic calibration learned from held-out shows (:meth:`HighlightModel.calibrate`): a confidence
+of 70 was right (the moment overlapped a labelled highlight) about 70% of the time there.
 
-Model
------
-``logit = w . x + b + mlp(x)`` and ``p = sigmoid(logit)``: a logistic regression plus an optional
-tiny MLP (``hidden`` tanh units) whose output layer starts at zero. The default, untrained scorer
-therefore reproduces exactly a weighted sum squashed by a sigmoid::
-
-    p = sigmoid(GAIN * (sum_s W[s] * level_s + sum_s DELTA_SHARE * W[s] * delta_s - CENTER))
-
-with :data:`DEFAULT_WEIGHTS` ``W`` (summing to 1), ``DELTA_SHARE = 0.25``, ``GAIN = 10`` and
-``CENTER = 0.35``: a second whose weighted evidence is 0.35 scores 0.5, one at 0.6 scores 0.92,
-silence scores 0.03. :meth:`HighlightScorer.fit` learns the weights (Adam on binary cross-entropy)
-from labelled seconds; :meth:`~HighlightScorer.save` / :meth:`~HighlightScorer.load` keep them.
-Everything is seeded and runs on one CPU thread: scoring a few thousand seconds takes about a
-millisecond, fitting them for 300 epochs well under a second (plus torch's one-off warm-up).
+The model is a small JSON file (:meth:`~HighlightModel.save` / :meth:`~HighlightModel.load`) that
+names what it was fitted on. :func:`default_model` is the one ACE ships
+(``models/highlight_default.json``); ``ace train`` fits others.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ace.errors import ModelError
 
 logger = logging.getLogger("ace.models")
 
-#: Signal sources, in feature order.
-SOURCES: tuple[str, ...] = ("speech", "keyword", "audio", "visual", "interaction")
-#: Feature names, in column order: the five levels, then their short-window deltas.
-FEATURES: tuple[str, ...] = SOURCES + tuple(f"d_{s}" for s in SOURCES)
-
-#: Default share of each source in the weighted sum (they add up to 1).
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "speech": 0.20,
-    "keyword": 0.20,
-    "audio": 0.15,
-    "visual": 0.15,
-    "interaction": 0.30,
-}
-#: A delta's weight relative to its level's weight.
-DELTA_SHARE = 0.25
-#: Slope of the sigmoid around CENTER.
-GAIN = 10.0
-#: Weighted evidence that scores exactly 0.5.
-CENTER = 0.35
-#: Seconds of look-behind for the deltas.
-DEFAULT_WINDOW = 3
-
-_FORMAT = "ace-highlight-scorer"
-_VERSION = 1
+_FORMAT = "ace-highlight-model"
+_VERSION = 2
+#: The model ACE ships.
+DEFAULT_PATH = Path(__file__).with_name("highlight_default.json")
+#: Text columns of the chat series the model reads (see :data:`ace.signals.chat.COLUMNS`).
+TEXT_COLUMNS: tuple[str, ...] = ("hype", "laugh", "shock", "emphatic", "question", "short", "copy", "emote")
+#: A window with fewer messages than this has its text shares damped toward 0.
+_FULL_WINDOW = 5.0
+#: The expected rate never falls below one message a minute (a silent room is not infinitely surprised).
+_MIN_RATE = 1.0 / 60.0
 
 
-def make_features(levels: Mapping[str, Any] | np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
-    """The ``(T, 10)`` float32 feature matrix from per-second levels.
+@dataclass
+class HighlightModel:
+    """Per-second highlight probability from a chat series; see the module's docstring."""
 
-    ``levels`` is either a mapping ``source -> sequence of T levels`` (missing sources count as
-    0; unknown ones raise ``ValueError``) or an array of shape ``(T, 5)`` in :data:`SOURCES` order.
-    NaNs count as 0.
-    """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, not {window}")
-    if isinstance(levels, Mapping):
-        unknown = set(levels) - set(SOURCES)
-        if unknown:
-            raise ValueError(f"unknown sources {sorted(unknown)}; expected some of: {', '.join(SOURCES)}")
-        lengths = {len(np.asarray(v).reshape(-1)) for v in levels.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"level series differ in length: {sorted(lengths)}")
-        t = lengths.pop() if lengths else 0
-        x = np.zeros((t, len(SOURCES)), dtype=np.float64)
-        for i, s in enumerate(SOURCES):
-            if s in levels:
-                x[:, i] = np.asarray(levels[s], dtype=np.float64).reshape(-1)
-    else:
-        x = np.asarray(levels, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(SOURCES):
-            raise ValueError(f"levels must have shape (T, {len(SOURCES)}), not {x.shape}")
-    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+    offsets: tuple[int, ...] = (-30, -20, -10, 0, 10, 20)
+    window: int = 10
+    lag: float = 20.0
+    baseline_s: int = 300
+    l2: float = 1e-3
+    mean: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    bias: float = 0.0
+    #: a moment's region extends while the probability stays above this share of its peak
+    extent: float = 0.45
+    #: ... and above this per-second probability (when its peak does)
+    level: float = 0.0
+    #: the confidence a moment needs to be kept on its own (weaker ones only fill up the top few)
+    min_confidence: float = 45.0
+    #: isotonic calibration knots: raw peak probability -> share of moments that were right
+    calibration: list[tuple[float, float]] = field(default_factory=list)
+    #: what it was fitted on, for people
+    trained_on: str = ""
+    #: figures measured when it was fitted (cross-validated where said)
+    metrics: dict = field(default_factory=dict)
 
-    n = x.shape[0]
-    csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    idx = np.arange(n)
-    lo = np.maximum(idx - window, 0)
-    count = (idx - lo).astype(np.float64)
-    prev_mean = (csum[idx] - csum[lo]) / np.maximum(count, 1.0)[:, None]
-    delta = np.where(count[:, None] > 0, x - prev_mean, 0.0)
-    return np.hstack([x, delta]).astype(np.float32)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread for the duration. The scorer's matrices are tiny: on a busy
-    machine two threads waiting on each other are ten times slower than one."""
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class _Net(nn.Module):
-    def __init__(self, n_features: int, hidden: int):
-        super().__init__()
-        self.linear = nn.Linear(n_features, 1)
-        self.mlp: nn.Module | None = None
-        if hidden > 0:
-            self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.linear(x)
-        if self.mlp is not None:
-            z = z + self.mlp(x)
-        return z.squeeze(-1)
-
-
-def _default_linear() -> tuple[np.ndarray, float]:
-    w = np.array([DEFAULT_WEIGHTS[s] for s in SOURCES], dtype=np.float64)
-    weights = GAIN * np.concatenate([w, DELTA_SHARE * w])
-    return weights, -GAIN * CENTER
-
-
-class HighlightScorer:
-    """Per-second probability of "inside a highlight" from the :data:`FEATURES` vector.
-
-    ``hidden`` is the width of the optional MLP branch (0 gives a pure logistic model),
-    ``window`` the look-behind of the deltas when :meth:`score` is given bare levels, ``seed``
-    what initialises the MLP branch. A new scorer carries the documented default weights.
-    """
-
-    def __init__(self, hidden: int = 8, window: int = DEFAULT_WINDOW, seed: int = 0):
-        if hidden < 0:
-            raise ValueError(f"hidden must be >= 0, not {hidden}")
-        self.hidden = int(hidden)
-        self.window = int(window)
-        self.fitted = False
-        self._net: _Net
-        self.reset(seed)
-
-    # ----------------------------------------------------------------- weights
-
-    def reset(self, seed: int = 0) -> None:
-        """Back to the default weights (the MLP branch re-initialised from ``seed``, contributing 0)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = _Net(len(FEATURES), self.hidden)
-        weights, bias = _default_linear()
-        with torch.no_grad():
-            net.linear.weight.copy_(torch.tensor(weights, dtype=torch.float32).unsqueeze(0))
-            net.linear.bias.fill_(bias)
-            if net.mlp is not None:
-                net.mlp[-1].weight.zero_()
-        self._net = net.eval()
-        self.fitted = False
+    # ----------------------------------------------------------------- features
 
     @property
-    def weights(self) -> dict[str, float]:
-        """The logistic part's weight for each feature (plus ``"bias"``)."""
-        w = self._net.linear.weight.detach().numpy().reshape(-1)
-        out = {name: float(v) for name, v in zip(FEATURES, w, strict=True)}
-        out["bias"] = float(self._net.linear.bias.detach().item())
-        return out
+    def feature_names(self) -> list[str]:
+        return [f"{name}@{o:+d}" for o in self.offsets for name in ("rel", "log", *TEXT_COLUMNS)]
+
+    def features(self, series: np.ndarray, lag: float | None = None, causal: bool = False) -> np.ndarray:
+        """``(T, F)`` features from a ``(T, 9)`` chat series (:func:`ace.signals.chat.chat_series`).
+        ``lag`` overrides the learned one; ``causal`` takes the expected rate from before ``t`` only."""
+        from ace.signals.chat import COLUMNS
+
+        x = np.asarray(series, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(COLUMNS):
+            raise ValueError(f"a chat series has shape (T, {len(COLUMNS)}), not {x.shape}")
+        n = x.shape[0]
+        lag = self.lag if lag is None else float(lag)
+        csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+        idx = np.arange(n)
+        b = self.baseline_s
+        lo = np.clip(idx - (2 * b if causal else b), 0, n)
+        hi = np.clip(idx if causal else idx + b, 0, n)
+        span = np.maximum(hi - lo, 1)
+        rate = (csum[hi, 0] - csum[lo, 0]) / span
+        if causal:  # the first minutes have no past: use what there is so far, at least a minute's worth
+            early = hi - lo < 60
+            rate = np.where(early, (csum[np.clip(idx + 60, 0, n), 0]) / np.minimum(n, idx + 60).clip(1), rate)
+        expected = np.maximum(rate, _MIN_RATE) * self.window
+        text_idx = [COLUMNS.index(c) for c in TEXT_COLUMNS]
+        cols = []
+        for o in self.offsets:
+            a = np.clip(idx + int(round(lag + o)), 0, n)
+            z = np.clip(a + self.window, 0, n)
+            w = csum[z] - csum[a]
+            count = w[:, 0]
+            damp = np.minimum(count, _FULL_WINDOW) / _FULL_WINDOW
+            shares = w[:, text_idx] / np.maximum(count, 1.0)[:, None] * damp[:, None]
+            cols.append(np.column_stack([np.log1p(count / expected), np.log1p(count), shares]))
+        return np.hstack(cols)
 
     # ----------------------------------------------------------------- scoring
 
-    def _as_features(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features, dtype=np.float32)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2:
-            raise ValueError(f"features must be 2-D (T, {len(FEATURES)}), not shape {x.shape}")
-        if x.shape[1] == len(SOURCES):
-            return make_features(x, self.window)
-        if x.shape[1] != len(FEATURES):
-            raise ValueError(
-                f"features must have {len(FEATURES)} columns ({', '.join(FEATURES)}) or "
-                f"{len(SOURCES)} level columns, not {x.shape[1]}"
-            )
-        return np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    @property
+    def fitted(self) -> bool:
+        return len(self.weights) == len(self.offsets) * (2 + len(TEXT_COLUMNS))
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities, shape ``(T,)`` float32, for a ``(T, 10)`` feature matrix (a ``(T, 5)``
-        matrix of bare levels gets its deltas from :func:`make_features`; one 1-D row gives ``(1,)``)."""
-        x = self._as_features(features)
-        with _one_thread(), torch.inference_mode():
-            p = torch.sigmoid(self._net(torch.from_numpy(np.ascontiguousarray(x))))
-        return p.numpy().astype(np.float32, copy=False)
+    def probability(self, series: np.ndarray, lag: float | None = None, causal: bool = False) -> np.ndarray:
+        """Per-second probability, shape ``(T,)``, of being inside a highlight."""
+        if not self.fitted:
+            raise ModelError("the highlight model has no weights yet: fit it (ace train) or load one")
+        f = self.features(series, lag, causal)
+        z = (f - np.asarray(self.mean)) / np.asarray(self.scale)
+        logit = z @ np.asarray(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logit, -40, 40)))
 
-    __call__ = score
+    def confidence(self, raw: float | np.ndarray) -> np.ndarray | float:
+        """0-100: how often a moment with this peak probability was right on held-out shows
+        (without a calibration, the probability itself)."""
+        r = np.asarray(raw, dtype=np.float64)
+        if self.calibration:
+            xs, ys = zip(*self.calibration, strict=True)
+            c = np.interp(r, np.asarray(xs), np.asarray(ys))
+        else:
+            c = r
+        out = np.round(100.0 * np.clip(c, 0.0, 1.0), 1)
+        return float(out) if out.ndim == 0 else out
 
-    # ----------------------------------------------------------------- training
+    # ----------------------------------------------------------------- fitting
 
-    def fit(
-        self,
-        features: np.ndarray,
-        labels: np.ndarray,
-        epochs: int = 300,
-        seed: int = 0,
-        lr: float = 0.05,
-        weight_decay: float = 1e-4,
-        batch_size: int | None = None,
-        pos_weight: float | None = None,
-        warm_start: bool = False,
-    ) -> list[float]:
-        """Learn the weights from labelled seconds (``labels`` 1 inside a highlight, 0 outside;
-        soft labels in [0, 1] work too) with Adam on binary cross-entropy. Returns the loss per epoch.
+    def fit(self, shows: Sequence[tuple[np.ndarray, np.ndarray]], lag: float | None = None, max_iter: int = 200) -> HighlightModel:
+        """Learn the weights from ``(chat series, per-second labels)`` pairs (labels 1 inside a
+        highlight). ``lag`` fixes the audience's delay; by default it is measured from the
+        shows (:func:`label_lag`). Returns ``self``."""
+        import torch
 
-        Training starts from the default weights (or the current ones with ``warm_start``) and
-        is deterministic for a given ``seed``. ``batch_size=None`` trains on all rows at once;
-        ``pos_weight`` up-weights positives when highlights are rare (e.g. ``negatives / positives``).
-        """
-        x = self._as_features(features)
-        y = np.asarray(labels, dtype=np.float32).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"{x.shape[0]} feature rows but {y.shape[0]} labels")
-        if x.shape[0] == 0:
-            raise ValueError("no training rows")
-        if not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
-            raise ValueError("labels must lie in [0, 1]")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, not {epochs}")
+        shows = [(np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)) for s, y in shows]
+        if not shows:
+            raise ValueError("no labelled shows to fit on")
+        for s, y in shows:
+            if s.shape[0] != y.shape[0]:
+                raise ValueError(f"{s.shape[0]} seconds of chat but {y.shape[0]} labels")
+        ys = np.concatenate([y for _, y in shows])
+        if ys.size == 0 or ys.max() <= 0 or ys.min() >= 1:
+            raise ValueError("the labels need both highlight and non-highlight seconds")
+        self.lag = float(label_lag(shows)) if lag is None else float(lag)
+        x = np.vstack([self.features(s) for s, _ in shows])
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(scale > 1e-9, scale, 1.0)
+        z = (x - mean) / scale
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                xt = torch.tensor(z, dtype=torch.float64)
+                yt = torch.tensor(ys, dtype=torch.float64)
+                w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+                b = torch.tensor([math.log(ys.mean() / (1 - ys.mean()))], dtype=torch.float64, requires_grad=True)
+                opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
 
-        if not warm_start:
-            self.reset(seed)
-        net = self._net
-        xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
-        pw = torch.tensor([pos_weight], dtype=torch.float32) if pos_weight else None
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
-        gen = torch.Generator().manual_seed(seed)
-        n = xt.shape[0]
-        bs = n if not batch_size or batch_size >= n else int(batch_size)
-
-        history: list[float] = []
-        net.train()
-        with _one_thread(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-            for _ in range(epochs):
-                order = torch.randperm(n, generator=gen) if bs < n else None
-                total = 0.0
-                for start in range(0, n, bs):
-                    rows = order[start : start + bs] if order is not None else slice(None)
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(net(xt[rows]), yt[rows])
+                def closure():
+                    opt.zero_grad()
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + self.l2 * (w * w).sum()
                     loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * (min(start + bs, n) - start)
-                history.append(total / n)
-        net.eval()
-        self.fitted = True
-        logger.info("highlight scorer fitted on %d seconds (%d positive): loss %.4f -> %.4f",
-                    n, int((y > 0.5).sum()), history[0], history[-1])
-        return history
+                    return loss
+
+                opt.step(closure)
+        finally:
+            torch.set_num_threads(before)
+        self.mean, self.scale = mean.tolist(), scale.tolist()
+        self.weights = w.detach().numpy().tolist()
+        self.bias = float(b.detach().item())
+        self.calibration = []
+        logger.info("highlight model fitted on %d shows, %d seconds (%.1f%% highlight), lag %.0f s",
+                    len(shows), ys.size, 100 * ys.mean(), self.lag)
+        return self
+
+    def calibrate(self, raw: Sequence[float], hits: Sequence[bool]) -> None:
+        """Set the confidence map from moments' peak probabilities and whether each was right,
+        by isotonic regression (pool-adjacent-violators), from 0 -> 0 to 1 -> 1."""
+        self.calibration = isotonic_knots(raw, hits)
 
     # ----------------------------------------------------------------- persistence
 
+    def to_dict(self) -> dict:
+        return {
+            "format": _FORMAT, "version": _VERSION, "trained_on": self.trained_on,
+            "offsets": list(self.offsets), "window": self.window, "lag": self.lag, "baseline_s": self.baseline_s,
+            "l2": self.l2, "features": self.feature_names, "mean": self.mean, "scale": self.scale,
+            "weights": self.weights, "bias": self.bias,
+            "extent": self.extent, "level": self.level, "min_confidence": self.min_confidence,
+            "calibration": [list(k) for k in self.calibration], "metrics": self.metrics,
+        }
+
     def save(self, path: Path | str) -> Path:
-        """Write the scorer to ``path`` (a small torch file); returns the path."""
+        """Write the model as JSON (atomically); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "features": list(FEATURES),
-            "hidden": self.hidden,
-            "window": self.window,
-            "fitted": self.fitted,
-            "state_dict": {k: v.detach().clone() for k, v in self._net.state_dict().items()},
-        }
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
         tmp.replace(path)
         return path
 
     @classmethod
-    def load(cls, path: Path | str) -> HighlightScorer:
-        """A scorer saved by :meth:`save`. Raises :class:`ModelError` for a missing or foreign file."""
+    def load(cls, path: Path | str) -> HighlightModel:
+        """A model written by :meth:`save`. Raises :class:`ModelError` for a missing or foreign file."""
         path = Path(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            doc = json.loads(path.read_text())
         except FileNotFoundError as e:
-            raise ModelError(f"no highlight scorer at {path}") from e
-        except Exception as e:
-            raise ModelError(f"{path} is not a highlight scorer file: {e}") from e
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ModelError(f"{path} is not a highlight scorer file")
-        if state.get("version") != _VERSION or tuple(state.get("features", ())) != FEATURES:
-            raise ModelError(
-                f"{path} was saved for features {state.get('features')} (version {state.get('version')}); "
-                f"this ACE expects {list(FEATURES)} (version {_VERSION})"
-            )
-        scorer = cls(hidden=int(state["hidden"]), window=int(state["window"]))
+            raise ModelError(f"no highlight model at {path}") from e
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise ModelError(f"{path} is not a highlight model file: {e}") from e
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ModelError(f"{path} is not a highlight model file")
+        if doc.get("version") != _VERSION:
+            raise ModelError(f"{path} is a version {doc.get('version')} highlight model; this ACE reads version {_VERSION}")
         try:
-            scorer._net.load_state_dict(state["state_dict"])
-        except (RuntimeError, KeyError) as e:
-            raise ModelError(f"{path}: weights do not fit the scorer: {e}") from e
-        scorer._net.eval()
-        scorer.fitted = bool(state.get("fitted", True))
-        return scorer
+            m = cls(offsets=tuple(int(o) for o in doc["offsets"]), window=int(doc["window"]), lag=float(doc["lag"]),
+                    baseline_s=int(doc["baseline_s"]), l2=float(doc.get("l2", 1e-3)),
+                    mean=[float(v) for v in doc["mean"]], scale=[float(v) for v in doc["scale"]],
+                    weights=[float(v) for v in doc["weights"]], bias=float(doc["bias"]),
+                    extent=float(doc.get("extent", 0.45)), level=float(doc.get("level", 0.0)), min_confidence=float(doc.get("min_confidence", 45.0)),
+                    calibration=[(float(a), float(b)) for a, b in doc.get("calibration", [])],
+                    trained_on=str(doc.get("trained_on", "")), metrics=dict(doc.get("metrics") or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}: a field of the highlight model is missing or malformed: {e}") from e
+        n = len(m.feature_names)
+        if not (len(m.mean) == len(m.scale) == len(m.weights) == n) or m.window < 1 or not 0 <= m.lag <= 120:
+            raise ModelError(f"{path}: the highlight model's weights do not fit its {n} features")
+        if any(s <= 0 for s in m.scale) or not all(map(math.isfinite, [*m.weights, *m.mean, m.bias])):
+            raise ModelError(f"{path}: the highlight model holds invalid numbers")
+        return m
 
-    def __repr__(self) -> str:
-        return f"HighlightScorer(hidden={self.hidden}, window={self.window}, fitted={self.fitted})"
+
+_DEFAULT: HighlightModel | None = None
+
+
+def default_model() -> HighlightModel:
+    """The model ACE ships (loaded once)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = HighlightModel.load(DEFAULT_PATH)
+    return _DEFAULT
+
+
+def load_model(spec: str | Path | None) -> HighlightModel:
+    """``None``/``"default"`` -> the shipped model, else the model file at ``spec``."""
+    if spec is None or str(spec) in ("", "default"):
+        return default_model()
+    return HighlightModel.load(spec)
+
+
+def label_lag(shows: Sequence[tuple[np.ndarray, np.ndarray]], max_lag: int = 60) -> float:
+    """The audience's delay in labelled shows: for each show, the shift (0..``max_lag`` s) at which
+    its chat rate (5 s mean, standardised) best correlates with its highlight labels; the median over
+    the shows."""
+    lags = []
+    for s, y in shows:
+        rate = np.convolve(np.asarray(s)[:, 0], np.ones(5) / 5, mode="same")
+        if rate.std() <= 0 or len(rate) <= max_lag + 10:
+            continue
+        z = (rate - rate.mean()) / rate.std()
+        yc = np.asarray(y, dtype=np.float64) - np.mean(y)
+        n = len(z)
+        corr = [float(np.dot(z[k:], yc[: n - k]) / (n - k)) for k in range(max_lag + 1)]
+        lags.append(int(np.argmax(corr)))
+    return float(np.median(lags)) if lags else 20.0
+
+
+def isotonic_knots(raw: Sequence[float], hits: Sequence[bool], max_knots: int = 24) -> list[tuple[float, float]]:
+    """Pool-adjacent-violators fit of ``hits`` on ``raw``, as ``(x, y)`` knots for ``np.interp``."""
+    r = np.asarray(raw, dtype=np.float64)
+    h = np.asarray(hits, dtype=np.float64)
+    if r.size == 0:
+        return []
+    order = np.argsort(r, kind="stable")
+    r, h = r[order], h[order]
+    # blocks: [sum, count, x-sum]
+    blocks: list[list[float]] = []
+    for x, y in zip(r, h, strict=True):
+        blocks.append([y, 1.0, x])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            s, c, xs = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+            blocks[-1][2] += xs
+    knots = [(b[2] / b[1], b[0] / b[1]) for b in blocks]
+    if len(knots) > max_knots:  # keep the shape, fewer points
+        pick = np.linspace(0, len(knots) - 1, max_knots).round().astype(int)
+        knots = [knots[i] for i in sorted(set(pick.tolist()))]
+    out = [(0.0, 0.0)] + [(round(x, 5), round(y, 4)) for x, y in knots] + [(1.0, max(knots[-1][1], knots[-1][1]))]
+    # strictly increasing x for interp
+    clean: list[tuple[float, float]] = []
+    for x, y in out:
+        if clean and x <= clean[-1][0]:
+            clean[-1] = (clean[-1][0], max(clean[-1][1], y))
+            continue
+        clean.append((x, y))
+    return clean

@@ -1,0 +1,162 @@
+"""Fitting the highlight model from labelled shows, with honest (held-out) figures.
+
+A labelled show is a chat log plus its highlight intervals (:mod:`ace.labels`). :func:`fit_model`
+fits the model on all the shows it is given, then chooses what it cannot learn from the seconds
+alone on shows it did not train on: leave one show out, fit on the rest, and score the one left out
+(:func:`held_out`). From those held-out probabilities :func:`tune` learns the confidence calibration
+(each candidate moment's peak probability against whether it overlapped a labelled highlight), how
+wide a moment's region is, and the confidence a moment needs on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ace.errors import InputError
+from ace.events import load_events
+from ace.labels import label_mask, load_highlights
+from ace.evaluation.intervals import mean_scores, overlaps, score_intervals
+from ace.ranking import Candidate, RankOptions, peaks, select
+from ace.signals.chat import chat_series
+from models.scorer import HighlightModel, isotonic_knots
+
+log = logging.getLogger("ace.training")
+
+#: The fewest shows leave-one-out calibration needs; with fewer the probability is its own confidence.
+MIN_SHOWS_FOR_CV = 3
+
+
+@dataclass
+class LabelledShow:
+    name: str
+    series: np.ndarray  #: (T, 9) chat series
+    highlights: list[tuple[float, float]]
+    duration: float
+
+    @property
+    def labels(self) -> np.ndarray:
+        return label_mask(self.highlights, len(self.series))
+
+
+def load_labelled(events_path: str | Path, labels_path: str | Path) -> LabelledShow:
+    """One labelled show from its events file and labels file."""
+    load = load_events(events_path)
+    chats = [e for e in load.events if e.kind == "chat"]
+    if not chats:
+        raise InputError(f"{events_path}: no chat messages to learn from")
+    hl = load_highlights(labels_path)
+    duration = math.ceil(max([e.t for e in chats] + [b for _, b in hl])) + 1.0
+    return LabelledShow(stem_of(events_path), chat_series(load.events, duration), hl, duration)
+
+
+def stem_of(path: str | Path) -> str:
+    """A file's name without ``.events.jsonl`` / ``.jsonl`` / ``.json`` / ``.xml`` (and ``.gz``)."""
+    name = Path(path).name
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix in (".events.jsonl", ".events.json", ".jsonl", ".json", ".xml"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
+
+
+def fit_model(shows: Sequence[LabelledShow], trained_on: str = "",
+              progress: Callable[[str], None] | None = None) -> HighlightModel:
+    """The model fitted on every show; its confidence calibration, region extent and confidence
+    threshold chosen on held-out shows (leave one out) when there are enough of them."""
+    if not shows:
+        raise InputError("no labelled shows to train on")
+    model = HighlightModel().fit([(s.series, s.labels) for s in shows])
+    model.trained_on = trained_on
+    if len(shows) >= MIN_SHOWS_FOR_CV:
+        held = held_out(shows, progress)
+        choice = tune(held)
+        model.extent, model.level = choice.extent, choice.level
+        model.min_confidence, model.calibration = choice.min_confidence, choice.calibration
+        model.metrics["tuned_on_held_out"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in choice.figures.items()}
+    else:
+        log.warning("%d labelled show(s): confidence is not calibrated (needs %d)", len(shows), MIN_SHOWS_FOR_CV)
+    model.metrics["shows"] = len(shows)
+    model.metrics["seconds"] = int(sum(len(s.series) for s in shows))
+    return model
+
+
+@dataclass
+class HeldOut:
+    show: LabelledShow
+    p: np.ndarray  #: its per-second probability from a model that did not see it
+
+
+def held_out(shows: Sequence[LabelledShow], progress: Callable[[str], None] | None = None) -> list[HeldOut]:
+    """Leave one show out at a time: each show's probability from a model fitted on the others."""
+    out = []
+    for k, show in enumerate(shows):
+        if progress is not None:
+            progress(f"held out {k + 1}/{len(shows)}: {show.name}")
+        model = HighlightModel().fit([(s.series, s.labels) for j, s in enumerate(shows) if j != k])
+        out.append(HeldOut(show, model.probability(show.series)))
+    return out
+
+
+@dataclass
+class Choice:
+    extent: float
+    level: float
+    min_confidence: float
+    calibration: list[tuple[float, float]]
+    figures: dict
+
+
+#: What tuning may choose from (few values on purpose: the held-out shows are few):
+#: (extent, level) pairs for the regions, then confidence thresholds.
+EXTENTS = ((0.35, 0.0), (0.5, 0.0), (0.3, 0.15), (0.3, 0.2), (0.3, 0.25), (0.3, 0.3))
+CONFIDENCES = tuple(range(20, 75, 5))
+#: Tuning keeps the share of the timeline flagged at or below this.
+MAX_FLAGGED = 0.18
+
+
+def tune(held: Sequence[HeldOut], extents: Sequence[float] = EXTENTS, confidences: Sequence[float] = CONFIDENCES,
+         max_flagged: float = MAX_FLAGGED) -> Choice:
+    """The region extent and confidence threshold that do best on held-out shows (mean of
+    per-second F1 and moment F1, with no more than ``max_flagged`` of the timeline flagged), and the
+    calibration measured with that extent."""
+    best: Choice | None = None
+    best_key = None
+    for extent, level in extents:
+        ro = RankOptions(extent=extent, level=level)
+        cands = [peaks(h.p, ro) for h in held]
+        raw = [c.raw for cs in cands for c in cs]
+        hits = [any(overlaps((c.start, c.end), x) for x in h.show.highlights) for h, cs in zip(held, cands) for c in cs]
+        calibration = isotonic_knots(raw, hits)
+        probe = HighlightModel(calibration=calibration)
+        for conf in confidences:
+            ro_c = RankOptions(extent=extent, level=level, min_confidence=conf)
+            rows = []
+            for h, cs in zip(held, cands, strict=True):
+                kept = select(cs, h.show.duration, probe.confidence, ro_c)
+                rows.append(score_intervals([(c.start, c.end) for c in kept], h.show.highlights, len(h.show.series)))
+            figures = mean_scores(rows)
+            ok = figures["flagged_share"] <= max_flagged
+            key = (ok, figures["second_f1"] + figures["moment_f1"])
+            if best_key is None or key > best_key:
+                best_key, best = key, Choice(extent, level, float(conf), calibration, figures)
+    assert best is not None
+    return best
+
+
+def triage_candidates(model: HighlightModel, show: LabelledShow, top: int | None = None) -> list[Candidate]:
+    """What triage keeps for a show, best first."""
+    ro = rank_options(model, top)
+    return select(peaks(model.probability(show.series), ro), show.duration, model.confidence, ro)
+
+
+def rank_options(model: HighlightModel, top: int | None = None, min_confidence: float | None = None) -> RankOptions:
+    """Ranking settings from what the model learned, with the user's overrides."""
+    return RankOptions(extent=model.extent, level=model.level, top=top,
+                       min_confidence=model.min_confidence if min_confidence is None else min_confidence)
