@@ -1,6 +1,6 @@
 """``ace eval``: every quality measurement over one data folder, one report, one table.
 
-:func:`run_eval` runs the parts (speech, captions, scenes, boundaries), each isolated — a part that
+:func:`run_eval` runs the parts (speech, captions, scenes, boundaries, chat), each isolated — a part that
 fails reports ``{"error": ...}`` and the others still run — and checks the report against two lists:
 
 * :data:`TARGETS` — what ACE aims for (the issue's targets), reported as met or not;
@@ -21,7 +21,7 @@ from ace.errors import InputError
 
 log = logging.getLogger("ace.evaluation.suite")
 
-PARTS = ("speech", "captions", "scenes", "boundaries")
+PARTS = ("speech", "captions", "scenes", "boundaries", "chat")
 
 
 def _get(report: dict, path: str) -> Any:
@@ -46,6 +46,10 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("scenes/summary/ace_fps_over_best", ">", 1.0, "... at a higher frames-per-second"),
     ("boundaries/summary/inside_word", "<=", 0, "no clip starts or ends inside a spoken word"),
     ("boundaries/summary/max_edge_error_frames", "<=", 1, "exact cuts within one frame of the plan"),
+    ("chat/summary/ace_second_f1", ">=", 0.40, "chat triage per-second F1 (leave one show out)"),
+    ("chat/summary/ace_flagged_share", "<=", 0.20, "... with at most 20% of the timeline flagged"),
+    ("chat/summary/ace_second_f1_minus_best_rule", ">", 0.0, "... above both simple rate rules"),
+    ("chat/summary/ace_moment_f1", ">=", 0.55, "chat triage moment F1 (leave one show out)"),
 ]
 
 FLOORS: list[tuple[str, str, float, str]] = [
@@ -61,6 +65,9 @@ FLOORS: list[tuple[str, str, float, str]] = [
     ("scenes/summary/ace_f1", ">=", 0.8, "ACE scene-cut F1 (±2 frames)"),
     ("boundaries/summary/inside_word", "<=", 0, "clips starting or ending inside a word"),
     ("boundaries/summary/max_edge_error_frames", "<=", 1, "exact-cut edge error, frames"),
+    ("chat/summary/ace_second_f1", ">=", 0.33, "chat triage per-second F1, leave one out (target 0.40)"),
+    ("chat/summary/ace_moment_f1", ">=", 0.45, "chat triage moment F1, leave one out (target 0.55)"),
+    ("chat/summary/ace_second_f1_minus_chance", ">=", 0.1, "chat triage above chance (its own moments shifted in time)"),
 ]
 
 
@@ -144,6 +151,10 @@ def _run_part(part: str, data: Path, models, sample_show, settings, out_dir) -> 
         from ace.evaluation.scenes import evaluate_scenes
 
         return evaluate_scenes(data)
+    if part == "chat":
+        from ace.evaluation.chat import evaluate_chat
+
+        return evaluate_chat(data)
     from ace.evaluation.boundaries import evaluate_boundaries
 
     return evaluate_boundaries(data, sample_show=Path(sample_show) if sample_show else None, settings=settings,
@@ -167,7 +178,7 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def tables(report: dict) -> list:
-    """The report as rich tables (speech, captions, scenes, boundaries, targets and floors)."""
+    """The report as rich tables (speech, captions, scenes, boundaries, chat, targets and floors)."""
     from rich.table import Table
 
     out = []
@@ -226,6 +237,26 @@ def tables(report: dict) -> list:
         s = bd.get("summary", {})
         t.add_row("all", _f(s.get("clips")), _f(s.get("inside_word")), _f(s.get("max_edge_error_frames")))
         out.append(t)
+    ch = report.get("chat")
+    if ch:
+        t = Table(title=f"chat triage on {ch.get('shows', '?')} labelled chat logs (leave one show out; means over shows)")
+        for col in ("method", "sec P", "sec R", "sec F1", "flagged", "mom P", "mom R", "mom F1", "moments", "start err s"):
+            t.add_column(col)
+        if "error" in ch:
+            t.add_row("error", ch["error"], *["-"] * 8)
+        for name, m in (ch.get("methods") or {}).items():
+            t.add_row(name, _f(m["second_precision"]), _f(m["second_recall"]), _f(m["second_f1"]), _f(m["flagged_share"]),
+                      _f(m["moment_precision"]), _f(m["moment_recall"]), _f(m["moment_f1"]), _f(m["moments"], 1),
+                      _f(m["start_error_s"], 1))
+        out.append(t)
+        cal = ch.get("calibration")
+        if cal:
+            t = Table(title=f"chat triage confidence vs how often it was right (ECE {cal['ece_points']} points)")
+            for col in ("confidence", "moments", "mean confidence", "right %"):
+                t.add_column(col)
+            for b in cal["bands"]:
+                t.add_row(b["confidence"], str(b["moments"]), _f(b["mean_confidence"], 1), _f(b["right_pct"], 1))
+            out.append(t)
     for key, title in (("targets", "targets"), ("floors", "floors (CI)")):
         t = Table(title=title)
         for col in ("check", "rule", "value", "ok"):
