@@ -41,7 +41,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", dest="clip_mode", choices=["exact", "fast"], help="exact: frame-accurate smart cut (default); fast: stream copy from the keyframe before")
     g.add_argument("--clip-min", type=float, dest="clip_min", help="shortest clip in seconds (default 8)")
     g.add_argument("--clip-max", type=float, dest="clip_max", help="longest clip in seconds (default 60)")
-    g.add_argument("--threshold", type=float, help="fused score a moment must reach, 0-1 (default 0.45)")
+    g.add_argument("--threshold", type=float, help="fused score that makes a moment strong on its own when a show has no chat, 0-1 (default 0.45)")
+    g.add_argument("--top", type=int, help="fewest moments per show, strong or not (default: one per 5 minutes, at least 1)")
+    g.add_argument("--scorer", help="highlight model for chat: 'default' (shipped) or a file written by `ace train`")
     g.add_argument("--data-dir", type=Path, dest="data_dir", help="ACE's data folder (database, caches, sample show); default ./data")
     r = p.add_argument_group("Ray")
     r.add_argument("--address", help="join this Ray cluster instead of starting a local one (or set RAY_ADDRESS)")
@@ -50,7 +52,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_min", "clip_max", "threshold", "data_dir")
+    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_min", "clip_max", "threshold", "data_dir", "top", "scorer")
     s = get_settings(**{k: getattr(args, k, None) for k in keys})
     if s.clip_min >= s.clip_max:
         raise SystemExit(f"ace: --clip-min ({s.clip_min}) must be shorter than --clip-max ({s.clip_max})")

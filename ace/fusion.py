@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ace.lag import Lag, estimate_lag
+from ace.ranking import Candidate, RankOptions, peaks, select
 from ace.types import Moment, Reason, Sentence, Signal, Word
+from models.scorer import HighlightModel
+
+#: Fewer chat messages than this and the highlight model is not asked (too little to say anything).
+MIN_CHAT = 20
 
 DEFAULT_WEIGHTS = {
     "keyword": 0.6,
@@ -62,13 +68,15 @@ class Timeline:
     duration: float
     sources: dict[str, np.ndarray]
     fused: np.ndarray
+    lag: Lag | None = None  #: the audience's delay used for interaction and chat
 
 
-def build_timeline(signals: Sequence[Signal], duration: float, o: FusionOptions) -> Timeline:
+def build_timeline(signals: Sequence[Signal], duration: float, o: FusionOptions, interaction_lag: float | None = None) -> Timeline:
     n = max(1, int(math.ceil(duration)))
+    lag = o.interaction_lag if interaction_lag is None else interaction_lag
     sources: dict[str, np.ndarray] = {}
     for s in signals:
-        t = s.t - (o.interaction_lag if s.source == "interaction" else 0.0)
+        t = s.t - (lag if s.source == "interaction" else 0.0)
         i = int(math.floor(t))
         if not 0 <= i < n:
             i = min(max(i, 0), n - 1)
@@ -125,31 +133,90 @@ def find_moments(
     sentences: Sequence[Sentence] = (),
     cuts: Sequence[float] = (),
     options: FusionOptions | None = None,
+    chat: np.ndarray | None = None,
+    model: HighlightModel | None = None,
+    top: int | None = None,
 ) -> tuple[list[Moment], Timeline]:
-    """All moments of a show (batch), best first in time order, with the timeline behind them."""
+    """A show's moments (batch), best first (``rank`` 1, 2, ...), with the timeline behind them.
+
+    ``chat`` is the show's chat series (:func:`ace.signals.chat.chat_series`) and ``model`` the
+    highlight model that reads it; with both, the chat's probability joins the other evidence and
+    the audience's delay is measured on this show (:func:`ace.lag.estimate_lag`). ``top`` is the
+    fewest moments to return (default: one per five minutes, at least one)."""
     o = options or FusionOptions()
-    tl = build_timeline(signals, duration, o)
+    n = max(1, int(math.ceil(duration)))
+    lag = Lag(o.interaction_lag, "fixed")
+    p_chat = None
+    if chat is not None and model is not None and float(np.asarray(chat)[:, 0].sum()) >= MIN_CHAT:
+        media = build_timeline([s for s in signals if s.source != "interaction"], duration, o).fused
+        lag = estimate_lag(np.asarray(chat)[:n, 0], media, model.lag)
+        p_chat = np.zeros(n)
+        pc = model.probability(chat, lag.seconds)
+        p_chat[: min(n, len(pc))] = pc[:n]
+    tl = build_timeline(signals, duration, o, interaction_lag=lag.seconds)
+    tl.lag = lag
+    media_fused = tl.fused.copy()
+    if p_chat is not None:
+        tl.sources["chat"] = p_chat
+        tl.fused = 1.0 - (1.0 - tl.fused) * (1.0 - p_chat)
+    # a strong moment reaches the absolute threshold; the rest only fill up the top few
+    ro = RankOptions(extent=0.5, level=o.low, top=top, min_confidence=100.0 * o.high, min_len=0.0)
+    kept = select(peaks(tl.fused, ro), duration, _uncalibrated, ro)
+    if p_chat is not None:  # chat says when, blurred by its delay; what is seen and heard says exactly when
+        kept = [_with_chat(_tighten(c, media_fused, o.low), media_fused, p_chat, model) for c in kept]
+
     words = sorted((w for s in sentences for w in s.words), key=lambda w: w.start)
-    spans: list[tuple[float, float, int, int]] = []
-    for a, b in find_regions(tl.fused, o.high, o.low, o.merge_gap):
+    spans: list[list] = []
+    for c in kept:  # best first
+        a, b = int(c.start), max(int(c.start), int(math.ceil(c.end)) - 1)
         start, end = _bounds(a, b, tl.fused, duration, o)
         end = snap_end(end, sentences, cuts, words, o, duration, limit=float(b + 1))
         # the start may not move so late that the clip falls short of clip_min
         start = snap_start(start, sentences, cuts, words, o, limit=float(a), latest=end - o.clip_min + 0.5)
         if end - start > o.clip_max + o.snap_window:
             end = _free_point(start + o.clip_max, words, o.word_pad, backwards=True)
-        if end > start:
-            spans.append((start, end, a, b))
-    spans.sort()
-    merged: list[list] = []
-    for start, end, a, b in spans:
-        if merged and start < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-            merged[-1][3] = max(merged[-1][3], b)
-        else:
-            merged.append([start, end, a, b])
-    moments = [_moment(show_id, s, e, tl, signals, words, o) for s, e, _a, _b in merged]
+        if end <= start:
+            continue
+        clash = next((sp for sp in spans if start < sp[1] and sp[0] < end), None)
+        if clash is not None:  # overlaps a better moment: the two become one, ranked as the better
+            clash[0], clash[1] = min(clash[0], start), max(clash[1], end)
+            continue
+        spans.append([start, end, c])
+    moments = [_moment(show_id, s, e, tl, signals, words, o, rank=k + 1, cand=c, lag=lag.seconds)
+               for k, (s, e, c) in enumerate(spans)]
     return moments, tl
+
+
+def _tighten(c: Candidate, media: np.ndarray, low: float) -> Candidate:
+    """A candidate's region narrowed to the media evidence inside it, when there is some: the
+    stretch around its strongest second that stays above half of it (and ``low``)."""
+    a, b = int(c.start), min(len(media), max(int(c.start) + 1, int(math.ceil(c.end))))
+    seg = media[a:b]
+    if seg.size == 0 or seg.max() < low:
+        return c
+    i = a + int(np.argmax(seg))
+    cut = max(low, 0.5 * media[i])
+    lo, hi = i, i
+    while lo > a and media[lo - 1] >= cut:
+        lo -= 1
+    while hi + 1 < b and media[hi + 1] >= cut:
+        hi += 1
+    return Candidate(float(lo), float(hi + 1), i + 0.5, c.raw, c.confidence, c.strong)
+
+
+def _with_chat(c: Candidate, media: np.ndarray, p_chat: np.ndarray, model: HighlightModel) -> Candidate:
+    """Confidence where chat and media both speak: the chat's calibrated confidence and the media
+    evidence combined as independent chances, ``1 - (1 - chat)(1 - media)``."""
+    a, b = int(c.start), max(int(c.start) + 1, int(math.ceil(c.end)))
+    chat = float(model.confidence(float(p_chat[a:b].max()))) / 100.0
+    media_peak = float(media[a:b].max())
+    conf = 100.0 * (1.0 - (1.0 - chat) * (1.0 - media_peak))
+    return Candidate(c.start, c.end, c.peak, c.raw, round(conf, 1), c.strong)
+
+
+def _uncalibrated(raw: float) -> float:
+    """Without chat there are no labelled shows to calibrate on: the fused score itself, in 0-100."""
+    return round(100.0 * min(max(raw, 0.0), 1.0), 1)
 
 
 def _bounds(a: int, b: int, fused: np.ndarray, duration: float, o: FusionOptions) -> tuple[float, float]:
@@ -306,7 +373,8 @@ def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], w
     return min(duration, _free_point(best, words, o.word_pad if not cands else 0.0, backwards=False))
 
 
-def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Sequence[Signal], words: Sequence[Word], o: FusionOptions) -> Moment:
+def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Sequence[Signal], words: Sequence[Word], o: FusionOptions,
+            rank: int = 0, cand: Candidate | None = None, lag: float | None = None) -> Moment:
     lo, hi = max(0, int(math.floor(start))), min(len(tl.fused), int(math.ceil(end)))
     seg = tl.fused[lo:hi] if hi > lo else tl.fused[lo : lo + 1]
     score = float(seg.max()) if seg.size else 0.0
@@ -316,16 +384,22 @@ def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Seque
         part = arr[lo:hi]
         if part.size == 0 or part.max() < 0.1:
             continue
-        lag = o.interaction_lag if name == "interaction" else 0.0
+        if name == "chat":
+            reasons.append(Reason("chat", round(float(part.max()), 3), f"the audience's chat {tl.lag.seconds:.0f} s later"
+                                  if tl.lag else "the audience's chat"))
+            continue
+        shift = (o.interaction_lag if lag is None else lag) if name == "interaction" else 0.0
         best = max(
-            (s for s in signals if s.source == name and start - o.spread_s <= s.t - lag <= end + o.spread_s),
+            (s for s in signals if s.source == name and start - o.spread_s <= s.t - shift <= end + o.spread_s),
             key=lambda s: s.score,
             default=None,
         )
         reasons.append(Reason(name, round(float(part.max()), 3), best.reason if best else ""))
-    reasons.sort(key=lambda r: -o.weights.get(r.source, 0.0) * r.score)
+    reasons.sort(key=lambda r: -o.weights.get(r.source, 1.0 if r.source == "chat" else 0.0) * r.score)
     text = join_words([w for w in words if w.start >= start - 0.01 and w.end <= end + 0.01])
-    return Moment(show_id, round(start, 3), round(end, 3), round(score, 4), round(peak, 2), tuple(reasons), text)
+    conf, strong = (cand.confidence, cand.strong) if cand is not None else (_uncalibrated(score), score >= o.high)
+    return Moment(show_id, round(start, 3), round(end, 3), round(score, 4), round(peak, 2), tuple(reasons), text,
+                  rank, round(conf, 1), strong)
 
 
 def join_words(words: Sequence[Word]) -> str:

@@ -28,7 +28,9 @@ from ace.clipper import plan_clip, render_clip
 from ace.config import Settings, get_settings
 from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
-from ace.fusion import FusionOptions, Timeline, find_moments
+from ace.fusion import MIN_CHAT, FusionOptions, Timeline, find_moments
+from ace.signals.chat import chat_series
+from models.scorer import load_model
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
 from ace.types import Clip, ClipPlan, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
 
@@ -68,7 +70,8 @@ def fusion_options(settings: Settings) -> FusionOptions:
 
 
 def settings_hash(settings: Settings, events_digest: str = "") -> str:
-    keys = ("model", "beam_size", "language", "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords")
+    keys = ("model", "beam_size", "language", "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords",
+            "top", "scorer")
     blob = json.dumps({k: getattr(settings, k) for k in keys} | {"events": events_digest}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -138,6 +141,7 @@ class ShowPipeline:
             raise NoStreamError(f"{path}: no audio track (ACE needs the show's sound for speech and loudness)")
         show_id = show_id or show_id_for(path)
         timings["probe"] = time.perf_counter() - t0
+        scorer = load_model(s.scorer)  # a bad --scorer fails before any decoding
 
         warnings: list[str] = []
         events: list[Event] = []
@@ -194,9 +198,12 @@ class ShowPipeline:
         speech = SpeechDetector(keywords=s.keywords)
         signals.extend(speech.process_sentences(sentences))
 
-        # interaction ----------------------------------------------------------------------------
+        # interaction: chat goes to the highlight model when there is enough of it, the rest
+        # (likes, gifts, carts, orders, ...) to the interaction detector ------------------------
+        chats = [e for e in events if e.kind == "chat"]
+        chat = chat_series(chats, info.duration) if len(chats) >= MIN_CHAT else None
         inter = InteractionDetector()
-        signals.extend(inter.process_events(events, now=info.duration))
+        signals.extend(inter.process_events([e for e in events if e.kind != "chat"] if chat is not None else events, now=info.duration))
         signals.extend(inter.flush(info.duration))
 
         thread.join()
@@ -209,7 +216,8 @@ class ShowPipeline:
             progress("video", info.duration, info.duration)
 
         t = time.perf_counter()
-        moments, timeline = find_moments(show_id, signals, info.duration, sentences, visual.cuts, fusion_options(s))
+        moments, timeline = find_moments(show_id, signals, info.duration, sentences, visual.cuts, fusion_options(s),
+                                         chat=chat, model=scorer, top=s.top)
         timings["fuse"] = time.perf_counter() - t
         return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings)
 
@@ -326,6 +334,8 @@ class ShowPipeline:
             "duration": analysis.info.duration,
             "settings_hash": shash,
             "model": self.settings.model,
+            "scorer": self.settings.scorer,
+            "lag": analysis.timeline.lag.to_dict() if analysis.timeline.lag else None,
             "moments": moments,
             "warnings": analysis.warnings,
         }

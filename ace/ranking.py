@@ -2,7 +2,8 @@
 
 :func:`peaks` walks the (lightly smoothed) probability from its highest point down: each peak
 becomes a region that extends while the probability stays above ``extent`` × the peak's and above
-``level`` (a per-second probability, when the peak reaches it), at most
+``level`` (a per-second probability) and the level that ``share`` of the show's seconds reach
+(a show's own scale; both only when the peak reaches them), at most
 ``max_len`` seconds, and nothing within ``min_gap`` seconds of a region taken can peak again. Every
 candidate keeps its peak probability (``raw``), which ranks it.
 
@@ -26,6 +27,7 @@ class RankOptions:
     smooth_s: int = 5  #: moving-average width before peaks are picked
     extent: float = 0.6  #: a region extends while the probability is above this share of its peak ...
     level: float = 0.0  #: ... and above this probability (when its peak is)
+    share: float = 0.0  #: ... and above the probability that this share of the show's seconds reach (0: off)
     min_len: float = 6.0  #: shortest region, seconds (grown evenly around the peak)
     max_len: float = 45.0  #: longest region, seconds
     min_gap: float = 10.0  #: no two peaks closer than this to each other's region
@@ -60,13 +62,16 @@ def peaks(p: np.ndarray, o: RankOptions = RankOptions(), limit: int | None = Non
     free = np.ones(n, dtype=bool)
     out: list[Candidate] = []
     limit = limit if limit is not None else max(1, n // 20)
+    level = o.level
+    if o.share > 0 and n:
+        level = max(level, float(np.quantile(ps, 1.0 - o.share)))
     while len(out) < limit:
         masked = np.where(free, ps, -1.0)
         i = int(np.argmax(masked))
         top = masked[i]
         if top < o.floor:
             break
-        cut = max(o.floor, o.extent * top, min(o.level, 0.999 * top))
+        cut = max(o.floor, o.extent * top, min(level, 0.999 * top))
         a = i
         while a > 0 and free[a - 1] and ps[a - 1] >= cut and (i - a + 1) < o.max_len:
             a -= 1

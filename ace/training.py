@@ -77,7 +77,7 @@ def fit_model(shows: Sequence[LabelledShow], trained_on: str = "",
     if len(shows) >= MIN_SHOWS_FOR_CV:
         held = held_out(shows, progress)
         choice = tune(held)
-        model.extent, model.level = choice.extent, choice.level
+        model.extent, model.level, model.share = choice.extent, choice.level, choice.share
         model.min_confidence, model.calibration = choice.min_confidence, choice.calibration
         model.metrics["tuned_on_held_out"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in choice.figures.items()}
     else:
@@ -108,6 +108,7 @@ def held_out(shows: Sequence[LabelledShow], progress: Callable[[str], None] | No
 class Choice:
     extent: float
     level: float
+    share: float
     min_confidence: float
     calibration: list[tuple[float, float]]
     figures: dict
@@ -115,7 +116,8 @@ class Choice:
 
 #: What tuning may choose from (few values on purpose: the held-out shows are few):
 #: (extent, level) pairs for the regions, then confidence thresholds.
-EXTENTS = ((0.35, 0.0), (0.5, 0.0), (0.3, 0.15), (0.3, 0.2), (0.3, 0.25), (0.3, 0.3))
+EXTENTS = ((0.35, 0.0, 0.0), (0.5, 0.0, 0.0), (0.3, 0.15, 0.0), (0.3, 0.2, 0.0), (0.3, 0.25, 0.0), (0.3, 0.3, 0.0),
+           (0.3, 0.0, 0.15), (0.3, 0.0, 0.2), (0.3, 0.0, 0.25))
 CONFIDENCES = tuple(range(20, 75, 5))
 #: Tuning keeps the share of the timeline flagged at or below this.
 MAX_FLAGGED = 0.18
@@ -128,15 +130,15 @@ def tune(held: Sequence[HeldOut], extents: Sequence[float] = EXTENTS, confidence
     calibration measured with that extent."""
     best: Choice | None = None
     best_key = None
-    for extent, level in extents:
-        ro = RankOptions(extent=extent, level=level)
+    for extent, level, share in extents:
+        ro = RankOptions(extent=extent, level=level, share=share)
         cands = [peaks(h.p, ro) for h in held]
         raw = [c.raw for cs in cands for c in cs]
         hits = [any(overlaps((c.start, c.end), x) for x in h.show.highlights) for h, cs in zip(held, cands) for c in cs]
         calibration = isotonic_knots(raw, hits)
         probe = HighlightModel(calibration=calibration)
         for conf in confidences:
-            ro_c = RankOptions(extent=extent, level=level, min_confidence=conf)
+            ro_c = RankOptions(extent=extent, level=level, share=share, min_confidence=conf)
             rows = []
             for h, cs in zip(held, cands, strict=True):
                 kept = select(cs, h.show.duration, probe.confidence, ro_c)
@@ -145,7 +147,7 @@ def tune(held: Sequence[HeldOut], extents: Sequence[float] = EXTENTS, confidence
             ok = figures["flagged_share"] <= max_flagged
             key = (ok, figures["second_f1"] + figures["moment_f1"])
             if best_key is None or key > best_key:
-                best_key, best = key, Choice(extent, level, float(conf), calibration, figures)
+                best_key, best = key, Choice(extent, level, share, float(conf), calibration, figures)
     assert best is not None
     return best
 
@@ -158,5 +160,5 @@ def triage_candidates(model: HighlightModel, show: LabelledShow, top: int | None
 
 def rank_options(model: HighlightModel, top: int | None = None, min_confidence: float | None = None) -> RankOptions:
     """Ranking settings from what the model learned, with the user's overrides."""
-    return RankOptions(extent=model.extent, level=model.level, top=top,
+    return RankOptions(extent=model.extent, level=model.level, share=model.share, top=top,
                        min_confidence=model.min_confidence if min_confidence is None else min_confidence)

@@ -152,14 +152,17 @@ def write_moments(res: TriageResult, out_root: Path, model: HighlightModel, mode
 def triage_files(paths: Sequence[str | os.PathLike], out_root: Path | None, model: HighlightModel, top: int | None = None,
                  min_confidence: float | None = None, model_name: str = "default",
                  progress: Callable[[int, int, TriageResult], None] | None = None) -> list[TriageResult]:
-    """Triage every file; two files with the same stem get ``<stem>``, ``<stem>-2``, ..."""
-    used: Counter[str] = Counter()
+    """Triage every file; files with the same stem get ``<stem>``, ``<stem>-2``, ... (never a stem
+    another file of the run has)."""
+    used: set[str] = set()
     out = []
     for k, path in enumerate(paths):
-        stem = safe_stem(path)
-        used[stem] += 1
-        if used[stem] > 1:
-            stem = f"{stem}-{used[stem]}"
+        base = stem = safe_stem(path)
+        n = 1
+        while stem in used:
+            n += 1
+            stem = f"{base}-{n}"
+        used.add(stem)
         res = triage_file(path, out_root, model, top, min_confidence, stem, model_name)
         out.append(res)
         if progress is not None:

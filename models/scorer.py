@@ -10,10 +10,13 @@ picture). For each window it takes:
 
 * ``rel``: the message count against the room's own rate (``log1p(count / expected)``, the
   expected count from the ``baseline_s`` seconds around ``t``, or before it when live);
-* ``log``: ``log1p(count)``;
 * each text column of :func:`ace.signals.chat.chat_series` (hype, laughter, shock, emphasis,
-  questions, short messages, copy-paste waves, emotes) as its share of the window's messages,
-  damped while the window holds fewer than 5 messages.
+  questions, short messages, copy-paste waves, emotes): its share of the window's messages minus
+  its usual share in the room (over the same baseline), damped while the window holds fewer than 5
+  messages.
+
+Everything is relative to the room itself, so a busy room or one whose chat never uses emotes is
+not a highlight all the time: steady chat, whatever its rate and style, scores about the base rate.
 
 A logistic regression over these (standardised) features gives the per-second probability;
 :meth:`HighlightModel.fit` learns it with L-BFGS on binary cross-entropy (torch; deterministic),
@@ -42,7 +45,7 @@ from ace.errors import ModelError
 logger = logging.getLogger("ace.models")
 
 _FORMAT = "ace-highlight-model"
-_VERSION = 2
+_VERSION = 3
 #: The model ACE ships.
 DEFAULT_PATH = Path(__file__).with_name("highlight_default.json")
 #: Text columns of the chat series the model reads (see :data:`ace.signals.chat.COLUMNS`).
@@ -70,6 +73,8 @@ class HighlightModel:
     extent: float = 0.45
     #: ... and above this per-second probability (when its peak does)
     level: float = 0.0
+    #: ... and above the probability this share of the show's seconds reach (0: off)
+    share: float = 0.0
     #: the confidence a moment needs to be kept on its own (weaker ones only fill up the top few)
     min_confidence: float = 45.0
     #: isotonic calibration knots: raw peak probability -> share of moments that were right
@@ -83,7 +88,7 @@ class HighlightModel:
 
     @property
     def feature_names(self) -> list[str]:
-        return [f"{name}@{o:+d}" for o in self.offsets for name in ("rel", "log", *TEXT_COLUMNS)]
+        return [f"{name}@{o:+d}" for o in self.offsets for name in ("rel", *TEXT_COLUMNS)]
 
     def features(self, series: np.ndarray, lag: float | None = None, causal: bool = False) -> np.ndarray:
         """``(T, F)`` features from a ``(T, 9)`` chat series (:func:`ace.signals.chat.chat_series`).
@@ -100,13 +105,13 @@ class HighlightModel:
         b = self.baseline_s
         lo = np.clip(idx - (2 * b if causal else b), 0, n)
         hi = np.clip(idx if causal else idx + b, 0, n)
-        span = np.maximum(hi - lo, 1)
-        rate = (csum[hi, 0] - csum[lo, 0]) / span
-        if causal:  # the first minutes have no past: use what there is so far, at least a minute's worth
-            early = hi - lo < 60
-            rate = np.where(early, (csum[np.clip(idx + 60, 0, n), 0]) / np.minimum(n, idx + 60).clip(1), rate)
+        if causal:  # the first minutes have no past: take the first minute as it comes
+            hi = np.maximum(hi, np.minimum(n, 60))
+        base = csum[hi] - csum[lo]
+        rate = base[:, 0] / np.maximum(hi - lo, 1)
         expected = np.maximum(rate, _MIN_RATE) * self.window
         text_idx = [COLUMNS.index(c) for c in TEXT_COLUMNS]
+        usual = base[:, text_idx] / np.maximum(base[:, 0], 1.0)[:, None]
         cols = []
         for o in self.offsets:
             a = np.clip(idx + int(round(lag + o)), 0, n)
@@ -114,15 +119,15 @@ class HighlightModel:
             w = csum[z] - csum[a]
             count = w[:, 0]
             damp = np.minimum(count, _FULL_WINDOW) / _FULL_WINDOW
-            shares = w[:, text_idx] / np.maximum(count, 1.0)[:, None] * damp[:, None]
-            cols.append(np.column_stack([np.log1p(count / expected), np.log1p(count), shares]))
+            shares = (w[:, text_idx] / np.maximum(count, 1.0)[:, None] - usual) * damp[:, None]
+            cols.append(np.column_stack([np.log1p(count / expected), shares]))
         return np.hstack(cols)
 
     # ----------------------------------------------------------------- scoring
 
     @property
     def fitted(self) -> bool:
-        return len(self.weights) == len(self.offsets) * (2 + len(TEXT_COLUMNS))
+        return len(self.weights) == len(self.offsets) * (1 + len(TEXT_COLUMNS))
 
     def probability(self, series: np.ndarray, lag: float | None = None, causal: bool = False) -> np.ndarray:
         """Per-second probability, shape ``(T,)``, of being inside a highlight."""
@@ -197,7 +202,8 @@ class HighlightModel:
 
     def calibrate(self, raw: Sequence[float], hits: Sequence[bool]) -> None:
         """Set the confidence map from moments' peak probabilities and whether each was right,
-        by isotonic regression (pool-adjacent-violators), from 0 -> 0 to 1 -> 1."""
+        by isotonic regression (pool-adjacent-violators), from 0 -> 0 to 1 -> the rate of the
+        strongest moments."""
         self.calibration = isotonic_knots(raw, hits)
 
     # ----------------------------------------------------------------- persistence
@@ -208,7 +214,7 @@ class HighlightModel:
             "offsets": list(self.offsets), "window": self.window, "lag": self.lag, "baseline_s": self.baseline_s,
             "l2": self.l2, "features": self.feature_names, "mean": self.mean, "scale": self.scale,
             "weights": self.weights, "bias": self.bias,
-            "extent": self.extent, "level": self.level, "min_confidence": self.min_confidence,
+            "extent": self.extent, "level": self.level, "share": self.share, "min_confidence": self.min_confidence,
             "calibration": [list(k) for k in self.calibration], "metrics": self.metrics,
         }
 
@@ -240,7 +246,8 @@ class HighlightModel:
                     baseline_s=int(doc["baseline_s"]), l2=float(doc.get("l2", 1e-3)),
                     mean=[float(v) for v in doc["mean"]], scale=[float(v) for v in doc["scale"]],
                     weights=[float(v) for v in doc["weights"]], bias=float(doc["bias"]),
-                    extent=float(doc.get("extent", 0.45)), level=float(doc.get("level", 0.0)), min_confidence=float(doc.get("min_confidence", 45.0)),
+                    extent=float(doc.get("extent", 0.45)), level=float(doc.get("level", 0.0)),
+                    share=float(doc.get("share", 0.0)), min_confidence=float(doc.get("min_confidence", 45.0)),
                     calibration=[(float(a), float(b)) for a, b in doc.get("calibration", [])],
                     trained_on=str(doc.get("trained_on", "")), metrics=dict(doc.get("metrics") or {}))
         except (KeyError, TypeError, ValueError) as e:
@@ -305,16 +312,18 @@ def isotonic_knots(raw: Sequence[float], hits: Sequence[bool], max_knots: int = 
             blocks[-1][0] += s
             blocks[-1][1] += c
             blocks[-1][2] += xs
-    knots = [(b[2] / b[1], b[0] / b[1]) for b in blocks]
+    # each block's rate with one hit and one miss added (Laplace): a handful of moments that were
+    # all right is not a certainty
+    knots = [(round(b[2] / b[1], 5), round((b[0] + 1.0) / (b[1] + 2.0), 4)) for b in blocks]
     if len(knots) > max_knots:  # keep the shape, fewer points
         pick = np.linspace(0, len(knots) - 1, max_knots).round().astype(int)
         knots = [knots[i] for i in sorted(set(pick.tolist()))]
-    out = [(0.0, 0.0)] + [(round(x, 5), round(y, 4)) for x, y in knots] + [(1.0, max(knots[-1][1], knots[-1][1]))]
-    # strictly increasing x for interp
-    clean: list[tuple[float, float]] = []
-    for x, y in out:
-        if clean and x <= clean[-1][0]:
-            clean[-1] = (clean[-1][0], max(clean[-1][1], y))
-            continue
-        clean.append((x, y))
+    # from (0, 0) to (1, the top block's rate); x strictly increasing for np.interp, y never decreasing
+    clean: list[tuple[float, float]] = [(0.0, 0.0)]
+    for x, y in knots + [(1.0, knots[-1][1])]:
+        y = max(y, clean[-1][1])
+        if x <= clean[-1][0]:
+            clean[-1] = (clean[-1][0], y)
+        else:
+            clean.append((x, y))
     return clean

@@ -263,7 +263,7 @@ def fuse_window(stream_id: str, signals: Iterable[Signal], sentences: Sequence[S
         return []
     sents = [_shift_sentence(s, -t0) for s in sentences if s.end >= t0 and s.start <= t1]
     local_cuts = [c - t0 for c in cuts if t0 <= c <= t1]
-    moments, _tl = find_moments(stream_id, local, t1 - t0, sents, local_cuts, options)
+    moments, _tl = find_moments(stream_id, local, t1 - t0, sents, local_cuts, options, top=0)
     return [dataclasses.replace(m, start=round(m.start + t0, 3), end=round(m.end + t0, 3), peak=round(m.peak + t0, 2))
             for m in moments]
 

@@ -15,7 +15,7 @@ one column per kind of message (:data:`COLUMNS`):
               Chinese question word) — people asking, not reacting
 ``short``     a message of one or two words (reactions are short)
 ``copy``      part of a copy-paste wave: the same text (letters and digits only, case
-              folded) sent by another user within :data:`COPY_WINDOW_S` seconds
+              folded) sent by :data:`COPY_USERS` accounts or more within :data:`COPY_WINDOW_S` s
 ``emote``     a message holding an emote-like word (a known emote, or a CamelCase word of
               the Twitch kind such as ``MingLee``) or only emoji
 
@@ -37,8 +37,10 @@ import numpy as np
 from ace.types import Event
 
 COLUMNS: tuple[str, ...] = ("msgs", "hype", "laugh", "shock", "emphatic", "question", "short", "copy", "emote")
-#: Seconds within which the same text from another user makes a copy-paste wave.
+#: Seconds within which the same text from other users makes a copy-paste wave ...
 COPY_WINDOW_S = 15.0
+#: ... sent by at least this many accounts (two accounts trading lines are spam, not a wave).
+COPY_USERS = 3
 #: A user's messages closer than this to their last counted one are not counted again, so one
 #: account flooding the room is not a crowd (crowds on real streams are many accounts).
 USER_COOLDOWN_S = 5.0
@@ -46,11 +48,11 @@ USER_COOLDOWN_S = 5.0
 HYPE_WORDS = frozenset("""
 pogchamp pog poggers pogu pogchomp pagchomp pogger poggies kreygasm omg omfg wow woah whoa wtf holy hype hyped
 insane clutch gg ggwp ez clap epic sick nuts godlike monster incredible amazing unreal letsgo lets
-goat pogpog 666 6666 66666 yes yess yesss noway
+goat pogpog 666 6666 66666 yes yess yesss noway yyds nb nbnb
 """.split())
 LAUGH_WORDS = frozenset("""
 lul lulw lol lool loool lmao lmfao kekw kek omegalul 4head hahaa haha hahaha hahahaha xd xdd rofl
-elegiggle lel jebaited kappa keklmao icant
+elegiggle lel jebaited kappa keklmao icant xswl hhh hhhh hhhhh
 """.split())
 SHOCK_WORDS = frozenset("""
 monkas wutface d: notlikethis dansgame failfish biblethump feelsbadman residentsleeper pepehands sadge
@@ -133,13 +135,15 @@ def chat_series(events: Iterable[Event], duration: float) -> np.ndarray:
     for posts in by_text.values():
         if len(posts) < 2:
             continue
+        if len(posts) < COPY_USERS:
+            continue
         posts.sort()
         for j, (t, user, i) in enumerate(posts):
-            # another user's identical message within the window, before or after
-            for k in (range(j - 1, -1, -1), range(j + 1, len(posts))):
-                if any(abs(posts[m][0] - t) <= COPY_WINDOW_S and posts[m][1] != user for m in _until(k, posts, t)):
-                    x[i, 7] += 1
-                    break
+            # the same text from enough other users within the window, before or after
+            others = {posts[m][1] or f"anon{m}" for k in (range(j - 1, -1, -1), range(j + 1, len(posts)))
+                      for m in _until(k, posts, t)} - {user}
+            if len(others) >= COPY_USERS - 1:
+                x[i, 7] += 1
     return x
 
 
