@@ -214,11 +214,14 @@ def test_chat_series_one_user_flooding_counts_once_per_cooldown():
     assert chat_series(crowd, 20)[:, COL["msgs"]].sum() == 20
 
 
-def test_chat_series_copy_paste_needs_two_users_within_the_window():
+def test_chat_series_copy_paste_needs_three_users_within_the_window():
     w = COPY_WINDOW_S
-    # two users, same text (after folding), within the window: both count as copies
-    x = chat_series([chat(10, "a", "PogChamp"), chat(10 + w - 1, "b", "pogchamp!!")], 40)
-    assert x[10, COL["copy"]] == 1 and x[int(10 + w - 1), COL["copy"]] == 1
+    # three users, same text (after folding), within the window: all count as copies
+    x = chat_series([chat(10, "a", "PogChamp"), chat(12, "c", "POGCHAMP"), chat(10 + w - 1, "b", "pogchamp!!")], 40)
+    assert x[10, COL["copy"]] == 1 and x[12, COL["copy"]] == 1 and x[int(10 + w - 1), COL["copy"]] == 1
+    # two accounts trading the same line are spam, not a wave
+    x = chat_series([chat(10 + 6 * k, "ab"[k % 2], "buy now") for k in range(6)], 60)
+    assert x[:, COL["copy"]].sum() == 0 and x[:, COL["msgs"]].sum() == 6
     # the same user twice (past the cooldown): no wave
     x = chat_series([chat(10, "a", "PogChamp"), chat(10 + USER_COOLDOWN_S + 1, "a", "PogChamp")], 40)
     assert x[:, COL["copy"]].sum() == 0 and x[:, COL["msgs"]].sum() == 2
@@ -228,9 +231,9 @@ def test_chat_series_copy_paste_needs_two_users_within_the_window():
     # different text: no wave
     x = chat_series([chat(5, "a", "PogChamp"), chat(6, "b", "LUL")], 40)
     assert x[:, COL["copy"]].sum() == 0
-    # a third user far from the first but near the second joins the wave
+    # a wave is counted where three accounts are within the window of a message
     x = chat_series([chat(0, "a", "go go go"), chat(12, "b", "GO GO GO"), chat(24, "c", "go go go")], 40)
-    assert x[[0, 12, 24], COL["copy"]].tolist() == [1, 1, 1]
+    assert x[[0, 12, 24], COL["copy"]].tolist() == [0, 1, 0]
 
 
 # --------------------------------------------------------------------------- labels
@@ -402,8 +405,9 @@ def test_confidence_is_monotone_and_bounded():
 
 
 def test_isotonic_knots_hand_example():
-    # blocks: [1] then 0 violates -> pooled (0.1, 0.2) = 0.5 at x 0.15; then 1, 1 pool -> 1.0 at x 0.35
-    assert isotonic_knots([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 1]) == [(0.0, 0.0), (0.15, 0.5), (0.35, 1.0), (1.0, 1.0)]
+    # blocks: [1] then 0 violates -> pooled (0.1, 0.2) = 1 of 2 at x 0.15; then 1, 1 pool -> 2 of 2 at x 0.35;
+    # each block's rate gets one hit and one miss added: (1+1)/(2+2) = 0.5 and (2+1)/(2+2) = 0.75
+    assert isotonic_knots([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 1]) == [(0.0, 0.0), (0.15, 0.5), (0.35, 0.75), (1.0, 0.75)]
     assert isotonic_knots([], []) == []
 
 
