@@ -31,6 +31,8 @@ from models.scorer import HighlightModel
 
 #: Fewer chat messages than this and the highlight model is not asked (too little to say anything).
 MIN_CHAT = 20
+#: Where no detector found anything, talk is the only evidence: this much at the busiest second.
+TALK_SCORE = 0.05
 
 DEFAULT_WEIGHTS = {
     "keyword": 0.6,
@@ -166,6 +168,15 @@ def find_moments(
         kept = [_with_chat(_tighten(c, media_fused, o.low), media_fused, p_chat, model) for c in kept]
 
     words = sorted((w for s in sentences for w in s.words), key=lambda w: w.start)
+    if not kept and words and (top is None or top > 0):
+        # no detector said anything: the show's best few are where people talk most
+        talk = np.zeros(n)
+        for w in words:
+            talk[min(n - 1, max(0, int(w.start)))] += 1.0
+        talk = TALK_SCORE * talk / talk.max()
+        tl.sources["talk"] = talk
+        kept = select(peaks(talk, RankOptions(extent=0.5, floor=0.0, top=top, min_len=0.0)), duration, _uncalibrated,
+                      RankOptions(top=top, min_confidence=100.0))
     spans: list[list] = []
     for c in kept:  # best first
         a, b = int(c.start), max(int(c.start), int(math.ceil(c.end)) - 1)
@@ -395,6 +406,9 @@ def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Seque
             default=None,
         )
         reasons.append(Reason(name, round(float(part.max()), 3), best.reason if best else ""))
+    if not reasons and "talk" in tl.sources:
+        reasons.append(Reason("talk", round(float(tl.sources["talk"][lo:hi].max(initial=0.0)), 3),
+                              "people talking; nothing else stood out in the show"))
     reasons.sort(key=lambda r: -o.weights.get(r.source, 1.0 if r.source == "chat" else 0.0) * r.score)
     text = join_words([w for w in words if w.start >= start - 0.01 and w.end <= end + 0.01])
     conf, strong = (cand.confidence, cand.strong) if cand is not None else (_uncalibrated(score), score >= o.high)

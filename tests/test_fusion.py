@@ -132,3 +132,61 @@ def test_edges_prefer_sentence_edges_with_a_real_pause():
     # the end inside C's running words goes to a real pause, never between touching words
     end = snap_end(44.0, sentences, [], words, o, duration=200.0, limit=43.0)
     assert end == pytest.approx(45.1)  # B's end (44.8) + half of the 0.6 s pause before C
+
+
+def test_a_show_with_no_evidence_but_talk_returns_its_busiest_talk():
+    words = [Word(30 + i * 0.4, 30 + i * 0.4 + 0.3, f"w{i}") for i in range(20)] + [Word(80.0, 80.3, "hm")]
+    sentences = [Sentence(words[0].start, words[19].end, " ".join(w.text for w in words[:20]), tuple(words[:20])),
+                 Sentence(80.0, 80.3, "hm", (words[20],))]
+    moments, tl = find_moments("s", [], 120.0, sentences)
+    assert len(moments) == 1  # a 2-minute show: one moment
+    m = moments[0]
+    assert m.rank == 1 and not m.strong and m.confidence < 10
+    assert m.start <= 31 and m.end >= 37  # where the talk is
+    assert [r.source for r in m.reasons] == ["talk"]
+    assert find_moments("s", [], 120.0, sentences, top=0)[0] == []  # live: nothing strong, nothing at all
+
+
+def _chat_follows(evidence_at, delay, n=900, seed=3):
+    """A chat series (T, 9) with a reaction burst ``delay`` s after each evidence time."""
+    from ace.signals.chat import COLUMNS, chat_series
+    from ace.types import Event
+
+    rng = np.random.default_rng(seed)
+    events = [Event(float(t), "chat", f"u{rng.integers(10_000)}", 1.0, "hello there")
+              for t in np.sort(rng.uniform(0, n, int(n * 0.5)))]
+    for t0 in evidence_at:
+        for k in range(40):
+            events.append(Event(float(t0 + delay + rng.uniform(0, 10)), "chat", f"fan{t0}-{k}", 1.0, "LUL PogChamp"))
+    return chat_series(events, n)
+
+
+def test_chat_joins_fusion_with_the_delay_measured_on_the_show():
+    from models.scorer import default_model
+
+    at = [100, 250, 400, 550, 700]
+    media = [s for t0 in at for s in sig("visual", t0, t0 + 4, 0.6)]
+    chat = _chat_follows(at, delay=9)
+    moments, tl = find_moments("s", media, 900.0, chat=chat, model=default_model(), top=0)
+    assert tl.lag.method == "xcorr" and 6 <= tl.lag.seconds <= 12
+    assert "chat" in tl.sources
+    found = sorted(m.peak for m in moments if m.strong)
+    # every burst makes a strong moment where the picture changed, not where the chat peaked
+    assert len(found) == len(at)
+    for t0, peak in zip(at, found):
+        assert t0 - 3 <= peak <= t0 + 6
+    # visual evidence alone (0.4 × 0.6) is not strong: the chat made them so
+    alone, _ = find_moments("s", media, 900.0, top=0)
+    assert alone == []
+
+
+def test_too_little_chat_leaves_fusion_as_it_was():
+    from models.scorer import default_model
+
+    media = sig("keyword", 50, 53)
+    sparse = _chat_follows([], 0, n=120)[:120] * 0
+    sparse[10, 0] = 3  # three messages are not enough to say anything
+    with_chat, tl = find_moments("s", media, 120.0, chat=sparse, model=default_model())
+    without, _ = find_moments("s", media, 120.0)
+    assert tl.lag.method == "fixed" and "chat" not in tl.sources
+    assert [(m.start, m.end) for m in with_chat] == [(m.start, m.end) for m in without]
