@@ -71,10 +71,17 @@ def cmd_process(args: argparse.Namespace) -> int:
     events = list(args.events or [])
     if len(events) > len(args.shows):
         raise SystemExit("ace: more --events files than shows (give one --events per show, in the same order)")
+    cutlists = list(args.moments or [])
+    if len(cutlists) > len(args.shows):
+        raise SystemExit("ace: more --moments files than shows (give one --moments per show, in the same order)")
+    for m in cutlists:
+        if not Path(m).is_file():
+            raise SystemExit(f"ace: no moments file at {m}")
     jobs = []
     for i, show in enumerate(args.shows):
         ev = events[i] if i < len(events) else _sidecar_events(show)
-        jobs.append(Job(str(show), str(ev) if ev else None))
+        cut = cutlists[i] if i < len(cutlists) else None
+        jobs.append(Job(str(show), str(ev) if ev else None, moments=str(cut) if cut else None))
     results = run_jobs(jobs, Path(args.out), settings, args)
     report(results, args.json)
     return 0 if all(r.ok for r in results) else 1
@@ -331,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("process", help="analyse recorded shows and cut their highlight clips")
     p.add_argument("shows", nargs="+", help="video files")
     p.add_argument("--events", action="append", help="interaction events for the show in the same position (JSONL, Twitch chat JSON or Bilibili XML); repeat per show")
+    p.add_argument("--moments", action="append", help="cut these moments (a moments.json, e.g. from `ace triage`) instead "
+                   "of finding them: only their own seconds are decoded; repeat per show")
     p.add_argument("--out", default="out", help="output folder (default ./out); each show gets OUT/<show>/")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     _add_common(p)

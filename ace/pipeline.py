@@ -221,6 +221,43 @@ class ShowPipeline:
         timings["fuse"] = time.perf_counter() - t
         return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings)
 
+    def given(self, path: str | os.PathLike, moments_path: str | os.PathLike, progress: Progress | None = None,
+              show_id: str | None = None) -> Analysis:
+        """The moments of a moments file, planned for this show (:mod:`ace.cutlist`): only their
+        own few seconds of audio are decoded and transcribed."""
+        from ace import cutlist
+
+        path = str(path)
+        t0 = time.perf_counter()
+        info = media.probe(path)
+        if info.duration <= 0:
+            raise MediaError(f"{path}: the show has zero length")
+        if not info.has_video:
+            raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
+        show_id = show_id or show_id_for(path)
+        wanted = cutlist.load_moments(moments_path, show_id)
+        if not wanted:
+            raise InputError(f"{moments_path}: no moments to cut")
+        transcriber = self.transcriber() if info.has_audio else None
+        done = [0]
+
+        def heard(a: float, b: float) -> list[Sentence]:
+            if transcriber is None:
+                return []
+            sents = transcriber.transcribe(cutlist.audio_window(path, a, b), a)
+            done[0] += 1
+            if progress is not None:
+                progress("speech", done[0], len(wanted))
+            return sents
+
+        moments, sentences, warnings = cutlist.plan(wanted, info, heard, fusion_options(self.settings))
+        if not moments:
+            raise InputError(f"{moments_path}: none of its {len(wanted)} moments lies within the show ({info.duration:.1f} s)")
+        if progress is not None:
+            progress("video", info.duration, info.duration)
+        timings = {"plan": time.perf_counter() - t0}
+        return Analysis(show_id, info, sentences, [], [], moments, cutlist.empty_timeline(info.duration), [], warnings, timings)
+
     # -- whole show ----------------------------------------------------------------------------
 
     def process(
@@ -232,10 +269,12 @@ class ShowPipeline:
         store=None,
         tenant: str = "default",
         show_id: str | None = None,
+        moments_path: str | os.PathLike | None = None,
     ) -> ShowResult:
         """Analyse a show and cut its clips into ``out_root/<show>/``. Never raises for bad input:
         the result says what went wrong. ``tenant`` owns the store rows; ``show_id`` replaces the
-        id derived from the path (the back office gives each job its own)."""
+        id derived from the path (the back office gives each job its own). With ``moments_path``
+        (a moments.json, e.g. from ``ace triage``) nothing is detected: those moments are cut."""
         path = str(path)
         started = time.perf_counter()
         name = slug(Path(path).stem)
@@ -247,11 +286,16 @@ class ShowPipeline:
                 raise MediaError(f"{path}: empty file (zero bytes)")
             result.show_id = show_id or show_id_for(path)
             events_digest = _file_digest(events_path) if events_path else ""
+            if moments_path:
+                events_digest += ":moments:" + _file_digest(moments_path)
             shash = settings_hash(self.settings, events_digest)
             if store is not None:
                 store.upsert_show(result.show_id, path=path, name=name, duration=0.0, settings_hash=shash, status="running",
                                   tenant=tenant)
-            analysis = self.analyse(path, events_path, progress, show_id=result.show_id)
+            if moments_path:
+                analysis = self.given(path, moments_path, progress, show_id=result.show_id)
+            else:
+                analysis = self.analyse(path, events_path, progress, show_id=result.show_id)
             result.duration = analysis.info.duration
             result.warnings = analysis.warnings
             result.timings = dict(analysis.timings)

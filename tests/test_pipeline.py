@@ -155,3 +155,44 @@ def test_cli_process_json_summary_reports_each_show(tmp_path, short_show):
     assert good["realtime"] > 0
     assert not failed["ok"] and failed["error"]
     assert (env_data / "ace.db").is_file()
+
+
+def test_triage_then_cut_only_those_moments(pipeline, short_show, tmp_path):
+    """``ace triage`` on the show's events, then ``process --moments``: the clips are the triaged
+    moments (edges within the length limits, outside words), ranks kept, nothing else detected."""
+    from ace.triage import triage_file
+    from models.scorer import default_model
+
+    tri = triage_file(short_show.events, tmp_path / "triage", default_model(), top=2)
+    assert tri.ok, tri.error
+    doc = json.loads(Path(tri.out_path).read_text())
+    wanted = doc["moments"]
+    assert len(wanted) >= 1
+    result = pipeline.process(short_show.video, tmp_path / "out", moments_path=tri.out_path)
+    assert result.ok, result.error
+    assert len(result.clips) == len(result.moments) >= 1
+    assert sorted(m.rank for m in result.moments) == sorted({w["rank"] for w in wanted})[: len(result.moments)]
+    for m in result.moments:
+        src = next(w for w in wanted if w["rank"] == m.rank)
+        assert 8.0 - 0.5 <= m.duration <= 60.0 + 4.5
+        # the clip covers the triaged moment's middle (edges only move to sentence ends and limits)
+        mid = (src["start"] + src["end"]) / 2
+        assert m.start - 4.5 <= mid <= m.end + 4.5, (m, src)
+        assert m.confidence == src["confidence"] and m.reasons[0].source == "chat"
+    out = json.loads((Path(result.out_dir) / "moments.json").read_text())
+    assert [x["rank"] for x in out["moments"]] == [m.rank for m in result.moments]
+
+
+def test_moments_file_errors_are_clear(pipeline, short_show, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"moments": [{"start": 5, "end": 10}, {"start": 30, "end": 20}]}')
+    r = pipeline.process(short_show.video, tmp_path / "out", moments_path=bad)
+    assert not r.ok and "moment 2" in r.error and "start < end" in r.error
+    late = tmp_path / "late.json"
+    late.write_text('[{"start": 5000, "end": 5010}]')
+    r = pipeline.process(short_show.video, tmp_path / "out", moments_path=late)
+    assert not r.ok and "none of its 1 moments" in r.error
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"moments": [\n{"start": 5,,}]}')
+    r = pipeline.process(short_show.video, tmp_path / "out", moments_path=broken)
+    assert not r.ok and "line 2" in r.error

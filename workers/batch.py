@@ -27,6 +27,7 @@ class Job:
     events: str | None = None
     tenant: str = "default"
     show_id: str | None = None  #: None: derived from the path
+    moments: str | None = None  #: a moments.json to cut instead of finding moments (ace triage's)
 
 
 #: progress of every job: {job key: {stage: (done, total)}}
@@ -75,7 +76,7 @@ def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) 
         log.warning("store unavailable: %s", exc)
         store = None
     result = ShowPipeline(settings).process(job.path, out_root, job.events, progress=progress, store=store,
-                                            tenant=job.tenant, show_id=job.show_id)
+                                            tenant=job.tenant, show_id=job.show_id, moments_path=job.moments)
     if store is None:
         result.warnings.append("results were not saved to the database (store unavailable)")
     progress("done" if result.ok else "failed", 1, 1)
