@@ -138,22 +138,30 @@ def find_moments(
     chat: np.ndarray | None = None,
     model: HighlightModel | None = None,
     top: int | None = None,
+    lag: Lag | None = None,
+    causal: bool = False,
 ) -> tuple[list[Moment], Timeline]:
     """A show's moments (batch), best first (``rank`` 1, 2, ...), with the timeline behind them.
 
     ``chat`` is the show's chat series (:func:`ace.signals.chat.chat_series`) and ``model`` the
     highlight model that reads it; with both, the chat's probability joins the other evidence and
     the audience's delay is measured on this show (:func:`ace.lag.estimate_lag`). ``top`` is the
-    fewest moments to return (default: one per five minutes, at least one)."""
+    fewest moments to return (default: one per five minutes, at least one; 0: only strong ones).
+    ``lag`` fixes the delay instead of measuring it (a live room measures it over its history);
+    ``causal`` compares the chat with the room's past only (live)."""
     o = options or FusionOptions()
     n = max(1, int(math.ceil(duration)))
+    given = lag
     lag = Lag(o.interaction_lag, "fixed")
     p_chat = None
     if chat is not None and model is not None and float(np.asarray(chat)[:, 0].sum()) >= MIN_CHAT:
-        media = build_timeline([s for s in signals if s.source != "interaction"], duration, o).fused
-        lag = estimate_lag(np.asarray(chat)[:n, 0], media, model.lag)
+        if given is not None:
+            lag = given
+        else:
+            media = build_timeline([s for s in signals if s.source != "interaction"], duration, o).fused
+            lag = estimate_lag(np.asarray(chat)[:n, 0], media, model.lag)
         p_chat = np.zeros(n)
-        pc = model.probability(chat, lag.seconds)
+        pc = model.probability(chat, lag.seconds, causal=causal)
         p_chat[: min(n, len(pc))] = pc[:n]
     tl = build_timeline(signals, duration, o, interaction_lag=lag.seconds)
     tl.lag = lag
