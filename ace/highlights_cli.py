@@ -97,6 +97,10 @@ def labels_for(events: list[str], labels: list[str] | None) -> list[Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.reviews:
+        return _train_on_reviews(args)
+    if not args.events:
+        raise SystemExit("ace: give labelled events files, or --reviews TENANT")
     from ace.config import get_settings
     from ace.training import fit_model, load_labelled
 
@@ -135,6 +139,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_on_reviews(args: argparse.Namespace) -> int:
+    from ace.config import get_settings
+    from ace.store import Store
+    from ace.training import MIN_REVIEWS_TO_TUNE as MIN_REVIEWS, reviewed_shows, tune_on_reviews
+    from models.scorer import load_model, tenant_model_path
+
+    if args.events:
+        raise SystemExit("ace: --reviews learns from the back office's reviews; give no events files with it")
+    settings = get_settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    tenant = args.reviews
+    try:
+        base = load_model(args.base)
+        store = Store(settings.db_url)
+        store.create_all()
+        reviews = store.tenant_reviews(tenant)
+    except AceError as e:
+        err.print(f"[red]error[/] {e}")
+        return 2
+    live = Path(settings.data_dir).absolute() / "live"
+
+    def events_for(show_id: str) -> Path | None:
+        # a live stream's chat is its journal, in its own folder (the id is checked: it names a folder)
+        if not show_id or "/" in show_id or "\\" in show_id or show_id.startswith("."):
+            return None
+        p = live / show_id / "events.jsonl"
+        return p if p.is_file() else None
+
+    shows, skipped = reviewed_shows(reviews, events_for)
+    for s in skipped:
+        err.print(f"[yellow]skipped[/] {s}")
+    try:
+        model = tune_on_reviews(base, shows, f"tenant {tenant}")
+    except (AceError, ValueError) as e:
+        err.print(f"[red]error[/] {e} ({len(reviews)} review(s) of tenant {tenant} in the store)")
+        return 2
+    target = Path(args.out) if args.out else tenant_model_path(settings.data_dir, tenant)
+    model.save(target)
+    r = model.metrics["reviews"]
+    err.print(f"{r['approved']} approved and {r['rejected']} rejected moments of {r['shows']} show(s): "
+              + ("weights tuned, confidence recalibrated" if r["weights_tuned"] else
+                 f"confidence recalibrated (weights are tuned from {MIN_REVIEWS} of each verdict)"))
+    print(target)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, add_common) -> None:
     t = sub.add_parser("triage", help="find the best moments of shows from their chat alone (no media), many files at once")
     t.add_argument("events", nargs="+", help="events files: ACE JSONL, Twitch chat JSON (TwitchDownloader) or Bilibili danmaku XML")
@@ -145,7 +194,11 @@ def register(sub: argparse._SubParsersAction, add_common) -> None:
     t.set_defaults(func=cmd_triage)
 
     r = sub.add_parser("train", help="fit the highlight model from labelled shows (chat plus [start, end] highlights)")
-    r.add_argument("events", nargs="+", help="events files of labelled shows")
+    r.add_argument("events", nargs="*", help="events files of labelled shows")
+    r.add_argument("--reviews", metavar="TENANT", help="learn from the back office's approve/reject reviews of this tenant "
+                   "instead (live streams' chat); writes DATA_DIR/scorers/tenant-TENANT.json, which that tenant's shows "
+                   "then use by default")
+    r.add_argument("--base", help="with --reviews: the model to start from (default: the shipped one)")
     r.add_argument("--labels", action="append", help="labels file for the events file in the same position (JSON "
                    "{\"highlights\": [[start, end], ...]} or 'start end' lines); default <stem>.highlights.json beside it")
     r.add_argument("--out", help="where to write the model (default DATA_DIR/scorers/NAME.json)")

@@ -30,7 +30,7 @@ from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
 from ace.fusion import MIN_CHAT, FusionOptions, Timeline, find_moments
 from ace.signals.chat import chat_series
-from models.scorer import load_model
+from models.scorer import model_for
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
 from ace.types import Clip, ClipPlan, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
 
@@ -90,6 +90,7 @@ class Analysis:
     events: list[Event] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    scorer: str = ""  #: what the highlight model used was fitted on
 
 
 class ShowPipeline:
@@ -126,7 +127,7 @@ class ShowPipeline:
     # -- analysis ----------------------------------------------------------------------------
 
     def analyse(self, path: str | os.PathLike, events_path: str | os.PathLike | None = None, progress: Progress | None = None,
-                show_id: str | None = None) -> Analysis:
+                show_id: str | None = None, tenant: str | None = None) -> Analysis:
         """Run every detector over one show and fuse their evidence into moments."""
         s = self.settings
         path = str(path)
@@ -141,7 +142,7 @@ class ShowPipeline:
             raise NoStreamError(f"{path}: no audio track (ACE needs the show's sound for speech and loudness)")
         show_id = show_id or show_id_for(path)
         timings["probe"] = time.perf_counter() - t0
-        scorer = load_model(s.scorer)  # a bad --scorer fails before any decoding
+        scorer = model_for(s.scorer, s.data_dir, tenant)  # a bad --scorer fails before any decoding
 
         warnings: list[str] = []
         events: list[Event] = []
@@ -219,7 +220,8 @@ class ShowPipeline:
         moments, timeline = find_moments(show_id, signals, info.duration, sentences, visual.cuts, fusion_options(s),
                                          chat=chat, model=scorer, top=s.top)
         timings["fuse"] = time.perf_counter() - t
-        return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings)
+        return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings,
+                        scorer.trained_on)
 
     def given(self, path: str | os.PathLike, moments_path: str | os.PathLike, progress: Progress | None = None,
               show_id: str | None = None) -> Analysis:
@@ -295,7 +297,7 @@ class ShowPipeline:
             if moments_path:
                 analysis = self.given(path, moments_path, progress, show_id=result.show_id)
             else:
-                analysis = self.analyse(path, events_path, progress, show_id=result.show_id)
+                analysis = self.analyse(path, events_path, progress, show_id=result.show_id, tenant=tenant)
             result.duration = analysis.info.duration
             result.warnings = analysis.warnings
             result.timings = dict(analysis.timings)
@@ -378,7 +380,7 @@ class ShowPipeline:
             "duration": analysis.info.duration,
             "settings_hash": shash,
             "model": self.settings.model,
-            "scorer": self.settings.scorer,
+            "scorer": {"setting": self.settings.scorer, "trained_on": analysis.scorer},
             "lag": analysis.timeline.lag.to_dict() if analysis.timeline.lag else None,
             "moments": moments,
             "warnings": analysis.warnings,

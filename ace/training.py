@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,3 +163,97 @@ def rank_options(model: HighlightModel, top: int | None = None, min_confidence: 
     """Ranking settings from what the model learned, with the user's overrides."""
     return RankOptions(extent=model.extent, level=model.level, share=model.share, top=top,
                        min_confidence=model.min_confidence if min_confidence is None else min_confidence)
+
+
+# ------------------------------------------------------------------ a tenant's own reviews
+
+
+@dataclass
+class ReviewedShow:
+    name: str
+    series: np.ndarray
+    labels: np.ndarray  #: 1 approved, 0 rejected, NaN not reviewed
+    approved: int
+    rejected: int
+
+
+#: The fewest reviewed moments (of each verdict) before reviews may move the model's weights;
+#: with fewer, only its confidence is recalibrated.
+MIN_REVIEWS_TO_TUNE = 10
+
+
+def reviewed_shows(reviews: Sequence[dict], events_for: Callable[[str], Path | None]) -> tuple[list[ReviewedShow], list[str]]:
+    """Chat series and partial labels of every reviewed show whose chat can be found.
+
+    ``reviews`` are ``{"show_id", "start", "end", "verdict"}`` rows; ``events_for(show_id)`` gives the
+    show's events file (or None). Returns the shows and why others were left out."""
+    by_show: dict[str, list[dict]] = {}
+    for r in reviews:
+        by_show.setdefault(str(r["show_id"]), []).append(r)
+    out, skipped = [], []
+    for sid, rows in sorted(by_show.items()):
+        path = events_for(sid)
+        if path is None or not Path(path).is_file():
+            skipped.append(f"{sid}: {len(rows)} review(s), but no chat log of the show was kept")
+            continue
+        try:
+            events = [e for e in load_events(path).events if e.kind == "chat"]
+        except InputError as e:
+            skipped.append(f"{sid}: {e}")
+            continue
+        if not events:
+            skipped.append(f"{sid}: {len(rows)} review(s), but the show had no chat")
+            continue
+        duration = math.ceil(max([e.t for e in events] + [float(r["end"]) for r in rows])) + 1.0
+        series = chat_series(events, duration)
+        labels = np.full(len(series), np.nan)
+        for r in sorted(rows, key=lambda r: r["verdict"] == "approve"):  # an approval wins where two overlap
+            a, b = max(0, int(math.floor(float(r["start"])))), min(len(series), int(math.ceil(float(r["end"]))))
+            labels[a:b] = 1.0 if r["verdict"] == "approve" else 0.0
+        ok = sum(r["verdict"] == "approve" for r in rows)
+        out.append(ReviewedShow(sid, series, labels, ok, len(rows) - ok))
+    return out, skipped
+
+
+def tune_on_reviews(base: HighlightModel, shows: Sequence[ReviewedShow], who: str) -> HighlightModel:
+    """``base`` fitted to a tenant's taste: its weights nudged toward the approved and away from the
+    rejected moments when there are enough of both (:data:`MIN_REVIEWS_TO_TUNE`), and its confidence
+    recalibrated on how often the reviewed moments were approved."""
+    approved = sum(s.approved for s in shows)
+    rejected = sum(s.rejected for s in shows)
+    if approved + rejected == 0:
+        raise InputError(f"no reviews with a chat log to learn from for {who}")
+    model = base
+    tuned = approved >= MIN_REVIEWS_TO_TUNE and rejected >= MIN_REVIEWS_TO_TUNE
+    if tuned:
+        model = base.tune([(s.series, s.labels) for s in shows])
+    raw, hits = [], []
+    for s in shows:
+        p = model.probability(s.series)
+        for a, b, verdict in _spans(s.labels):
+            raw.append(float(p[a:b].max()))
+            hits.append(verdict)
+    model = HighlightModel(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
+    model.calibrate(raw, hits)
+    model.trained_on = (f"{base.trained_on or 'a highlight model'}; "
+                        f"{'tuned and ' if tuned else ''}recalibrated on {approved} approved and {rejected} rejected "
+                        f"moments of {who}")
+    model.metrics = dict(base.metrics) | {"reviews": {"approved": approved, "rejected": rejected, "shows": len(shows),
+                                                       "weights_tuned": tuned}}
+    return model
+
+
+def _spans(labels: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Runs of equal known labels: ``(start, end, approved)``."""
+    out = []
+    i, n = 0, len(labels)
+    while i < n:
+        if not np.isfinite(labels[i]):
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and labels[j + 1] == labels[i]:
+            j += 1
+        out.append((i, j + 1, bool(labels[i] > 0.5)))
+        i = j + 1
+    return out

@@ -137,7 +137,7 @@ def write_moments(res: TriageResult, out_root: Path, model: HighlightModel, mode
         "duration": res.duration,
         "evidence": "chat",
         "messages": res.messages,
-        "scorer": model_name,
+        "scorer": {"setting": model_name, "trained_on": model.trained_on},
         "lag": res.lag.to_dict() if res.lag else None,
         "moments": [to_dict(m) for m in res.moments],
         "warnings": res.warnings,

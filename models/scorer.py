@@ -31,6 +31,7 @@ names what it was fitted on. :func:`default_model` is the one ACE ships
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -156,14 +157,7 @@ class HighlightModel:
         """Learn the weights from ``(chat series, per-second labels)`` pairs (labels 1 inside a
         highlight). ``lag`` fixes the audience's delay; by default it is measured from the
         shows (:func:`label_lag`). Returns ``self``."""
-        import torch
-
-        shows = [(np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)) for s, y in shows]
-        if not shows:
-            raise ValueError("no labelled shows to fit on")
-        for s, y in shows:
-            if s.shape[0] != y.shape[0]:
-                raise ValueError(f"{s.shape[0]} seconds of chat but {y.shape[0]} labels")
+        shows = _checked(shows)
         ys = np.concatenate([y for _, y in shows])
         if ys.size == 0 or ys.max() <= 0 or ys.min() >= 1:
             raise ValueError("the labels need both highlight and non-highlight seconds")
@@ -171,34 +165,33 @@ class HighlightModel:
         x = np.vstack([self.features(s) for s, _ in shows])
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale = np.where(scale > 1e-9, scale, 1.0)
-        z = (x - mean) / scale
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                xt = torch.tensor(z, dtype=torch.float64)
-                yt = torch.tensor(ys, dtype=torch.float64)
-                w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
-                b = torch.tensor([math.log(ys.mean() / (1 - ys.mean()))], dtype=torch.float64, requires_grad=True)
-                opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-                def closure():
-                    opt.zero_grad()
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + self.l2 * (w * w).sum()
-                    loss.backward()
-                    return loss
-
-                opt.step(closure)
-        finally:
-            torch.set_num_threads(before)
-        self.mean, self.scale = mean.tolist(), scale.tolist()
-        self.weights = w.detach().numpy().tolist()
-        self.bias = float(b.detach().item())
+        w, b = _logistic((x - mean) / scale, ys, np.zeros(x.shape[1]), math.log(ys.mean() / (1 - ys.mean())),
+                         self.l2, None, max_iter)
+        self.mean, self.scale, self.weights, self.bias = mean.tolist(), scale.tolist(), w.tolist(), b
         self.calibration = []
         logger.info("highlight model fitted on %d shows, %d seconds (%.1f%% highlight), lag %.0f s",
                     len(shows), ys.size, 100 * ys.mean(), self.lag)
         return self
+
+    def tune(self, shows: Sequence[tuple[np.ndarray, np.ndarray]], strength: float = 0.05, max_iter: int = 100) -> HighlightModel:
+        """A copy of this (fitted) model moved toward partial labels: ``labels`` 1 (approved),
+        0 (rejected) or NaN (not reviewed, ignored). The weights are pulled back toward this model's
+        own with ``strength``, so a few reviews nudge it rather than replace it; the lag, the
+        feature scaling and the region settings stay."""
+        if not self.fitted:
+            raise ModelError("only a fitted model can be tuned")
+        shows = _checked(shows)
+        x = np.vstack([self.features(s) for s, _ in shows])
+        ys = np.concatenate([y for _, y in shows])
+        known = np.isfinite(ys)
+        if known.sum() == 0:
+            raise ValueError("no reviewed seconds to tune on")
+        z = (x[known] - np.asarray(self.mean)) / np.asarray(self.scale)
+        w0 = np.asarray(self.weights)
+        w, b = _logistic(z, ys[known], w0, self.bias, strength, w0, max_iter)
+        out = HighlightModel(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out.weights, out.bias, out.metrics = w.tolist(), b, dict(self.metrics)
+        return out
 
     def calibrate(self, raw: Sequence[float], hits: Sequence[bool]) -> None:
         """Set the confidence map from moments' peak probabilities and whether each was right,
@@ -260,6 +253,44 @@ class HighlightModel:
         return m
 
 
+def _checked(shows: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = [(np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)) for s, y in shows]
+    if not out:
+        raise ValueError("no labelled shows to fit on")
+    for s, y in out:
+        if s.shape[0] != y.shape[0]:
+            raise ValueError(f"{s.shape[0]} seconds of chat but {y.shape[0]} labels")
+    return out
+
+
+def _logistic(z: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, l2: float, prior: np.ndarray | None,
+              max_iter: int) -> tuple[np.ndarray, float]:
+    """L-BFGS on binary cross-entropy plus ``l2 * |w - prior|^2`` (prior 0 when None), from (w0, b0);
+    torch on one thread, deterministic."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xt = torch.tensor(z, dtype=torch.float64)
+        yt = torch.tensor(y, dtype=torch.float64)
+        pt = torch.tensor(prior if prior is not None else np.zeros(z.shape[1]), dtype=torch.float64)
+        w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+        b = torch.tensor([b0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * ((w - pt) ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    finally:
+        torch.set_num_threads(before)
+    return w.detach().numpy().copy(), float(b.detach().item())
+
+
 _DEFAULT: HighlightModel | None = None
 
 
@@ -276,6 +307,25 @@ def load_model(spec: str | Path | None) -> HighlightModel:
     if spec is None or str(spec) in ("", "default"):
         return default_model()
     return HighlightModel.load(spec)
+
+
+def tenant_model_path(data_dir: str | Path, tenant: str) -> Path:
+    """Where ``ace train --reviews TENANT`` keeps a tenant's own model: ``DATA_DIR/scorers/tenant-<name>.json``
+    (a name with other characters than letters, digits, '-' and '_' is written as its hex)."""
+    import re
+
+    safe = tenant if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tenant or "") else (tenant or "").encode().hex()[:128]
+    return Path(data_dir) / "scorers" / f"tenant-{safe}.json"
+
+
+def model_for(spec: str | Path | None, data_dir: str | Path | None = None, tenant: str | None = None) -> HighlightModel:
+    """The model a show of ``tenant`` uses: with the default setting, the tenant's own (tuned on its
+    reviews) when it has one, else the shipped one; otherwise the model file ``spec`` names."""
+    if (spec is None or str(spec) in ("", "default")) and tenant and data_dir is not None:
+        own = tenant_model_path(data_dir, tenant)
+        if own.is_file():
+            return HighlightModel.load(own)
+    return load_model(spec)
 
 
 def label_lag(shows: Sequence[tuple[np.ndarray, np.ndarray]], max_lag: int = 60) -> float:
