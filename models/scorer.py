@@ -65,7 +65,7 @@ class HighlightModel:
     window: int = 10
     lag: float = 20.0
     baseline_s: int = 300
-    l2: float = 1e-3
+    l2: float = 1e-2
     mean: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
@@ -236,7 +236,7 @@ class HighlightModel:
             raise ModelError(f"{path} is a version {doc.get('version')} highlight model; this ACE reads version {_VERSION}")
         try:
             m = cls(offsets=tuple(int(o) for o in doc["offsets"]), window=int(doc["window"]), lag=float(doc["lag"]),
-                    baseline_s=int(doc["baseline_s"]), l2=float(doc.get("l2", 1e-3)),
+                    baseline_s=int(doc["baseline_s"]), l2=float(doc.get("l2", 1e-2)),
                     mean=[float(v) for v in doc["mean"]], scale=[float(v) for v in doc["scale"]],
                     weights=[float(v) for v in doc["weights"]], bias=float(doc["bias"]),
                     extent=float(doc.get("extent", 0.45)), level=float(doc.get("level", 0.0)),

@@ -757,7 +757,7 @@ def test_cli_train_then_triage_with_the_model(tmp_path, capsys):
     row = json.loads(capsys.readouterr().out)[0]
     assert row["ok"] and row["lag"]["seconds"] == round(model.lag, 1)
     doc = check_moments_file(out / "fresh" / "moments.json", "fresh", hl)
-    assert doc["scorer"] == str(target)
+    assert doc["scorer"] == {"setting": str(target), "trained_on": model.trained_on}
     strong = [m for m in doc["moments"] if m["strong"]]
     assert strong and all(any(overlaps((m["start"], m["end"]), h) for h in hl) for m in strong)
 
