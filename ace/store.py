@@ -9,7 +9,9 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
 
     shows    id PK, tenant, path, name, duration, settings_hash, status, error, created_at, updated_at
     moments  id PK, show_id FK shows, tenant, start, end, score, peak, reasons (JSON), transcript,
-             clip_path, created_at
+             clip_path, rank (1 = the show's best, 0 = not ranked), confidence (0-100, calibrated),
+             strong (reached the threshold on its own; weak ones are only the show's best few),
+             created_at
     clips    moment_id PK FK moments, show_id FK shows, tenant, path, start, end, mode, srt_path,
              thumb_path, seconds, created_at
     ramp_decisions  id PK, show_id FK shows, tenant, t, level, share, reason
@@ -21,6 +23,8 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
 
 ``status`` is one of :data:`SHOW_STATUSES`. Times of the media are float seconds; ``created_at`` /
 ``updated_at`` are wall-clock UTC and come back as ISO 8601 strings. Reads return plain dicts.
+:meth:`Store.create_all` also brings a database made by an older ACE up to date: a column that is
+missing from an existing table is added (``ALTER TABLE ... ADD COLUMN`` with its default).
 Every SQLAlchemy or driver error is raised as :class:`ace.errors.StoreError`.
 
 ::
@@ -29,6 +33,7 @@ Every SQLAlchemy or driver error is raised as :class:`ace.errors.StoreError`.
     store.upsert_show("s1", path="show.mp4", name="show", duration=3600.0, settings_hash="ab12", status="running")
     store.save_results("s1", moments, clips, settings_hash="ab12")   # idempotent: replaces s1's set
     store.list_moments("s1", min_score=0.5)
+    store.list_moments("s1", min_confidence=60, order="rank")   # the show's best first
 """
 
 from __future__ import annotations
@@ -90,7 +95,14 @@ moments_table = sa.Table(
     sa.Column("transcript", sa.Text, nullable=False, server_default=""),
     sa.Column("clip_path", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # added after the first release: create_all adds them to an older database, with these defaults
+    sa.Column("rank", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("confidence", sa.Float, nullable=False, server_default="0"),
+    sa.Column("strong", sa.Boolean, nullable=False, server_default=sa.true()),
 )
+
+#: how :meth:`Store.list_moments` can order a show's moments
+MOMENT_ORDERS: tuple[str, ...] = ("time", "rank")
 
 clips_table = sa.Table(
     "clips",
@@ -329,7 +341,9 @@ class Store:
 
     @_converted("creating the tables")
     def create_all(self) -> None:
-        """Create the tables and indexes that do not exist yet (safe to call from every process)."""
+        """Create the tables and indexes that do not exist yet, and add the columns that an existing
+        table lacks (a database made by an older ACE: its rows get the columns' defaults). Safe to
+        call from every process."""
         try:
             metadata.create_all(self.engine)
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
@@ -338,7 +352,40 @@ class Store:
                 missing = {t.name for t in metadata.sorted_tables} - set(sa.inspect(conn).get_table_names())
             if missing:
                 raise
+        self._add_missing_columns()
         logger.debug("tables ready at %s", self)
+
+    @staticmethod
+    def _missing_columns(conn: Connection) -> list[sa.Column]:
+        """The columns of ACE's tables that the database's tables lack."""
+        inspector = sa.inspect(conn)
+        have_tables = set(inspector.get_table_names())
+        missing = []
+        for table in metadata.sorted_tables:
+            if table.name not in have_tables:
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing.extend(c for c in table.columns if c.name not in have)
+        return missing
+
+    def _add_missing_columns(self) -> None:
+        """``ALTER TABLE ... ADD COLUMN`` (with the column's default) for each column an existing
+        table lacks. Checked again under the write lock (SQLite: ``BEGIN IMMEDIATE``), and with
+        ``IF NOT EXISTS`` on PostgreSQL, so processes upgrading one database at once add each once."""
+        with self._read() as conn:
+            if not self._missing_columns(conn):
+                return
+        with self._write() as conn:
+            for col in self._missing_columns(conn):
+                table = col.table
+                if col.primary_key or (not col.nullable and col.server_default is None):
+                    raise StoreError(f"the {table.name} table lacks column {col.name!r}, which cannot be added to "
+                                     "existing rows (no default); recreate the database")
+                ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
+                guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {conn.dialect.identifier_preparer.format_table(table)} ADD COLUMN {guard}{ddl}")
+                logger.info("%s: added column %s.%s (an older database)", self, table.name, col.name)
 
     def drop_all(self) -> None:
         """Drop ACE's tables and everything in them (tests and resets only)."""
@@ -484,6 +531,9 @@ class Store:
                 "reasons": to_dict(list(m.reasons)),
                 "transcript": m.transcript or "",
                 "clip_path": clip_by_moment[mid].path if mid in clip_by_moment else "",
+                "rank": max(0, int(m.rank)),
+                "confidence": float(m.confidence),
+                "strong": bool(m.strong),
                 "created_at": now,
             }
             for mid, m in by_id.items()
@@ -524,13 +574,25 @@ class Store:
         logger.debug("show %s: saved %d moments, %d clips", show_id, len(moment_rows), len(clip_rows))
 
     @_converted("listing moments")
-    def list_moments(self, show_id: str, tenant: str | None = None, min_score: float | None = None) -> list[dict[str, Any]]:
-        """The show's moments in time order (``reasons`` as a list of dicts)."""
-        q = sa.select(moments_table).where(moments_table.c.show_id == show_id).order_by(moments_table.c.start, moments_table.c.id)
+    def list_moments(self, show_id: str, tenant: str | None = None, min_score: float | None = None, *,
+                     min_confidence: float | None = None, order: str = "time") -> list[dict[str, Any]]:
+        """The show's moments (``reasons`` as a list of dicts), at least ``min_score`` (0-1) and
+        ``min_confidence`` (0-100) when given, in time order or, with ``order="rank"``, best first
+        (rank 1, 2, ...; unranked moments, rank 0, last, in time order)."""
+        if order not in MOMENT_ORDERS:
+            raise ValueError(f"unknown order {order!r}; expected one of: {', '.join(MOMENT_ORDERS)}")
+        c = moments_table.c
+        q = sa.select(moments_table).where(c.show_id == show_id)
+        if order == "rank":
+            q = q.order_by(sa.case((c.rank > 0, 0), else_=1), c.rank, c.start, c.id)
+        else:
+            q = q.order_by(c.start, c.id)
         if tenant is not None:
-            q = q.where(moments_table.c.tenant == tenant)
+            q = q.where(c.tenant == tenant)
         if min_score is not None:
-            q = q.where(moments_table.c.score >= float(min_score))
+            q = q.where(c.score >= float(min_score))
+        if min_confidence is not None:
+            q = q.where(c.confidence >= float(min_confidence))
         with self._read() as conn:
             return [_row(r) for r in conn.execute(q)]
 
@@ -611,8 +673,10 @@ class Store:
 
     @_converted("finding the clip")
     def get_clip(self, moment_id: str, tenant: str | None = None) -> dict[str, Any] | None:
-        """One clip with its moment's score and transcript (None when the tenant has none such)."""
-        q = (sa.select(clips_table, moments_table.c.score, moments_table.c.transcript, moments_table.c.reasons)
+        """One clip with its moment's score, rank, confidence, strong and transcript (None when the
+        tenant has none such)."""
+        q = (sa.select(clips_table, moments_table.c.score, moments_table.c.rank, moments_table.c.confidence,
+                       moments_table.c.strong, moments_table.c.transcript, moments_table.c.reasons)
              .join(moments_table, moments_table.c.id == clips_table.c.moment_id)
              .where(clips_table.c.moment_id == moment_id))
         if tenant is not None:

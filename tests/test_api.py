@@ -127,6 +127,73 @@ def test_every_route_but_health_needs_a_valid_token(office):
     assert script.startswith("/") and client.get(script).status_code == 200
 
 
+def _ranked_show(backend, tenant: str = "acme") -> tuple[str, list]:
+    """A recorded show of ``tenant`` straight in the store: four moments with known ranks and
+    confidences (one weak, one not ranked), three of them with clips."""
+    import uuid
+
+    from ace.types import Clip, Moment
+
+    sid = f"ranked-{uuid.uuid4().hex[:8]}"
+    backend.store.upsert_show(sid, path="ranked.mp4", name="ranked", duration=300.0, settings_hash="h", status="done",
+                              tenant=tenant)
+    ms = [Moment(sid, 10.0, 20.0, 0.62, 14.0, rank=2, confidence=71.5, strong=True),
+          Moment(sid, 40.0, 55.0, 0.91, 47.0, rank=1, confidence=88.0, strong=True),
+          Moment(sid, 90.0, 100.0, 0.48, 95.0, rank=3, confidence=33.0, strong=False),
+          Moment(sid, 150.0, 160.0, 0.55, 155.0, rank=0, confidence=52.0, strong=True)]
+    clips = [Clip(m.id, f"/nowhere/{m.id}.mp4", m.start, m.end, "fast") for m in ms[:3]]
+    backend.store.save_results(sid, ms, clips, settings_hash="h", tenant=tenant)
+    return sid, ms
+
+
+def test_moments_and_clips_carry_rank_confidence_and_strength(office):
+    client, auth, backend, _ = office
+    sid, ms = _ranked_show(backend)
+    acme = auth["acme"]
+    got = client.get(f"/streams/{sid}/moments", headers=acme).json()
+    assert [m["start"] for m in got] == [10.0, 40.0, 90.0, 150.0]  # time order by default
+    assert [(m["id"], m["rank"], m["confidence"], m["strong"]) for m in got] == [
+        (m.id, m.rank, m.confidence, m.strong) for m in ms]
+    assert all(type(m["rank"]) is int and type(m["strong"]) is bool and type(m["confidence"]) is float for m in got)
+    assert got[0]["score"] == 0.62  # the raw evidence is still there, unchanged
+
+    by_rank = client.get(f"/streams/{sid}/moments?order=rank", headers=acme).json()
+    assert [m["rank"] for m in by_rank] == [1, 2, 3, 0]  # the best first, unranked last
+    assert client.get(f"/streams/{sid}/moments?order=time", headers=acme).json() == got
+    sure = client.get(f"/streams/{sid}/moments?min_confidence=52", headers=acme).json()
+    assert [m["confidence"] for m in sure] == [71.5, 88.0, 52.0]
+    assert [m["rank"] for m in client.get(f"/streams/{sid}/moments?min_confidence=60&order=rank", headers=acme).json()] == [1, 2]
+    assert [m["rank"] for m in client.get(f"/streams/{sid}/moments?min_confidence=60&min_score=0.9", headers=acme).json()] == [1]
+    assert client.get(f"/streams/{sid}/moments?min_confidence=100", headers=acme).json() == []
+
+    clips = client.get(f"/streams/{sid}/clips", headers=acme).json()
+    assert [(c["moment_id"], c["rank"], c["confidence"], c["strong"]) for c in clips] == [
+        (m.id, m.rank, m.confidence, m.strong) for m in ms[:3]]
+    assert [c["rank"] for c in client.get(f"/streams/{sid}/clips?min_confidence=70", headers=acme).json()] == [2, 1]
+    one = client.get(f"/clips/{ms[2].id}", headers=acme).json()
+    assert (one["rank"], one["confidence"], one["strong"], one["score"]) == (3, 33.0, False, 0.48)
+
+    # bad values say so (422), on both routes
+    for query in ("order=score", "order=", "order=RANK", "min_confidence=101", "min_confidence=-1", "min_confidence=high"):
+        r = client.get(f"/streams/{sid}/moments?{query}", headers=acme)
+        assert r.status_code == 422 and query.split("=")[0] in r.json()["error"], (query, r.text)
+    for query in ("min_confidence=100.5", "min_confidence=-0.1"):
+        assert client.get(f"/streams/{sid}/clips?{query}", headers=acme).status_code == 422, query
+
+    # another tenant sees nothing of it, whatever it asks
+    globex = auth["globex"]
+    for path in (f"/streams/{sid}/moments?order=rank", f"/streams/{sid}/moments?min_confidence=0",
+                 f"/streams/{sid}/clips?min_confidence=0", f"/streams/{sid}/clips"):
+        r = client.get(path, headers=globex)
+        assert r.status_code == 404 and r.json() == {"error": f"no stream {sid!r}"}, (path, r.text)
+    r = client.get(f"/clips/{ms[1].id}", headers=globex)
+    assert r.status_code == 404 and r.json() == {"error": f"no clip {ms[1].id!r}"}, r.text
+    # and its own show of the same shape lists only its own moments
+    theirs, their_ms = _ranked_show(backend, tenant="globex")
+    assert {m["id"] for m in client.get(f"/streams/{theirs}/moments?order=rank", headers=globex).json()} == {m.id for m in their_ms}
+    assert client.get(f"/streams/{theirs}/moments", headers=acme).status_code == 404
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/etc/passwd|/etc/hosts", "subfile:,,start,0,end,0,,:/etc/passwd",
                                  "data:text/plain,hi", "gopher://example.com/", "http://169.254.169.254/latest/meta-data/",
                                  "http://10.1.2.3/live.m3u8", "http://[::1]:8080/x.m3u8", "http://127.0.0.2:9/x.m3u8",
@@ -254,6 +321,12 @@ def test_a_batch_job_gives_clips_to_play_seek_and_review(office):
     assert client.get(f"/streams/{show}", headers=auth["globex"]).status_code == 404
     moments = client.get(f"/streams/{show}/moments", headers=auth["acme"]).json()
     assert moments and all(m["clip"] for m in moments)
+    # the pipeline's ranks and confidences reach the API: best first with order=rank
+    assert all(isinstance(m["rank"], int) and 0 <= m["confidence"] <= 100 and isinstance(m["strong"], bool) for m in moments)
+    ranked = client.get(f"/streams/{show}/moments?order=rank", headers=auth["acme"]).json()
+    assert sorted(m["id"] for m in ranked) == sorted(m["id"] for m in moments)
+    ranks = [m["rank"] for m in ranked]
+    assert ranks[0] == 1 and ranks == sorted(ranks, key=lambda r: (r == 0, r)), ranks
     assert client.get(f"/streams/{show}/moments", headers=auth["globex"]).status_code == 404
     high = client.get(f"/streams/{show}/moments?min_score=0.99", headers=auth["acme"]).json()
     assert all(m["score"] >= 0.99 for m in high) and len(high) <= len(moments)

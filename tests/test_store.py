@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ace.errors import StoreError
-from ace.store import Store, normalize_url, shows_table
+from ace.store import Store, metadata, moments_table, normalize_url, shows_table
 from ace.types import Clip, Moment, Reason
 
 PG_URL = os.environ.get("ACE_TEST_DATABASE_URL", "")
@@ -56,6 +56,9 @@ def _moment(show_id: str, start: float, score: float = 0.7, **kw) -> Moment:
         peak=start + 4.0,
         reasons=kw.pop("reasons", (Reason("interaction", 0.9, "chat x4"), Reason("keyword", 0.6, "'link is up'"))),
         transcript=kw.pop("transcript", "the link is up, go go go"),
+        rank=kw.pop("rank", 0),
+        confidence=kw.pop("confidence", 0.0),
+        strong=kw.pop("strong", True),
     )
 
 
@@ -414,3 +417,127 @@ def test_sessions_are_kept_hashed_expire_and_end_with_sign_out_or_their_token(st
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE api_tokens SET revoked_at = created_at WHERE id = :id"), {"id": tid2})
     assert store.session_tenant(theirs) is None
+
+
+# --------------------------------------------------------------------------- rank and confidence
+
+
+def test_rank_confidence_and_strength_round_trip(store):
+    _show(store, "s1", tenant="acme")
+    ms = [_moment("s1", 50.0, 0.9, rank=1, confidence=83.5, strong=True),
+          _moment("s1", 10.0, 0.5, rank=3, confidence=31.25, strong=False),
+          _moment("s1", 30.0, 0.7, rank=2, confidence=64.0, strong=True)]
+    store.save_results("s1", ms, [_clip(ms[1])], settings_hash="h", tenant="acme")
+    rows = store.list_moments("s1", tenant="acme")
+    assert [(r["start"], r["rank"], r["confidence"], r["strong"]) for r in rows] == [
+        (10.0, 3, 31.25, False), (30.0, 2, 64.0, True), (50.0, 1, 83.5, True)]
+    assert all(type(r["rank"]) is int and type(r["strong"]) is bool for r in rows)
+    clip = store.get_clip(ms[1].id, tenant="acme")
+    assert (clip["rank"], clip["confidence"], clip["strong"]) == (3, 31.25, False)
+    # a re-run that ranks differently updates them in place
+    again = [_moment("s1", 50.0, 0.9, rank=2, confidence=70.0, strong=True),
+             _moment("s1", 10.0, 0.5, rank=1, confidence=90.0, strong=True)]
+    store.save_results("s1", again, [], settings_hash="h", tenant="acme")
+    assert [(r["rank"], r["confidence"], r["strong"]) for r in store.list_moments("s1")] == [(1, 90.0, True), (2, 70.0, True)]
+
+
+def test_moments_ordered_by_rank_and_filtered_by_confidence(store):
+    _show(store, "s1", tenant="acme")
+    _show(store, "s2", tenant="globex")
+    ms = [_moment("s1", 10.0, 0.9, rank=2, confidence=60.0),
+          _moment("s1", 20.0, 0.4, rank=0, confidence=20.0),  # not ranked: after the ranked ones
+          _moment("s1", 30.0, 0.8, rank=1, confidence=80.0),
+          _moment("s1", 5.0, 0.3, rank=0, confidence=10.0),
+          _moment("s1", 40.0, 0.6, rank=3, confidence=40.0, strong=False)]
+    store.save_results("s1", ms, [], settings_hash="h", tenant="acme")
+    store.save_results("s2", [_moment("s2", 1.0, rank=1, confidence=99.0)], [], settings_hash="h", tenant="globex")
+    assert [r["start"] for r in store.list_moments("s1")] == [5.0, 10.0, 20.0, 30.0, 40.0]  # time, by default
+    assert [r["start"] for r in store.list_moments("s1", order="time")] == [5.0, 10.0, 20.0, 30.0, 40.0]
+    by_rank = store.list_moments("s1", tenant="acme", order="rank")
+    assert [(r["rank"], r["start"]) for r in by_rank] == [(1, 30.0), (2, 10.0), (3, 40.0), (0, 5.0), (0, 20.0)]
+    assert [r["confidence"] for r in store.list_moments("s1", min_confidence=60)] == [60.0, 80.0]  # at least, in time order
+    assert [r["rank"] for r in store.list_moments("s1", min_confidence=40, order="rank")] == [1, 2, 3]
+    assert [r["rank"] for r in store.list_moments("s1", min_confidence=40, min_score=0.7, order="rank")] == [1, 2]
+    assert store.list_moments("s1", min_confidence=100) == []
+    assert store.list_moments("s1", tenant="globex", order="rank") == []  # another tenant's show: nothing
+    with pytest.raises(ValueError, match="time, rank"):
+        store.list_moments("s1", order="score")
+
+
+NEW_MOMENT_COLUMNS = ("rank", "confidence", "strong")
+
+
+def _old_schema(url: str) -> None:
+    """ACE's tables as an older release made them: the moments table without rank, confidence and
+    strong; a show with a moment, its clip and its review in them."""
+    old = sa.MetaData()
+    for t in metadata.sorted_tables:
+        if t.name != "moments":
+            t.to_metadata(old)
+    sa.Table("moments", old, *[sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
+                                         server_default=c.server_default.arg if c.server_default is not None else None)
+                               for c in moments_table.columns if c.name not in NEW_MOMENT_COLUMNS])
+    raw = Store(url)  # its engine only (the folder made, the driver chosen): no create_all
+    engine = raw.engine
+    try:
+        old.create_all(engine)
+        now = "2024-05-01 10:00:00+00:00"
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO shows (id, tenant, name, duration, status, created_at, updated_at) "
+                                 "VALUES ('old', 'acme', 'old show', 120, 'done', :t, :t)"), {"t": now})
+            conn.execute(sa.text('INSERT INTO moments (id, show_id, tenant, start, "end", score, peak, reasons, clip_path, created_at) '
+                                 "VALUES ('m-old', 'old', 'acme', 12.5, 22.5, 0.75, 15, '[]', '/out/m-old.mp4', :t)"), {"t": now})
+            conn.execute(sa.text('INSERT INTO clips (moment_id, show_id, tenant, path, start, "end", mode, created_at) '
+                                 "VALUES ('m-old', 'old', 'acme', '/out/m-old.mp4', 12, 22.5, 'fast', :t)"), {"t": now})
+            conn.execute(sa.text("INSERT INTO reviews (moment_id, tenant, verdict, updated_at) VALUES ('m-old', 'acme', 'approve', :t)"),
+                         {"t": now})
+        with engine.connect() as conn:
+            assert not {c["name"] for c in sa.inspect(conn).get_columns("moments")} & set(NEW_MOMENT_COLUMNS)
+    finally:
+        engine.dispose()
+
+
+def test_create_all_adds_new_columns_to_an_older_database_and_keeps_its_rows(db_url):
+    _old_schema(db_url)
+    store = Store(db_url)
+    with pytest.raises(StoreError, match="listing moments"):  # before the upgrade the columns are missing
+        store.list_moments("old")
+    store.create_all()
+    store.create_all()  # again: nothing left to add, no error
+    with store.engine.connect() as conn:
+        cols = {c["name"]: c for c in sa.inspect(conn).get_columns("moments")}
+    assert set(NEW_MOMENT_COLUMNS) <= set(cols) and not any(cols[c]["nullable"] for c in NEW_MOMENT_COLUMNS)
+    # the old rows are all there, with the columns' defaults: unranked, confidence 0, strong
+    [row] = store.list_moments("old", tenant="acme")
+    assert (row["id"], row["start"], row["end"], row["score"], row["clip_path"]) == ("m-old", 12.5, 22.5, 0.75, "/out/m-old.mp4")
+    assert (row["rank"], row["confidence"], row["strong"]) == (0, 0.0, True)
+    assert type(row["rank"]) is int and type(row["strong"]) is bool
+    assert [c["moment_id"] for c in store.list_clips("old", tenant="acme")] == ["m-old"]
+    assert store.list_reviews("old", tenant="acme")["m-old"]["verdict"] == "approve"
+    assert store.get_clip("m-old", tenant="acme")["rank"] == 0
+    assert store.get_show("old", tenant="acme")["name"] == "old show"
+    # and the upgraded database takes new results with their rank and confidence
+    m = _moment("old", 12.5, 0.8, rank=1, confidence=72.0, strong=False)
+    store.save_results("old", [m], [], settings_hash="h", tenant="acme")
+    assert [(r["rank"], r["confidence"], r["strong"]) for r in store.list_moments("old", order="rank")] == [(1, 72.0, False)]
+    store.close()
+
+
+def test_processes_upgrading_one_older_database_at_once_all_succeed(db_url):
+    _old_schema(db_url)
+    stores = [Store(db_url) for _ in range(3)]
+    start = threading.Barrier(len(stores))
+
+    def upgrade(s: Store) -> None:
+        start.wait()
+        s.create_all()
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        for f in [pool.submit(upgrade, s) for s in stores]:
+            f.result()
+    with stores[0].engine.connect() as conn:
+        names = [c["name"] for c in sa.inspect(conn).get_columns("moments")]
+    assert all(names.count(c) == 1 for c in NEW_MOMENT_COLUMNS), names
+    assert [(r["rank"], r["strong"]) for r in stores[1].list_moments("old")] == [(0, True)]
+    for s in stores:
+        s.close()

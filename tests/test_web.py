@@ -5,6 +5,7 @@ timeline, inline clips that load and seek (HTTP Range), reviews, refused URLs, t
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -258,6 +259,123 @@ def test_timeline_legend_shows_the_colours_of_the_bars(page, site):
     if os.environ.get("ACE_WEB_SCREENSHOTS"):  # for a person to look at: ACE_WEB_SCREENSHOTS=/some/folder
         page.get_by_test_id("detail").screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "timeline.png"))
         page.screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "page.png"), full_page=True)
+
+
+def _open_show(page, site) -> None:
+    job = page.locator(f'[data-testid="job"][data-id="{site["job"]}"]')
+    job.locator(f'[data-testid="job-item"][data-show="{site["show"]}"]').get_by_test_id("open-show").click()
+
+
+def _rank_text(m: dict) -> str:
+    return f"#{m['rank']}" if m["rank"] > 0 else "unranked"
+
+
+def _confidence_text(m: dict) -> str:  # the page rounds half up (Math.round)
+    return f"confidence {math.floor(m['confidence'] + 0.5)}/100"
+
+
+def _by_rank(moments: list[dict]) -> list[str]:
+    """The ids best first: ranked ones by rank, then the unranked ones (rank 0) by time."""
+    return [m["id"] for m in sorted(moments, key=lambda m: (m["rank"] == 0, m["rank"], m["start"], m["id"]))]
+
+
+def _by_time(moments: list[dict]) -> list[str]:
+    return [m["id"] for m in sorted(moments, key=lambda m: (m["start"], m["id"]))]
+
+
+def _card_ids(page) -> list[str]:
+    return page.locator('#clips [data-testid="clip"]').evaluate_all("els => els.map(e => e.dataset.moment)")
+
+
+def test_clips_and_marks_show_the_rank_and_confidence_of_real_moments(page, site):
+    token, show = site["tokens"]["acme"], site["show"]
+    moments = _http(site["base"], "GET", f"/streams/{show}/moments?order=rank", token)[1]
+    assert moments and moments[0]["rank"] == 1, moments  # the pipeline ranked the show's moments
+    _sign_in(page, site, "acme")
+    _open_show(page, site)
+    cards = page.locator('#clips [data-testid="clip"]')
+    expect(cards).to_have_count(len(moments))
+    expect(page.get_by_test_id("clip-order")).to_have_value("rank")  # best first by default
+    assert _card_ids(page) == _by_rank(moments)
+    for m in moments:
+        card = page.locator(f'#clips [data-testid="clip"][data-moment="{m["id"]}"]')
+        expect(card.get_by_test_id("clip-rank")).to_have_text(_rank_text(m))
+        expect(card.get_by_test_id("clip-confidence")).to_have_text(_confidence_text(m))
+        expect(card.get_by_test_id("clip-score")).to_have_text(f"{m['score']:.2f}")  # the raw score is still shown
+        if m["strong"]:
+            expect(card.get_by_test_id("weak-tag")).to_be_hidden()
+            assert card.get_attribute("data-strong") == "true"
+        else:
+            expect(card.get_by_test_id("weak-tag")).to_have_text("top few")
+            assert card.get_attribute("data-strong") == "false"
+        mark = page.locator(f'#timeline [data-testid="mark"][data-moment="{m["id"]}"]')
+        label = mark.get_attribute("aria-label")
+        assert _rank_text(m) in label and _confidence_text(m) in label, (label, m)
+        assert _rank_text(m) in mark.locator("title").text_content() and _confidence_text(m) in mark.locator("title").text_content()
+    best = moments[0]
+    label = page.locator(f'#timeline [data-testid="mark-rank"][data-for="{best["id"]}"]')
+    expect(label).to_have_text("#1")  # the best moment's mark carries its rank on the timeline
+    expect(label).to_be_visible()
+    assert _confidence_text(best) in label.get_attribute("title")
+    page.get_by_test_id("clip-order").select_option("time")
+    assert _card_ids(page) == _by_time(moments)
+
+
+def test_the_clip_list_sorts_by_rank_or_time_and_weak_moments_are_marked(page, site):
+    import re
+
+    fakes: list[dict] = []
+
+    def with_more_moments(route):  # the show's real moments, plus ranked ones placed against their rank
+        resp = route.fetch()
+        real = resp.json()
+        top = max([m["rank"] for m in real] + [0])
+        extra = [(70.0, top + 1, 64.4, True), (50.0, top + 2, 38.6, False), (30.0, top + 3, 21.0, False), (10.0, 0, 55.0, True)]
+        fakes[:] = [{"id": f"fake-{i}", "stream_id": site["show"], "start": start, "end": start + 4.0, "score": 0.5, "rank": rank,
+                     "confidence": conf, "strong": strong, "peak": start + 2.0, "reasons": [], "transcript": "", "clip": None,
+                     "review": None} for i, (start, rank, conf, strong) in enumerate(extra)]
+        route.fulfill(response=resp, json=real + fakes)
+
+    page.route(re.compile(rf"/streams/{re.escape(site['show'])}/moments"), with_more_moments)
+    real = _http(site["base"], "GET", f"/streams/{site['show']}/moments", site["tokens"]["acme"])[1]
+    _sign_in(page, site, "acme")
+    _open_show(page, site)
+    cards = page.locator('#clips [data-testid="clip"]')
+    expect(cards).to_have_count(len(real) + 4)
+    everything = real + fakes
+    rank_order, time_order = _by_rank(everything), _by_time(everything)
+    assert rank_order != time_order  # the fakes make the two orders differ
+    assert _card_ids(page) == rank_order
+
+    order = page.get_by_test_id("clip-order")
+    order.select_option("time")
+    assert _card_ids(page) == time_order
+    page.wait_for_timeout(3500)  # a refresh of the list keeps the chosen order
+    assert _card_ids(page) == time_order
+    assert page.locator('#timeline [data-testid="mark"]').count() == len(everything)  # the timeline is not filtered
+    order.select_option("rank")
+    assert _card_ids(page) == rank_order
+
+    # weak moments (not strong: only among the show's best few) are marked and dimmer, in the list and on the timeline
+    strong, weak = page.locator('#clips [data-moment="fake-0"]'), page.locator('#clips [data-moment="fake-1"]')
+    expect(weak.get_by_test_id("weak-tag")).to_be_visible()
+    expect(weak.get_by_test_id("weak-tag")).to_have_text("top few")
+    expect(page.locator('#clips [data-moment="fake-2"]').get_by_test_id("weak-tag")).to_be_visible()
+    expect(strong.get_by_test_id("weak-tag")).to_be_hidden()
+    expect(weak.get_by_test_id("clip-rank")).to_have_text(_rank_text(fakes[1]))
+    expect(weak.get_by_test_id("clip-confidence")).to_have_text("confidence 39/100")
+    expect(strong.get_by_test_id("clip-confidence")).to_have_text("confidence 64/100")
+    expect(page.locator('#clips [data-moment="fake-3"]').get_by_test_id("clip-rank")).to_have_text("unranked")
+    opacity = "e => Number(getComputedStyle(e).opacity)"
+    assert weak.evaluate(opacity) < strong.evaluate(opacity) == 1.0
+    fill_opacity = "e => Number(getComputedStyle(e).fillOpacity)"
+    weak_mark = page.locator('#timeline [data-testid="mark"][data-moment="fake-1"]')
+    strong_mark = page.locator('#timeline [data-testid="mark"][data-moment="fake-0"]')
+    assert weak_mark.evaluate(fill_opacity) < strong_mark.evaluate(fill_opacity) == 1.0
+    assert "top few" in weak_mark.get_attribute("aria-label") and "top few" not in strong_mark.get_attribute("aria-label")
+    expect(page.get_by_test_id("legend-weak")).to_contain_text("top few")
+    if os.environ.get("ACE_WEB_SCREENSHOTS"):
+        page.get_by_test_id("detail").screenshot(path=os.path.join(os.environ["ACE_WEB_SCREENSHOTS"], "ranked.png"))
 
 
 def test_a_finished_stream_shows_no_live_lag(page, site):

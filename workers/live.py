@@ -648,8 +648,10 @@ def _moment_from_row(stream_id: str, row: dict) -> Moment:
     from ace.types import Reason
 
     reasons = tuple(Reason(**r) if isinstance(r, dict) else r for r in (row.get("reasons") or ()))
+    strong = row.get("strong")
     return Moment(stream_id, float(row["start"]), float(row["end"]), float(row["score"]), float(row.get("peak") or row["start"]),
-                  reasons, row.get("transcript") or "")
+                  reasons, row.get("transcript") or "", int(row.get("rank") or 0), float(row.get("confidence") or 0.0),
+                  True if strong is None else bool(strong))
 
 
 def _clip_from_row(row: dict) -> Clip:

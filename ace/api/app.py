@@ -350,13 +350,21 @@ def build_app(backend: Backend) -> FastAPI:
 
     @app.get("/streams/{sid}/moments", tags=["moments and clips"])
     async def moments(sid: str, who: Tenant, min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-                      start: Annotated[float | None, Query(ge=0)] = None, end: Annotated[float | None, Query(ge=0)] = None) -> list[dict]:
-        return await backend.moments(who, _sid(sid), min_score, start, end)
+                      start: Annotated[float | None, Query(ge=0)] = None, end: Annotated[float | None, Query(ge=0)] = None,
+                      min_confidence: Annotated[float | None, Query(ge=0, le=100, description="0-100, calibrated")] = None,
+                      order: Annotated[Literal["time", "rank"], Query(description="time, or rank: the best first")] = "time",
+                      ) -> list[dict]:
+        """The stream's moments, each with its ``rank`` (1 = the best, 0 = not ranked), ``confidence``
+        (0-100: how often a moment this strong was right on labelled shows), ``strong`` (at or above
+        the threshold on its own; weak ones are only the show's best few) and raw ``score`` (0-1)."""
+        return await backend.moments(who, _sid(sid), min_score, start, end, min_confidence, order)
 
     @app.get("/streams/{sid}/clips", tags=["moments and clips"])
-    async def clips(sid: str, who: Tenant, min_score: Annotated[float | None, Query(ge=0, le=1)] = None) -> list[dict]:
-        return [m["clip"] | {"score": m["score"], "review": m["review"]} for m in await backend.moments(who, _sid(sid), min_score)
-                if m["clip"]]
+    async def clips(sid: str, who: Tenant, min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+                    min_confidence: Annotated[float | None, Query(ge=0, le=100, description="0-100, calibrated")] = None,
+                    ) -> list[dict]:
+        return [m["clip"] | {k: m[k] for k in ("score", "rank", "confidence", "strong", "review")}
+                for m in await backend.moments(who, _sid(sid), min_score, min_confidence=min_confidence) if m["clip"]]
 
     @app.get("/streams/{sid}/ramp", tags=["ramp"])
     async def ramp(sid: str, who: Tenant, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
@@ -365,7 +373,8 @@ def build_app(backend: Backend) -> FastAPI:
     @app.get("/clips/{mid}", tags=["moments and clips"])
     async def clip(mid: str, who: Tenant) -> dict:
         row = await backend.clip(who, _mid(mid))
-        keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "score", "transcript", "reasons", "created_at")
+        keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "score", "rank", "confidence", "strong", "transcript",
+                "reasons", "created_at")
         return {k: row.get(k) for k in keep} | {"video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions",
                                                  "thumbnail": f"/clips/{mid}/thumbnail"}
 

@@ -231,9 +231,11 @@ class Backend:
     # ------------------------------------------------------------------ moments and clips
 
     async def moments(self, tenant: str, sid: str, min_score: float | None = None, start: float | None = None,
-                      end: float | None = None) -> list[dict]:
+                      end: float | None = None, min_confidence: float | None = None, order: str = "time") -> list[dict]:
+        """The stream's moments with their clips and reviews, in time order or (``order="rank"``)
+        best first; ``rank`` (1 = best, 0 = not ranked), ``confidence`` (0-100) and ``strong`` each."""
         await self._require(sid, tenant)
-        rows = await self._db(self.store.list_moments, sid, tenant, min_score)
+        rows = await self._db(self.store.list_moments, sid, tenant, min_score, min_confidence=min_confidence, order=order)
         clips = {c["moment_id"]: c for c in await self._db(self.store.list_clips, sid, tenant)}
         reviews = await self._db(self.store.list_reviews, sid, tenant)
         out = []
@@ -243,6 +245,7 @@ class Backend:
             c = clips.get(m["id"])
             r = reviews.get(m["id"])
             out.append({"id": m["id"], "stream_id": sid, "start": m["start"], "end": m["end"], "score": m["score"],
+                        "rank": int(m["rank"]), "confidence": float(m["confidence"]), "strong": bool(m["strong"]),
                         "peak": m["peak"], "reasons": m["reasons"], "transcript": m["transcript"],
                         "clip": _clip_view(c) if c else None, "review": r["verdict"] if r else None})
         return out

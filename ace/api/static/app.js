@@ -13,6 +13,8 @@
     { key: "mid", min: 0.6, colour: "hsl(36, 90%, 50%)" },
     { key: "high", min: 0.8, colour: "hsl(354, 75%, 42%)" },
   ];
+  // how the list of clips can be ordered (the control's values); rank first: the show's best first
+  const ORDERS = new Set(["rank", "time"]);
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
 
@@ -24,7 +26,8 @@
     jobs: [],
     ramps: new Map(),      // stream id -> {level, share, history}
     selected: null,        // {id, kind: "stream" | "show", name, duration}
-    moments: [],
+    moments: [],           // the selected stream's moments, in time order
+    order: "rank",         // the clip list's order: "rank" (the best first) or "time"
     cards: new Map(),      // moment id -> {li, key}
     mark: null,            // selected moment id
     reviewed: new Map(),   // moment id -> {verdict, at}: a review made here wins over an older read
@@ -124,7 +127,43 @@
       sw.style.backgroundColor = b.colour;
       return el("span", { class: "legend-item", "data-testid": "legend-item", "data-band": b.key }, sw, `${b.key} ${bandRange(i)}`);
     });
-    $("legend").replaceChildren("score: ", ...items);
+    const weak = el("span", { class: "legend-weak", "data-testid": "legend-weak", title: WEAK_TITLE },
+                    el("i", { class: "sw weak", "aria-hidden": "true" }), "dim: top few (not strong)");
+    $("legend").replaceChildren("score: ", ...items, weak);
+  }
+
+  // rank 1 is the show's best moment; 0 (or missing) means the moment was not ranked
+  function rankOf(m) {
+    const r = Number(m.rank);
+    return Number.isInteger(r) && r > 0 ? r : 0;
+  }
+
+  function rankText(m) {
+    const r = rankOf(m);
+    return r ? `#${r}` : "unranked";
+  }
+
+  // calibrated 0-100: "a confidence of 70 was right about 70% of the time on labelled shows"
+  function confidenceText(m) {
+    const c = Number(m.confidence);
+    return Number.isFinite(c) ? `confidence ${Math.round(Math.min(100, Math.max(0, c)))}/100` : "confidence –";
+  }
+
+  // a weak moment is below the confidence it would need on its own: it is only one of the show's best few
+  function isWeak(m) {
+    return m.strong === false;
+  }
+
+  const WEAK_TITLE = "below the confidence a moment needs on its own: shown as one of the show's best few";
+
+  // the clip list in the chosen order: by rank (the best first, unranked ones last by time) or by time
+  function listOrder() {
+    const byTime = (a, b) => a.start - b.start || String(a.id).localeCompare(String(b.id));
+    if (state.order !== "rank") return state.moments.slice().sort(byTime);
+    return state.moments.slice().sort((a, b) => {
+      const ra = rankOf(a) || Infinity, rb = rankOf(b) || Infinity;
+      return ra === rb ? byTime(a, b) : ra - rb;
+    });
   }
 
   // a stream that can still move: its lag is live (a finished one's last lag is history, not shown)
@@ -478,16 +517,33 @@
                               "aria-label": `highlight timeline, ${state.moments.length} moments over ${clock(duration)}`,
                               "data-testid": "timeline-svg" });
     root.append(svg("rect", { x: 0, y: 14, width: W, height: 12, class: "track" }));
+    // each ranked mark's rank above it ("#1"), the better rank first where two would overlap
+    const labels = el("div", { class: "mark-ranks", "data-testid": "mark-ranks", "aria-hidden": "true" });
+    const gap = (100 * 30) / Math.max(200, $("timeline").clientWidth || 1000);  // % of the width a label needs
+    const placed = [];
+    for (const m of state.moments.filter((x) => rankOf(x)).sort((a, b) => rankOf(a) - rankOf(b))) {
+      const centre = (100 * (m.start + m.end)) / 2 / duration;
+      if (placed.some((c) => Math.abs(c - centre) < gap)) continue;
+      placed.push(centre);
+      const lab = el("span", { class: "mark-rank", "data-testid": "mark-rank", "data-for": m.id, "data-strong": String(!isWeak(m)),
+                               title: `${rankText(m)} · ${confidenceText(m)}`, text: rankText(m) });
+      lab.style.left = `${Math.min(100, Math.max(0, centre)).toFixed(2)}%`;
+      labels.append(lab);
+    }
     for (const m of state.moments) {
       const x = (W * m.start) / duration;
       const w = Math.max(3, (W * (m.end - m.start)) / duration);
       const band = scoreBand(m.score);
+      const weak = isWeak(m) ? ", top few (not strong)" : "";
       const r = svg("rect", { x: x.toFixed(2), y: 4, width: w.toFixed(2), height: 32, rx: 1.5, fill: band.colour,
                               class: m.id === state.mark ? "mark selected" : "mark", tabindex: 0, role: "button",
                               "data-testid": "mark", "data-moment": m.id, "data-score": m.score, "data-band": band.key,
-                              "aria-label": `moment ${clock(m.start)} to ${clock(m.end)}, score ${num(m.score, 2)} (${band.key})` });
+                              "data-rank": rankOf(m), "data-confidence": m.confidence ?? "", "data-strong": String(!isWeak(m)),
+                              "aria-label": `moment ${rankText(m)}, ${clock(m.start)} to ${clock(m.end)}, ${confidenceText(m)}${weak}, `
+                                            + `score ${num(m.score, 2)} (${band.key})` });
       const t = svg("title");
-      t.textContent = `${clock(m.start)}–${clock(m.end)} · score ${num(m.score, 2)} (${band.key})`;
+      t.textContent = `${rankText(m)} · ${confidenceText(m)}${isWeak(m) ? " · top few (not strong)" : ""} · `
+                      + `${clock(m.start)}–${clock(m.end)} · score ${num(m.score, 2)} (${band.key})`;
       r.append(t);
       r.addEventListener("click", () => selectMoment(m.id, true));
       r.addEventListener("keydown", (ev) => {
@@ -495,7 +551,7 @@
       });
       root.append(r);
     }
-    $("timeline").replaceChildren(root);
+    $("timeline").replaceChildren(labels, root);
   }
 
   function selectMoment(id, scroll) {
@@ -516,7 +572,7 @@
     const list = $("clips");
     const seen = new Set();
     let order = [];
-    for (const m of state.moments) {
+    for (const m of listOrder()) {
       seen.add(m.id);
       const video = m.clip && localPath(m.clip.video);
       const key = video ? `clip:${video}` : "none";  // a card is rebuilt only when its clip appears
@@ -551,6 +607,10 @@
       thumb ? el("img", { src: thumb, alt: `thumbnail at ${clock(m.start)}`, loading: "lazy", width: 160, height: 90,
                           "data-testid": "thumbnail" }) : null,
       el("div", null,
+        el("div", { class: "rank-line" },
+           el("strong", { class: "rank", "data-testid": "clip-rank" }), " ",
+           el("span", { class: "confidence", "data-testid": "clip-confidence" }), " ",
+           el("span", { class: "tag weak-tag", "data-testid": "weak-tag", title: WEAK_TITLE, text: "top few", hidden: true })),
         el("div", { class: "when" }, el("span", { "data-testid": "clip-time", text: `${clock(m.start)} – ${clock(m.end)}` }),
            " · score ", el("strong", { "data-testid": "clip-score", class: "score" })),
         el("ul", { class: "reasons", "data-testid": "reasons" }),
@@ -577,6 +637,11 @@
   function updateCard(li, m) {
     li.classList.toggle("selected", m.id === state.mark);
     li.querySelector('[data-testid="clip-score"]').textContent = num(m.score, 2);
+    li.querySelector('[data-testid="clip-rank"]').textContent = rankText(m);
+    li.querySelector('[data-testid="clip-confidence"]').textContent = confidenceText(m);
+    li.querySelector('[data-testid="weak-tag"]').hidden = !isWeak(m);
+    li.dataset.rank = String(rankOf(m));
+    li.dataset.strong = String(!isWeak(m));
     const reasons = (m.reasons || []).map((r) => el("li", null,
       el("span", { class: "src", text: r.source }), ` ${num(r.score, 2)}`, r.detail ? ` — ${r.detail}` : ""));
     const ul = li.querySelector('[data-testid="reasons"]');
@@ -614,6 +679,13 @@
       buttons.forEach((b) => { b.disabled = false; });
     }
   }
+
+  $("clip-order").value = state.order;
+  $("clip-order").addEventListener("change", (ev) => {
+    if (!ORDERS.has(ev.target.value)) return;
+    state.order = ev.target.value;
+    if (state.selected) renderClips();
+  });
 
   renderLegend();
   checkSession();
