@@ -661,6 +661,18 @@ class Store:
             self._upsert(conn, reviews_table, "moment_id", [row])
         return _iso_row(row)
 
+    @_converted("listing the tenant's reviews")
+    def tenant_reviews(self, tenant: str) -> list[dict[str, Any]]:
+        """Every review of ``tenant``'s moments, with the moment's show and interval: rows of
+        ``{"moment_id", "show_id", "start", "end", "verdict"}`` (what ``ace train --reviews`` learns from)."""
+        q = (sa.select(reviews_table.c.moment_id, moments_table.c.show_id, moments_table.c.start, moments_table.c.end,
+                       reviews_table.c.verdict)
+             .join(moments_table, moments_table.c.id == reviews_table.c.moment_id)
+             .where((reviews_table.c.tenant == tenant) & (moments_table.c.tenant == tenant))
+             .order_by(moments_table.c.show_id, moments_table.c.start))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     @_converted("listing reviews")
     def list_reviews(self, show_id: str, tenant: str | None = None) -> dict[str, dict[str, Any]]:
         """The show's reviews by moment id."""

@@ -106,3 +106,39 @@ def test_a_tenants_own_model_is_used_by_default_and_only_for_it(tmp_path):
     # odd tenant names never leave the scorers folder
     p = tenant_model_path(tmp_path, "../../etc/passwd")
     assert p.parent == tmp_path / "scorers" and "/" not in p.name[len("tenant-"):]
+
+
+def test_cli_train_on_a_tenants_reviews_in_the_store(tmp_path, capsys):
+    """Reviews saved through the store, chat kept in the live streams' journals: `ace train
+    --reviews` writes the tenant's own model, which then serves that tenant's shows by default."""
+    from ace.cli import main
+    from ace.store import Store
+    from ace.types import Moment
+
+    data = tmp_path / "data"
+    store = Store(f"sqlite:///{data / 'ace.db'}")
+    store.create_all()
+    for tenant, sid, seed in (("acme", "live-a", 5), ("acme", "live-b", 6), ("other", "live-c", 7)):
+        ev, ms, _ = two_kinds(seed)
+        write_events(data / "live" / sid / "events.jsonl", ev)
+        store.upsert_show(sid, path=f"rtmp://example/{sid}", name=sid, duration=1200.0, settings_hash="h",
+                          status="done", tenant=tenant)
+        moments = [Moment(sid, a, b, 0.5, a + 5, rank=k + 1, confidence=50.0) for k, (a, b, _kind) in enumerate(ms)]
+        store.save_results(sid, moments, [], "h", tenant=tenant)
+        for m, (_a, _b, kind) in zip(moments, ms):
+            assert store.set_review(m.id, "approve" if kind == "hype" else "reject", tenant=tenant)
+    rows = store.tenant_reviews("acme")
+    assert len(rows) == 32 and {r["show_id"] for r in rows} == {"live-a", "live-b"}  # never another tenant's
+
+    assert main(["train", "--reviews", "acme", "--data-dir", str(data)]) == 0
+    target = Path(capsys.readouterr().out.strip())
+    assert target == tenant_model_path(data, "acme") and target.is_file()
+    own = model_for("default", data, "acme")
+    assert "acme" in own.trained_on and own.metrics["reviews"] == {"approved": 16, "rejected": 16, "shows": 2,
+                                                                    "weights_tuned": True}
+    assert model_for("default", data, "other").trained_on == default_model().trained_on
+
+    # a tenant with no reviews: a clear error, nothing written
+    assert main(["train", "--reviews", "nobody", "--data-dir", str(data)]) == 2
+    assert "no reviews" in capsys.readouterr().err
+    assert not tenant_model_path(data, "nobody").exists()
