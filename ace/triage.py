@@ -28,7 +28,7 @@ from ace.errors import AceError, InputError
 from ace.events import load_events
 from ace.lag import Lag
 from ace.ranking import Candidate, peaks, select
-from ace.signals.chat import EMOTE_LIKE, HYPE_WORDS, LAUGH_WORDS, SHOCK_WORDS, chat_series
+from ace.signals.chat import EMOTE_LIKE, HYPE_WORDS, LAUGH_WORDS, SHOCK_WORDS, chat_series, message_kinds
 from ace.training import rank_options, stem_of
 from ace.types import Event, Moment, Reason, to_dict
 from models.scorer import HighlightModel
@@ -76,7 +76,12 @@ def _moment(show_id: str, rank: int, c: Candidate, chats: Sequence[Event], serie
     expected = max(float(series[:, 0].mean()), 1e-9) * (hi - lo)
     words: Counter[str] = Counter()
     for e in said:
-        for w in set((e.text or "").split()):
+        text = (e.text or "").strip()
+        parts = set(text.split())
+        if len(parts) == 1 and len(text) <= 12 and any(message_kinds(text)[:3]):  # a reaction of its own: 哈哈哈, 卧槽!!!
+            words[text] += 1
+            continue
+        for w in parts:
             lw = w.lower()
             if lw in HYPE_WORDS or lw in LAUGH_WORDS or lw in SHOCK_WORDS or EMOTE_LIKE.match(w):
                 words[w] += 1

@@ -793,3 +793,31 @@ def test_cli_train_events_without_chat(tmp_path, capsys):
     (tmp_path / "likes.highlights.json").write_text('{"highlights": [[1, 5]]}')
     assert main(["train", str(nochat), "--out", str(tmp_path / "m.json")]) == 2
     assert "no chat messages" in words(capsys.readouterr().err)
+
+
+def test_triage_reads_bilibili_danmaku_in_chinese(tmp_path):
+    """Danmaku XML with Chinese reactions ("哈哈哈", "卧槽", "牛") triages like Twitch chat."""
+    from xml.sax.saxutils import escape
+
+    rng = np.random.default_rng(11)
+    calm = ("主播好", "这是什么游戏", "晚上好", "来了来了", "今天播多久")
+    burst = ("哈哈哈哈哈", "卧槽！！！", "牛牛牛", "哈哈哈", "太强了")
+    rows = [(float(t), str(rng.choice(calm)), f"u{rng.integers(300)}") for t in np.sort(rng.uniform(0, 900, 450))]
+    planted = [200.0, 500.0, 750.0]
+    for k, s in enumerate(planted):  # a crowd reacts from 20 s after the moment
+        rows += [(float(t), str(rng.choice(burst)), f"fan{k}_{j}") for j, t in enumerate(rng.uniform(s + 20, s + 35, 60))]
+    rows.sort()
+    body = "".join(f'<d p="{t:.3f},1,25,16777215,1700000000,0,{u},{i}">{escape(x)}</d>\n' for i, (t, x, u) in enumerate(rows))
+    xml = tmp_path / "room.xml"
+    xml.write_text(f'<?xml version="1.0" encoding="UTF-8"?><i><chatserver>chat.bilibili.com</chatserver>\n{body}</i>',
+                   encoding="utf-8")
+    res = triage_file(xml, tmp_path / "out", default_model(), top=3)
+    assert res.ok, res.error
+    assert res.stem == "room" and Path(res.out_path) == tmp_path / "out" / "room" / "moments.json"
+    top3 = res.moments[:3]
+    # the three best moments are the planted ones: at the moment, not where the chat peaked
+    for m in top3:
+        assert any(s - 15 <= m.peak <= s + 20 for s in planted), (m.start, m.end, m.peak)
+    assert len({min(planted, key=lambda s: abs(s - m.peak)) for m in top3}) == 3
+    detail = top3[0].reasons[0].detail
+    assert "messages" in detail and any(x in detail for x in ("哈哈哈", "卧槽", "牛牛牛", "太强了")), detail
