@@ -39,6 +39,7 @@ class LabelledShow:
     series: np.ndarray  #: (T, 9) chat series
     highlights: list[tuple[float, float]]
     duration: float
+    counts: np.ndarray | None = None  #: every chat message per second, nothing left out (for simple rules)
 
     @property
     def labels(self) -> np.ndarray:
@@ -53,7 +54,9 @@ def load_labelled(events_path: str | Path, labels_path: str | Path) -> LabelledS
         raise InputError(f"{events_path}: no chat messages to learn from")
     hl = load_highlights(labels_path)
     duration = math.ceil(max([e.t for e in chats] + [b for _, b in hl])) + 1.0
-    return LabelledShow(stem_of(events_path), chat_series(load.events, duration), hl, duration)
+    series = chat_series(load.events, duration)
+    counts = np.bincount(np.clip([int(e.t) for e in chats], 0, len(series) - 1), minlength=len(series)).astype(np.float64)
+    return LabelledShow(stem_of(events_path), series, hl, duration, counts)
 
 
 def stem_of(path: str | Path) -> str:

@@ -7,7 +7,8 @@ itself chooses its calibration and thresholds by leaving one of *those* out), th
 left out. Next to it, scored the same way:
 
 * the simple rules a user could write, ``rate > 2x`` and ``rate > 4x``: a 10 s window is flagged when
-  its chat rate is above 2 (4) times the mean rate of the 5 minutes before it;
+  its chat rate (every message counted) is above 2 (4) times the mean rate of the 5 minutes before
+  it (windows with less than a minute before them are not judged);
 * chance: ACE's own predictions for each show, shifted in time (circularly, by each tenth of the show),
   so the same number and length of moments fall where the chat does not say anything.
 
@@ -51,7 +52,7 @@ def find_pairs(data: Path) -> list[tuple[Path, Path]]:
 def rate_rule(show: LabelledShow, factor: float, window: int = 10, history: int = 300) -> list[Interval]:
     """10 s windows whose chat rate is above ``factor`` × the mean rate of the ``history`` s before."""
     n = len(show.series)
-    counts = show.series[:, 0].astype(np.float64)
+    counts = show.counts if show.counts is not None else show.series[:, 0].astype(np.float64)
     csum = np.concatenate([[0.0], np.cumsum(counts)])
     out: list[Interval] = []
     for a in range(0, n, window):
