@@ -67,6 +67,24 @@ def test_a_failing_part_is_reported_and_the_others_still_run(tmp_path):
     assert tables(report)  # renders whatever came back
 
 
+def test_chat_part_needs_labelled_chat_logs_and_scores_what_it_finds(tmp_path):
+    from tests.test_chat_highlights import write_show
+
+    report = run_eval(tmp_path, parts=["chat"])
+    assert "no chat/ folder" in report["chat"]["error"]
+    for k in range(3):  # three synthetic labelled shows: enough for leave-one-out
+        write_show(tmp_path / "chat", f"s{k}", 70 + k)
+    report = run_eval(tmp_path, parts=["chat"])
+    chat = report["chat"]
+    assert "error" not in chat, chat
+    assert [r["show"] for r in chat["per_show"]] == ["s0", "s1", "s2"]
+    # planted bursts 20 s after each highlight: the held-out model finds them, the shifted copy does not
+    assert chat["methods"]["ace"]["moment_f1"] > chat["methods"]["chance"]["moment_f1"] + 0.2
+    assert chat["summary"]["lag_s"]["median"] == pytest.approx(20, abs=3)
+    assert {c["check"] for c in report["targets"]} >= {"chat/summary/ace_second_f1", "chat/summary/ace_moment_f1"}
+    assert tables(report)
+
+
 def test_cli_missing_data_is_exit_2_with_a_message(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ace", "eval", "--data", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120)
@@ -86,8 +104,11 @@ def test_ace_eval_on_the_public_recordings_meets_the_floors(eval_data, short_sho
     report = json.loads(proc.stdout)
     floors = {f["check"]: f for f in report["floors"]}
     assert proc.returncode == 0, [f for f in report["floors"] if f["ok"] is False]
-    for part in ("speech", "captions", "scenes", "boundaries"):
+    for part in ("speech", "captions", "scenes", "boundaries", "chat"):
         assert "error" not in report[part], report[part]
+    chat = report["chat"]
+    assert chat["shows"] >= 3 and set(chat["methods"]) == {"ace", "rate>2x", "rate>4x", "chance"}
+    assert floors["chat/summary/ace_second_f1"]["ok"] is True and floors["chat/summary/ace_moment_f1"]["ok"] is True
     # the model that always ships is always measured
     assert floors["speech/models/tiny.en/sets/en/whole"]["ok"] is True
     tiny = next(m for m in report["speech"]["models"] if m["model"] == "tiny.en")
