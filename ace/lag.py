@@ -3,7 +3,8 @@
 The chat of a show reacts to what is said, heard and seen, some seconds later. :func:`estimate_lag`
 cross-correlates the show's chat rate with its own media evidence (speech, sound and picture,
 fused per second) over shifts of 0..``max_lag`` seconds and takes the best shift when the
-correlation there is clear (``min_corr``) and the show long enough (``min_seconds``). Otherwise —
+correlation there is clear (``min_corr``) and the show long enough (``min_seconds``, and the
+largest shift plus half a minute). Otherwise —
 a room with only chat, a quiet show, evidence that does not line up — it keeps the ``prior``
 (the delay learned from labelled shows, :attr:`models.scorer.HighlightModel.lag`).
 """
@@ -26,7 +27,7 @@ class Lag:
 
 
 def estimate_lag(chat_rate: np.ndarray, evidence: np.ndarray, prior: float, max_lag: int = 45,
-                 min_corr: float = 0.15, min_seconds: int = 120, smooth_s: int = 5) -> Lag:
+                 min_corr: float = 0.15, min_seconds: int = 60, smooth_s: int = 5) -> Lag:
     """The shift (seconds) at which ``chat_rate`` (messages per second) best follows ``evidence``
     (per-second media evidence in [0, 1]), or the ``prior``."""
     c = np.asarray(chat_rate, dtype=np.float64)

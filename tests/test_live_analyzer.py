@@ -128,6 +128,7 @@ def test_causal_fusion_of_made_up_evidence_emits_the_batch_moments_once():
                + sig("interaction", 250, 258) + sig("keyword", 247, 248))
     duration = 320.0
     batch, _ = find_moments("live", signals, duration, options=fo)
+    batch.sort(key=lambda m: m.start)  # find_moments ranks them best first
     gate = MomentGate("live")
     emitted: list[tuple[float, Moment]] = []
     T = 0.0
@@ -525,3 +526,142 @@ def test_cutting_ahead_waits_while_degraded_and_runs_behind_analysis(segments, t
     up = an._emit(final=False)
     assert [c.moment_id for c in up.clips] == [m.id] and an.stats()["cuts_ahead_used"] == 1
     an.flush()
+
+
+# ------------------------------------------------------------------------ the room's chat and its delay
+
+
+def chat_room(duration, bursts=(), rate=0.8, seed=0):
+    """Calm chat from many viewers at ``rate`` per second, and ``(t0, t1, rate, text)`` bursts from
+    other viewers (each message's text unique, so no copy-paste waves)."""
+    import numpy as np
+
+    from ace.types import Event
+
+    rng = np.random.default_rng(seed)
+    calm = np.sort(rng.uniform(0, duration, int(rate * duration)))
+    events = [Event(float(t), "chat", f"u{i}", 1.0, "hello there, nice stream") for i, t in enumerate(calm)]
+    for k, (t0, t1, r, text) in enumerate(bursts):
+        at = np.sort(rng.uniform(t0, t1, int(r * (t1 - t0))))
+        events += [Event(float(t), "chat", f"b{k}_{i}", 1.0, f"{text} {i}") for i, t in enumerate(at)]
+    return sorted(events, key=lambda e: e.t)
+
+
+def run_room(room, events, signals, duration, step=2.0):
+    """Feed a RoomChat as the analyzer does, ``step`` seconds at a time (media evidence known 1 s late)."""
+    room.start(0.0)
+    T = 0.0
+    while T < duration:
+        T += step
+        room.push([e for e in events if T - step <= e.t < T])
+        room.advance(T, [s for s in signals if s.t + 1.0 <= T], T - finality_horizon(FusionOptions()))
+    return room
+
+
+def test_a_rooms_delay_is_measured_on_its_own_chat_and_media(tmp_path):
+    import numpy as np
+
+    from ace.live.chat import RoomChat
+    from ace.signals.chat import chat_series
+    from ace.types import Event
+    from models.scorer import default_model
+
+    rng = np.random.default_rng(1)
+    moments = np.cumsum(rng.uniform(20, 45, 14)) + 10
+    moments = moments[moments < 380]
+    # moments a little loud (not strong on their own), each answered by the audience 8 s later
+    loud = [Signal("audio", t + k + 0.5, 0.6, "loud") for t in moments for k in range(3)]
+    events = chat_room(400, [(t + 8, t + 11, 5.0, "wow") for t in moments])
+    room = run_room(RoomChat(default_model(), FusionOptions()), events, loud, 400)
+    assert room.lag.method == "xcorr" and room.lag.seconds == pytest.approx(8, abs=1), room.lag
+    assert room.estimates >= 8 and room.stats()["audience_lag_s"] == room.lag.seconds
+    # with the chat they become strong, where they happened rather than where the chat peaked
+    found = room.candidates("room", loud, [], [], 220.0, 400.0)
+    assert found and all(any(t <= m.peak <= t + 3 for t in moments) for m in found), (found, moments)
+    assert all({r.source for r in m.reasons} == {"audio", "chat"} for m in found)
+    # the same chat with nothing seen or heard to line it up with: the model's prior stays
+    quiet = run_room(RoomChat(default_model(), FusionOptions()), events, [], 400)
+    assert quiet.lag.method == "prior" and quiet.lag.seconds == default_model().lag and quiet.estimates >= 8
+
+    # the room's series, sealed piece by piece, is the batch series of all its chat: users on
+    # cooldown and copy-paste waves included
+    chatty = [Event(float(t), "chat", f"u{rng.integers(40)}", 1.0, str(rng.choice(["gg", "wow", "nice one", "LUL"])))
+              for t in np.sort(rng.uniform(0, 300, 900))]
+    room = run_room(RoomChat(default_model(), FusionOptions(), history_s=200), chatty, [], 300)
+    origin, live = room.series(300)
+    assert origin == 100 and len(live) == 200  # bounded
+    assert np.array_equal(live, chat_series(chatty, 300)[origin:])
+    assert chat_series(chatty, 300)[:, 7].sum() > 0  # (there were waves)
+
+
+def step_room(an: LiveAnalyzer, T: float, signals=()):
+    """What process_segment does once a segment is decoded, for a room with no media files."""
+    an._analysed = T
+    an._signals.extend(signals)
+    an._signals.extend(an._inter.process_events((), now=T - an.o.event_delay_s))
+    an.chat.advance(T, an._signals, T - an.horizon_s)
+    an._prune()
+    return an._emit(final=False)
+
+
+def test_the_chat_tier_waits_for_the_chat_and_the_media_tier_does_not(tmp_path):
+    """A chat burst with nothing seen or heard comes out once the chat that makes it is all there
+    (the chat horizon, with the prior: the room's chat lines up with nothing), not before; a burst
+    the interaction detector already caught is not emitted again by the chat tier; a moment strong
+    on what is seen and heard comes out at the media horizon although the room has chat."""
+    an = LiveAnalyzer("room", Settings(), None, tmp_path, options=LiveOptions(cut_ahead_s=0))
+    an._cut = lambda m, sentences: None  # no media to cut clips from
+    an._start_at(0.0)
+    events = chat_room(380, [(100, 110, 3.2, "wow pog"), (220, 245, 1.6, "wow pog")])
+    media = [Signal("keyword", 320.5, 1.0, "keyword"), Signal("audio", 320.5, 1.0, "loud"), Signal("audio", 321.5, 1.0, "loud")]
+    out = []
+    T = 0.0
+    while T < 380:
+        T += 2.0
+        an.push_events([e for e in events if T - 2 <= e.t < T])
+        up = step_room(an, T, [s for s in media if T - 2 <= s.t < T])
+        out += [(T, up.tiers[m.id], m, an.horizon_s, an.chat_horizon_s) for m in up.moments]
+    st = an.stats()
+    assert st["audience_lag_method"] == "prior" and st["chat_horizon_s"] == pytest.approx(2 * 2 + 27 + 20 + 10 + 1)
+    assert [tier for _T, tier, *_ in out] == ["media", "chat", "media"], out
+    (T1, _, burst, h, _), (T2, _, chat_only, _, ch), (T3, _, seen, _, _) = out
+    assert burst.start < 110 and burst.end > 100  # the interaction detector's moment, at its fixed lag
+    assert chat_only.end <= T2 - ch and chat_only.end > T2 - 2 - ch  # as soon as final, not before
+    assert [r.source for r in chat_only.reasons] == ["chat"] and chat_only.end < 220  # the prior's 27 s before
+    assert seen.start < 320 < seen.end and T3 - seen.end < h + 2.0  # not delayed by the chat
+    assert st["chat_moments"] == 1 and st["moments"] == 3
+
+
+def test_the_rooms_delay_survives_a_restart(tmp_path):
+    from ace.lag import Lag
+
+    an = LiveAnalyzer("room", Settings(), None, tmp_path)
+    assert an.stats()["audience_lag_method"] == "prior" and an.chat_horizon_s == pytest.approx(62.0)
+    an.chat.lag, an.chat.estimates = Lag(6.0, "xcorr", 0.7), 3
+    an.gate.admit([], 100.0)
+    an.gate.admit([], 70.0, tier="chat")
+    an._analysed = 110.0
+    state = json.loads(json.dumps(an.state()))
+    assert state["audience_lag"] == {"seconds": 6.0, "method": "xcorr", "corr": 0.7, "estimates": 3}
+    fresh = LiveAnalyzer("room", Settings(), None, tmp_path)
+    fresh.restore(state)
+    st = fresh.stats()
+    assert (st["audience_lag_s"], st["audience_lag_method"]) == (6.0, "xcorr")
+    assert fresh.chat_horizon_s == pytest.approx(2 * 2 + 6 + 20 + 10 + 1) and fresh.chat.estimates == 3
+    # what the chat tier had decided stays decided
+    assert fresh.gate.chat_floor == 70.0 and fresh.gate.floor == 100.0
+    assert fresh.gate.admit([moment(50.0, 69.0)], 90.0, tier="chat") == []
+    # a state from before rooms had a delay: the prior, and the chat tier decided what the media tier had
+    old = {k: v for k, v in state.items() if k not in ("audience_lag", "chat_decided_until")}
+    older = LiveAnalyzer("room", Settings(), None, tmp_path)
+    older.restore(old)
+    assert older.chat.lag.method == "prior" and older.gate.chat_floor == 100.0
+
+
+def test_a_short_room_uses_only_the_media_tier(live_run):
+    """The sample show is under the two minutes a room's delay needs: no chat tier yet."""
+    st = live_run["analyzer"].stats()
+    assert st["audience_lag_method"] == "prior" and st["audience_lag_estimates"] == 0, st
+    assert st["chat_moments"] == 0 and st["chat_messages"] > 0, st
+    tiers = {t for r in live_run["record"] for t in r["update"].tiers.values()}
+    assert tiers == {"media"}, tiers

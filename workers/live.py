@@ -279,8 +279,12 @@ class StreamWorker:
         self._previous: list[Segment] = self._adopt_previous(saved.get("segments") or [])
 
         transcriber = self._transcriber() if with_speech else None
+        from models.scorer import model_for
+
+        # the tenant's own highlight model (ace train --reviews) when it has one and the setting is the default
         self.analyzer = LiveAnalyzer(self.spec.stream_id, s, transcriber, self.clip_dir,
-                                     segments_for=self._covering, options=live_options)
+                                     segments_for=self._covering, options=live_options,
+                                     model=model_for(s.scorer, s.data_dir, self.spec.tenant))
         if saved.get("analyzer"):
             try:
                 self.analyzer.restore(saved["analyzer"])

@@ -54,6 +54,39 @@ edge lands inside a word that is still to come. Together with the transcriber's 
 on average, 8 s at most on the sample show with 8 s windows) a moment is emitted about 10-12 s after
 its end on average.
 
+**Chat finality: a second tier.** A room's chat also goes to the highlight model, as in batch
+(:class:`~ace.live.chat.RoomChat`: a per-second chat series bounded to ``look_behind_s`` plus twice
+the model's baseline, 780 s). The model reads, for second ``t``, the chat up to ``t + lag +
+max(offsets) + window``, so what the chat makes strong waits longer than what is seen and heard; it
+must not hold the rest back. Moments strong on the media evidence (the fusion above, the
+interaction detector with its fixed ``interaction_lag`` included) are emitted exactly as before, at
+the media horizon. In addition, with ``MIN_CHAT`` messages or more in the window, fusion runs again
+with the chat's probability (noisy-OR with the media evidence; the rest of the interaction from a
+detector without chat) and the gate lets out what became strong with it once its end lies
+:func:`~ace.live.chat.chat_horizon` behind ``T``::
+
+    chat_horizon = max(horizon, 2 * spread_s + lag + max(offsets) + window + event_delay_s)
+
+``lag`` is the room's own delay: its chat rate cross-correlated with its fused media evidence
+(:func:`ace.lag.estimate_lag`) every 30 s of analysed time once the room has two minutes of both, the
+median of the last five clear estimates; where the chat lines up with nothing (a room with only
+chat), the model's prior (27 s, learned on Twitch esports chat). The chat tier starts with the
+room's first estimate, two minutes plus the media horizon into the room (132 s on the sample show),
+so a room that can be measured never has its moments placed by the prior; chat-tier moments that
+ended before then come out at that first step.
+
+What it costs: with the shipped model (offsets up to +20 s, 10 s windows) a chat-tier moment is
+emitted ``35 s + lag`` after its end, plus up to a segment: 39 s on the 360 s sample show (its delay
+measures 2-4 s), 62 s with the prior, against 10-12 s for the media tier, whose moments are not
+delayed at all (the same latency with and without the chat tier). The copy-paste counts of the last
+15 s the model reads may still grow after the chat horizon (waiting for them too would add 15 s). The
+chat tier takes 3-16 ms of CPU per 2 s segment at 1-20 messages a second. A chat-tier moment with no
+media evidence is placed by the delay alone; one that, moved by ``lag - interaction_lag``, is a
+moment already emitted (the interaction detector's take on the same burst) is not emitted again
+(:func:`~ace.live.chat.echoes`). :meth:`LiveAnalyzer.stats` reports the delay (``audience_lag_s``,
+``audience_lag_method``), ``chat_horizon_s`` and ``chat_moments``; each update says which tier let a
+moment out (``LiveUpdate.tiers``).
+
 Two regions closer than ``merge_gap`` are merged by the batch pipeline; live, the first may be
 emitted before the second is seen, so the second becomes its own moment, its start moved to the
 first one's end when they would overlap. A moment is never emitted twice: re-running fusion over a
@@ -67,10 +100,11 @@ it steps back up once it has room again. :meth:`LiveAnalyzer.stats` reports the 
 
 **Bounded memory.** Signals, words, sentences, cuts, segment records and emitted spans older than the
 look-behind are dropped; the transcriber holds at most ``speech_max_window_s`` of audio; nothing
-decoded outlives its segment.
+decoded outlives its segment. The room's chat is a per-second series of 780 s (9 numbers a second)
+and the messages of the last half minute or so.
 
-**Restart.** :meth:`LiveAnalyzer.state` is a small JSON-able dict (analysed time, decided time,
-emitted moments' ids and spans, degrade level); a fresh analyzer given it with
+**Restart.** :meth:`LiveAnalyzer.state` is a small JSON-able dict (analysed time, decided time of
+each tier, emitted moments' ids and spans, degrade level, the room's delay); a fresh analyzer given it with
 :meth:`LiveAnalyzer.restore` re-analyses up to ``warmup_s`` seconds before the analysed time from the
 buffer (when ``segments_for`` is given) to warm its detectors, then continues without emitting any
 moment the earlier run had already decided.
@@ -114,6 +148,7 @@ from ace.clipper import render_clip, write_srt
 from ace.config import Settings
 from ace.errors import AceError, InputError, MediaError
 from ace.fusion import FusionOptions, find_moments, join_words
+from ace.live.chat import RoomChat, echoes
 from ace.live.decode import SegmentTimes, decode_segment, segment_times
 from ace.pipeline import fusion_options
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, VisualDetector
@@ -121,6 +156,7 @@ from ace.signals.interaction import InteractionOptions
 from ace.signals.speech import SAMPLE_RATE, LiveTranscriber, Transcriber, split_sentences
 from ace.signals.visual import VisualOptions
 from ace.types import Clip, ClipPlan, Event, Moment, Segment, Sentence, Signal, Word
+from models.scorer import HighlightModel, load_model
 
 log = logging.getLogger("ace.live.analyzer")
 
@@ -290,7 +326,8 @@ class MomentGate:
     an emitted moment's edges lie in pauses, so the trimmed edge does too — and dropped if that
     leaves less than ``min_length`` seconds. Candidates ending at or before ``floor`` (what a run
     before a restart had already decided) are never emitted. Spans are forgotten ``keep_s`` seconds
-    after their end, so the gate stays small.
+    after their end, so the gate stays small. The chat tier (``tier="chat"``) has its own finality
+    line (``chat_decided_until``, ``chat_floor``), further behind; the emitted spans are shared.
     """
 
     def __init__(self, stream_id: str, min_length: float = 4.0, keep_s: float = 300.0):
@@ -304,14 +341,20 @@ class MomentGate:
         self.suppressed = 0  #: candidates recognised as an emitted moment again
         self.trimmed = 0  #: candidates trimmed against an emitted neighbour
         self.late = 0  #: moments emitted although their end had already passed the finality line
+        self.chat_decided_until = -math.inf  #: the same for the chat tier
+        self.chat_floor = -math.inf
+        self.chat_total = 0  #: moments the chat tier emitted
 
-    def admit(self, candidates: Iterable[Moment], final_until: float, words: Sequence[Word] = ()) -> list[Moment]:
+    def admit(self, candidates: Iterable[Moment], final_until: float, words: Sequence[Word] = (),
+              tier: str = "media") -> list[Moment]:
         """The candidates to emit now, in time order: final (end <= ``final_until``), new, trimmed
-        clear of emitted moments. ``words`` recomputes a trimmed moment's transcript."""
+        clear of emitted moments. ``words`` recomputes a trimmed moment's transcript. ``tier``:
+        whose finality line ``final_until`` is ("media" or "chat")."""
         out: list[Moment] = []
-        previous = self.decided_until
+        chat = tier == "chat"
+        previous, floor = (self.chat_decided_until, self.chat_floor) if chat else (self.decided_until, self.floor)
         for m in sorted(candidates, key=lambda m: (m.start, m.end)):
-            if m.end > final_until + 1e-9 or m.end <= self.floor + 1e-9:
+            if m.end > final_until + 1e-9 or m.end <= floor + 1e-9:
                 continue
             m2 = self._clear(m, words)
             if m2 is None:
@@ -322,6 +365,10 @@ class MomentGate:
             self.emitted.append((m2.id, m2.start, m2.end))
             self.emitted.sort(key=lambda e: e[1])
             self.total += 1
+            self.chat_total += chat
+        if chat:
+            self.chat_decided_until = max(self.chat_decided_until, final_until)
+            return out
         self.decided_until = max(self.decided_until, final_until)
         horizon = self.decided_until - self.keep_s
         if math.isfinite(horizon):
@@ -329,15 +376,16 @@ class MomentGate:
         return out
 
     def preview(self, candidates: Iterable[Moment], final_until: float, ahead_until: float,
-                words: Sequence[Word] = ()) -> list[Moment]:
+                words: Sequence[Word] = (), tier: str = "media") -> list[Moment]:
         """The candidates that would be emitted if the final line were ``ahead_until`` but are not
         final yet (``final_until < end <= ahead_until``), as :meth:`admit` would emit them; changes
         nothing."""
         out = []
         counts = self.suppressed, self.trimmed
+        floor = self.chat_floor if tier == "chat" else self.floor
         try:
             for m in sorted(candidates, key=lambda m: (m.start, m.end)):
-                if final_until + 1e-9 < m.end <= ahead_until + 1e-9 and m.end > self.floor + 1e-9:
+                if final_until + 1e-9 < m.end <= ahead_until + 1e-9 and m.end > floor + 1e-9:
                     m2 = self._clear(m, words)
                     if m2 is not None:
                         out.append(m2)
@@ -375,6 +423,7 @@ class MomentGate:
             "decided_until": self.decided_until if math.isfinite(self.decided_until) else None,
             "emitted": [[i, s, e] for i, s, e in self.emitted],
             "emitted_total": self.total,
+            "chat_decided_until": self.chat_decided_until if math.isfinite(self.chat_decided_until) else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -383,6 +432,9 @@ class MomentGate:
         self.floor = self.decided_until
         self.emitted = sorted(((str(i), float(s), float(e)) for i, s, e in state.get("emitted", [])), key=lambda x: x[1])
         self.total = int(state.get("emitted_total", len(self.emitted)))
+        c = state.get("chat_decided_until")  # none: the chat tier had decided nothing the media tier had not
+        self.chat_decided_until = float(c) if c is not None else self.decided_until
+        self.chat_floor = self.chat_decided_until
 
 
 # -------------------------------------------------------------------------------------- backpressure
@@ -449,6 +501,8 @@ class LiveUpdate:
     level: int = 0  #: degrade level (index into DEGRADE_LEVELS)
     #: moment id -> wall seconds from the stream reaching the moment's end to its clip being ready
     latency_s: dict[str, float] = field(default_factory=dict)
+    #: moment id -> the finality line that let it out: "media" or "chat"
+    tiers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -479,7 +533,8 @@ class LiveAnalyzer:
     ``segments_for(t0, t1)`` returns the buffer's segments covering ``[t0, t1]`` (the ingest's
     ``RollingBuffer.covering``); without it clips are cut from the segments this analyzer has seen.
     ``clock`` gives wall time (``time.time`` by default; arrival times passed to
-    :meth:`process_segment` must use the same clock).
+    :meth:`process_segment` must use the same clock). ``model`` reads the room's chat (default: the
+    settings' ``scorer``).
     """
 
     def __init__(
@@ -492,6 +547,7 @@ class LiveAnalyzer:
         options: LiveOptions | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        model: HighlightModel | None = None,
     ):
         self.stream_id = stream_id
         self.settings = settings
@@ -513,6 +569,10 @@ class LiveAnalyzer:
         self._frame_mode = -1
         self._visual: VisualDetector | None = None
         self._reset_detectors()
+        scorer = model or load_model(settings.scorer)
+        # the room's chat, its delay and the chat tier; its series reaches back the model's causal baseline
+        self.chat = RoomChat(scorer, self.fusion, event_delay_s=self.o.event_delay_s, interaction=self._interaction_options,
+                             history_s=self.o.look_behind_s + 2 * scorer.baseline_s)
         min_look = self.fusion.clip_max + 2 * self.fusion.snap_window + self.horizon_s + self.o.speech_max_window_s
         if self.o.look_behind_s < min_look:
             raise ValueError(f"look_behind_s ({self.o.look_behind_s}) must cover a longest clip, the horizon and the "
@@ -605,6 +665,11 @@ class LiveAnalyzer:
         return finality_horizon(self.fusion, self._interaction_options, look, self.o.event_delay_s)
 
     @property
+    def chat_horizon_s(self) -> float:
+        """The chat tier's finality horizon with the room's delay (:func:`ace.live.chat.chat_horizon`)."""
+        return self.chat.horizon(self.horizon_s)
+
+    @property
     def analysed_until(self) -> float:
         """Stream time analysed so far (the end of the last segment); -inf before the first."""
         return self._analysed
@@ -630,8 +695,10 @@ class LiveAnalyzer:
         """Audience events, in stream time, any order. They are scored as the analysis passes them;
         an event for a second already scored counts in the next one."""
         before = self._inter.late
-        self._inter.process_events(list(events))
+        events = list(events)
+        self._inter.process_events(events)
         self._late_events += self._inter.late - before
+        self.chat.push(events)
 
     def process_segment(self, seg: Segment, arrived: float | None = None) -> LiveUpdate:
         """Analyse the next segment; returns the moments that became final and their clips.
@@ -677,6 +744,7 @@ class LiveAnalyzer:
             if self._visual is not None:
                 self._signals.extend(self._visual.flush())
             self._signals.extend(self._inter.flush(self._analysed))
+            self.chat.advance(self._analysed, self._signals, self._analysed, final=True)
         update = self._emit(final=True) if self._started else LiveUpdate()
         self._closed = True
         self.close()
@@ -701,6 +769,7 @@ class LiveAnalyzer:
             "analysed_until": self._analysed if math.isfinite(self._analysed) else None,
             "level": self.level,
             **self.gate.state(),
+            "audience_lag": self.chat.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> float | None:
@@ -717,6 +786,7 @@ class LiveAnalyzer:
         if state.get("stream_id") != self.stream_id:
             raise ValueError(f"state of stream {state.get('stream_id')!r} given to stream {self.stream_id!r}")
         self.gate.restore(state)
+        self.chat.restore(state.get("audience_lag"))
         self.set_level(int(state.get("level", 0)))
         until = state.get("analysed_until")
         if until is None:
@@ -745,8 +815,11 @@ class LiveAnalyzer:
             "segment_mean_s": round(float(seg.mean()), 3) if seg.size else 0.0,
             "realtime": round(float(seg.sum() / busy.sum()), 2) if busy.size and busy.sum() > 0 else 0.0,
             "horizon_s": round(self.horizon_s, 3),
+            "chat_horizon_s": round(self.chat_horizon_s, 3),
+            **self.chat.stats(),
             "speech_lag_s": round(self._analysed - self.speech_frontier, 3) if self._started and math.isfinite(self._analysed) else 0.0,
             "moments": self.gate.total,
+            "chat_moments": self.gate.chat_total,
             "suppressed": self.gate.suppressed,
             "trimmed": self.gate.trimmed,
             "late_moments": self.gate.late,
@@ -827,6 +900,8 @@ class LiveAnalyzer:
         before = self._inter.late
         self._signals.extend(self._inter.process_events((), now=now))
         self._late_events += self._inter.late - before
+        self.chat.advance(self._analysed, self._signals,
+                          min(self._analysed - self.horizon_s, self.speech_frontier - speech_reach(self.fusion)))
         self._segments.append((seg, arrived))
         self._prune()
         return words
@@ -841,6 +916,7 @@ class LiveAnalyzer:
         for sec in [k for k in self._inter._buckets if k < first]:
             late = self._inter._buckets.pop(sec)  # pushed for before the start: count them at the start
             self._inter._buckets[first].extend(late)
+        self.chat.start(t)
         self._ensure_visual(self.level)
 
     def _tap_audio(self, seg: Segment, clock: _SegmentClock, x: np.ndarray | None) -> list[Word]:
@@ -954,10 +1030,20 @@ class LiveAnalyzer:
         t0 = max(0.0, T - self.o.look_behind_s)
         candidates = fuse_window(self.stream_id, signals, sents, cuts, t0, T, self.fusion)
         if final:
-            until = T
+            until = chat_until = T
         else:
             until = min(T - self.horizon_s, self.speech_frontier - speech_reach(self.fusion))
+            chat_until = min(T - self.chat_horizon_s, until)
         moments = self.gate.admit(candidates, until, words)
+        update.tiers = {m.id: "media" for m in moments}
+        # the chat tier: what becomes strong with the room's chat, once that chat is all there
+        chat_candidates = self.chat.candidates(self.stream_id, signals, sents, cuts, t0, T)
+        shift = self.chat.lag.seconds - self.fusion.interaction_lag  # where the media tier put the same chat
+        chat_candidates = [m for m in chat_candidates if not echoes(m, self.gate.emitted, shift)]
+        if chat_candidates:
+            more = self.gate.admit(chat_candidates, chat_until, words, tier="chat")
+            update.tiers.update((m.id, "chat") for m in more)
+            moments = sorted(moments + more, key=lambda m: (m.start, m.end))
         update.moments = moments
         for m in moments:
             clip = self._cut(m, sents)
@@ -967,10 +1053,14 @@ class LiveAnalyzer:
                 latency = max(0.0, ready - self._reached(m.end, ready))
                 update.latency_s[m.id] = round(latency, 3)
                 self._latencies.append(latency)
-            log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f%s", self.stream_id, m.id, m.start, m.end,
-                     m.score, T, f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else "")
+            note = f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else ""
+            log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f by the %s tier%s", self.stream_id, m.id,
+                     m.start, m.end, m.score, T, update.tiers[m.id], note)
         if not final and self.o.cut_ahead_s > 0 and self.level == 0:
-            self._cut_ahead(self.gate.preview(candidates, until, until + self.o.cut_ahead_s, words), sents)
+            ahead = self.o.cut_ahead_s
+            upcoming = self.gate.preview(candidates, until, until + ahead, words)
+            upcoming += self.gate.preview(chat_candidates, chat_until, chat_until + ahead, words, tier="chat")
+            self._cut_ahead(upcoming, sents)
         return update
 
     def _reached(self, t: float, default: float) -> float:

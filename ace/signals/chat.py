@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import numpy as np
@@ -133,26 +133,26 @@ def chat_series(events: Iterable[Event], duration: float) -> np.ndarray:
         if len(key) >= 2:
             by_text[key].append((e.t, e.user, i))
     for posts in by_text.values():
-        if len(posts) < 2:
-            continue
         if len(posts) < COPY_USERS:
             continue
         posts.sort()
+        # the accounts that sent this text within COPY_WINDOW_S of each post: a window sliding over
+        # the posts in time order (linear in the posts, however many send the same line)
+        accounts: Counter[str] = Counter()
+        lo = hi = 0
         for j, (t, user, i) in enumerate(posts):
-            # the same text from enough other users within the window, before or after
-            others = {posts[m][1] or f"anon{m}" for k in (range(j - 1, -1, -1), range(j + 1, len(posts)))
-                      for m in _until(k, posts, t)} - {user}
-            if len(others) >= COPY_USERS - 1:
+            while hi < len(posts) and posts[hi][0] <= t + COPY_WINDOW_S:
+                accounts[posts[hi][1] or f"anon{hi}"] += 1
+                hi += 1
+            while posts[lo][0] < t - COPY_WINDOW_S:
+                key = posts[lo][1] or f"anon{lo}"
+                accounts[key] -= 1
+                if not accounts[key]:
+                    del accounts[key]
+                lo += 1
+            if len(accounts) - 1 >= COPY_USERS - 1:  # other accounts than this post's own
                 x[i, 7] += 1
     return x
-
-
-def _until(indices: range, posts: list[tuple[float, str, int]], t: float):
-    """The indices in order while their post is within the copy window of ``t``."""
-    for m in indices:
-        if abs(posts[m][0] - t) > COPY_WINDOW_S:
-            return
-        yield m
 
 
 def chat_count(events: Iterable[Event]) -> int:
