@@ -133,11 +133,7 @@ class ShowPipeline:
         path = str(path)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        info = media.probe(path)
-        if info.duration <= 0:
-            raise MediaError(f"{path}: the show has zero length")
-        if not info.has_video:
-            raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
+        info = _probe_show(path)
         if not info.has_audio:
             raise NoStreamError(f"{path}: no audio track (ACE needs the show's sound for speech and loudness)")
         show_id = show_id or show_id_for(path)
@@ -231,11 +227,7 @@ class ShowPipeline:
 
         path = str(path)
         t0 = time.perf_counter()
-        info = media.probe(path)
-        if info.duration <= 0:
-            raise MediaError(f"{path}: the show has zero length")
-        if not info.has_video:
-            raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
+        info = _probe_show(path)
         show_id = show_id or show_id_for(path)
         wanted = cutlist.load_moments(moments_path, show_id)
         if not wanted:
@@ -388,6 +380,16 @@ class ShowPipeline:
         tmp = out_dir / ".moments.json.tmp"
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
         tmp.replace(out_dir / "moments.json")
+
+
+def _probe_show(path: str) -> MediaInfo:
+    """What ffprobe says of a show, which must have length and a video track."""
+    info = media.probe(path)
+    if info.duration <= 0:
+        raise MediaError(f"{path}: the show has zero length")
+    if not info.has_video:
+        raise NoStreamError(f"{path}: no video track (ACE cuts video clips)")
+    return info
 
 
 def _rel(p: str, base: Path) -> str:
