@@ -1,18 +1,26 @@
-"""Fusion: signals from every detector → a scored per-second timeline → highlight moments.
+"""Fusion: signals from every detector, and the chat → a scored per-second timeline → ranked moments.
 
 1. **Timeline** — each source's evidence is binned per second (max score in the bin), spread
    over ``±spread_s`` seconds so evidence that arrives a little apart lines up; interaction
-   evidence is moved ``interaction_lag`` seconds earlier, because an audience reacts after the
-   moment it reacts to.
+   evidence is moved earlier by the audience's delay, because an audience reacts after the
+   moment it reacts to: measured on the show when it has chat (:func:`ace.lag.estimate_lag`),
+   else ``interaction_lag``.
 2. **Score** — a weighted noisy-OR, ``1 - Π(1 - w_s·x_s)``: one strong source can make a moment
    on its own only if its weight allows it (a keyword, a cheer, an engagement spike), while weak
-   sources (a scene cut, an exclamation) need company.
-3. **Peaks** — hysteresis: a region starts where the score passes ``high`` and extends while it
-   stays above ``low``; regions closer than ``merge_gap`` merge.
+   sources (a scene cut, an exclamation) need company. With enough chat, the highlight model's
+   per-second probability (:mod:`models.scorer`, reading the chat that follows each second by the
+   delay) joins as one more independent chance.
+3. **Ranked peaks** (:mod:`ace.ranking`) — the highest peak first; each region extends while the
+   score stays above half its peak and ``low``; nothing peaks again within ``min_gap`` of a region
+   taken. Strong moments reach ``high``; the best ``top`` are kept whatever their strength. A
+   region the chat found is narrowed to the media evidence inside it, where there is some.
 4. **Boundaries** — a lead-in and a tail are added, the length is brought within
    [``clip_min``, ``clip_max``], then each edge is snapped to a sentence start/end or a scene cut
-   nearby, and never left inside a spoken word. Overlapping moments merge.
-5. **Reasons** — every moment lists each contributing source with its strongest evidence.
+   nearby, and never left inside a spoken word. A moment overlapping a better-ranked one merges
+   into it.
+5. **Reasons** — every moment lists each contributing source with its strongest evidence; its
+   ``confidence`` is the chat's calibrated confidence combined with the media score (the media
+   score alone, ×100, without chat).
 """
 
 from __future__ import annotations
