@@ -58,7 +58,6 @@ class FusionOptions:
     interaction_lag: float = 3.0  #: seconds the audience lags behind what it reacts to
     high: float = 0.45  #: score a peak must reach
     low: float = 0.25  #: score a region extends over
-    merge_gap: float = 4.0  #: regions closer than this merge
     pre_roll: float = 3.0  #: lead-in before the region
     post_roll: float = 2.0  #: tail after the region
     clip_min: float = 8.0
@@ -110,30 +109,6 @@ def _max_filter(arr: np.ndarray, radius: int) -> np.ndarray:
     padded = np.pad(arr, radius)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
     return windows.max(axis=1)
-
-
-def find_regions(fused: np.ndarray, high: float, low: float, merge_gap: float) -> list[tuple[int, int]]:
-    """Hysteresis regions ``[a, b]`` (inclusive seconds) that reach ``high`` and extend over ``low``."""
-    regions: list[tuple[int, int]] = []
-    above = fused >= low
-    i, n = 0, len(fused)
-    while i < n:
-        if above[i]:
-            j = i
-            while j + 1 < n and above[j + 1]:
-                j += 1
-            if fused[i : j + 1].max() >= high:
-                regions.append((i, j))
-            i = j + 1
-        else:
-            i += 1
-    merged: list[tuple[int, int]] = []
-    for a, b in regions:
-        if merged and a - merged[-1][1] - 1 < merge_gap:
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return merged
 
 
 def find_moments(

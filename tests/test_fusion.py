@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ace.fusion import snap_end, snap_start, FusionOptions, find_moments, find_regions, join_words
+from ace.fusion import snap_end, snap_start, FusionOptions, find_moments, join_words
 from ace.types import Sentence, Signal, Word
 
 import numpy as np
@@ -93,12 +93,6 @@ def test_overlapping_moments_merge_and_ids_are_stable():
 def test_moments_stay_inside_the_show():
     moments, _ = find_moments("s", sig("keyword", 0, 1) + sig("audio", 58, 60), 60.0)
     assert moments and all(0 <= m.start < m.end <= 60.0 for m in moments)
-
-
-def test_hysteresis_regions():
-    fused = np.array([0, 0.3, 0.5, 0.3, 0.1, 0.3, 0.3, 0, 0.5, 0.4, 0, 0, 0, 0, 0, 0.6])
-    assert find_regions(fused, high=0.45, low=0.25, merge_gap=0) == [(1, 3), (8, 9), (15, 15)]
-    assert find_regions(fused, high=0.45, low=0.25, merge_gap=5) == [(1, 9), (15, 15)]
 
 
 def test_join_words_spaces_latin_not_chinese():

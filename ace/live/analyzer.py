@@ -87,7 +87,7 @@ moment already emitted (the interaction detector's take on the same burst) is no
 ``audience_lag_method``), ``chat_horizon_s`` and ``chat_moments``; each update says which tier let a
 moment out (``LiveUpdate.tiers``).
 
-Two regions closer than ``merge_gap`` are merged by the batch pipeline; live, the first may be
+Batch fusion merges a moment into a better-ranked one it overlaps; live, the first may be
 emitted before the second is seen, so the second becomes its own moment, its start moved to the
 first one's end when they would overlap. A moment is never emitted twice: re-running fusion over a
 longer past may shift a moment's edges slightly, and a candidate whose peak lies inside an emitted
