@@ -61,7 +61,7 @@ def peaks(p: np.ndarray, o: RankOptions = RankOptions(), limit: int | None = Non
     n = len(ps)
     free = np.ones(n, dtype=bool)
     out: list[Candidate] = []
-    limit = limit if limit is not None else max(1, n // 20)
+    limit = limit if limit is not None else n // 10 + 1  # peaks are at least min_gap apart: this is no cap
     level = o.level
     if o.share > 0 and n:
         level = max(level, float(np.quantile(ps, 1.0 - o.share)))
