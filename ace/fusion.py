@@ -28,17 +28,16 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ace.lag import Lag, estimate_lag
 from ace.ranking import Candidate, RankOptions, peaks, select
+from ace.signals.chat import MIN_CHAT
 from ace.types import Moment, Reason, Sentence, Signal, Word
 from models.scorer import HighlightModel
 
-#: Fewer chat messages than this and the highlight model is not asked (too little to say anything).
-MIN_CHAT = 20
 #: Where no detector found anything, talk is the only evidence: this much at the busiest second.
 TALK_SCORE = 0.05
 
@@ -184,7 +183,7 @@ def find_moments(
             clash[0], clash[1] = min(clash[0], start), max(clash[1], end)
             continue
         spans.append([start, end, c])
-    moments = [_moment(show_id, s, e, tl, signals, words, o, rank=k + 1, cand=c, lag=lag.seconds)
+    moments = [_moment(show_id, s, e, tl, signals, words, o, rank=k + 1, cand=c)
                for k, (s, e, c) in enumerate(spans)]
     return moments, tl
 
@@ -203,7 +202,7 @@ def _tighten(c: Candidate, media: np.ndarray, low: float) -> Candidate:
         lo -= 1
     while hi + 1 < b and media[hi + 1] >= cut:
         hi += 1
-    return Candidate(float(lo), float(hi + 1), i + 0.5, c.raw, c.confidence, c.strong)
+    return replace(c, start=float(lo), end=float(hi + 1), peak=i + 0.5)
 
 
 def _with_chat(c: Candidate, media: np.ndarray, p_chat: np.ndarray, model: HighlightModel) -> Candidate:
@@ -213,7 +212,7 @@ def _with_chat(c: Candidate, media: np.ndarray, p_chat: np.ndarray, model: Highl
     chat = float(model.confidence(float(p_chat[a:b].max()))) / 100.0
     media_peak = float(media[a:b].max())
     conf = 100.0 * (1.0 - (1.0 - chat) * (1.0 - media_peak))
-    return Candidate(c.start, c.end, c.peak, c.raw, round(conf, 1), c.strong)
+    return replace(c, confidence=round(conf, 1))
 
 
 def _uncalibrated(raw: float) -> float:
@@ -376,7 +375,7 @@ def snap_end(end: float, sentences: Sequence[Sentence], cuts: Sequence[float], w
 
 
 def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Sequence[Signal], words: Sequence[Word], o: FusionOptions,
-            rank: int = 0, cand: Candidate | None = None, lag: float | None = None) -> Moment:
+            rank: int = 0, cand: Candidate | None = None) -> Moment:
     lo, hi = max(0, int(math.floor(start))), min(len(tl.fused), int(math.ceil(end)))
     seg = tl.fused[lo:hi] if hi > lo else tl.fused[lo : lo + 1]
     score = float(seg.max()) if seg.size else 0.0
@@ -390,7 +389,7 @@ def _moment(show_id: str, start: float, end: float, tl: Timeline, signals: Seque
             reasons.append(Reason("chat", round(float(part.max()), 3), f"the audience's chat {tl.lag.seconds:.0f} s later"
                                   if tl.lag else "the audience's chat"))
             continue
-        shift = (o.interaction_lag if lag is None else lag) if name == "interaction" else 0.0
+        shift = (tl.lag.seconds if tl.lag else o.interaction_lag) if name == "interaction" else 0.0
         best = max(
             (s for s in signals if s.source == name and start - o.spread_s <= s.t - shift <= end + o.spread_s),
             key=lambda s: s.score,

@@ -28,8 +28,8 @@ from ace.clipper import plan_clip, render_clip
 from ace.config import Settings, get_settings
 from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
-from ace.fusion import MIN_CHAT, FusionOptions, Timeline, find_moments
-from ace.signals.chat import chat_series
+from ace.fusion import FusionOptions, Timeline, find_moments
+from ace.signals.chat import MIN_CHAT, chat_series
 from models.scorer import model_for
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
 from ace.types import Clip, ClipPlan, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict

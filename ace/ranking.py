@@ -106,12 +106,3 @@ def select(cands: Sequence[Candidate], duration: float, confidence: Callable[[fl
 def default_top(duration: float, per_s: float = 300.0) -> int:
     """About one moment per ``per_s`` seconds of show, at least one."""
     return max(1, int(round(duration / per_s)))
-
-
-def flagged(moments: Sequence, n: int) -> np.ndarray:
-    """Boolean per-second mask of the seconds any moment (``start``/``end``) covers."""
-    mask = np.zeros(max(n, 0), dtype=bool)
-    for m in moments:
-        a, b = max(0, int(math.floor(m.start))), min(n, int(math.ceil(m.end)))
-        mask[a:b] = True
-    return mask

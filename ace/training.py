@@ -157,9 +157,16 @@ def tune(held: Sequence[HeldOut], extents: Sequence[float] = EXTENTS, confidence
 
 
 def triage_candidates(model: HighlightModel, show: LabelledShow, top: int | None = None) -> list[Candidate]:
-    """What triage keeps for a show, best first."""
-    ro = rank_options(model, top)
-    return select(peaks(model.probability(show.series), ro), show.duration, model.confidence, ro)
+    """What triage keeps for a labelled show, best first."""
+    return keep(model, model.probability(show.series), show.duration, top)
+
+
+def keep(model: HighlightModel, p: np.ndarray, duration: float, top: int | None = None,
+         min_confidence: float | None = None) -> list[Candidate]:
+    """The moments triage keeps from a per-second probability ``p``, best first, with the region
+    and threshold settings the model learned (and the user's overrides)."""
+    ro = rank_options(model, top, min_confidence)
+    return select(peaks(p, ro), duration, model.confidence, ro)
 
 
 def rank_options(model: HighlightModel, top: int | None = None, min_confidence: float | None = None) -> RankOptions:
@@ -236,7 +243,7 @@ def tune_on_reviews(base: HighlightModel, shows: Sequence[ReviewedShow], who: st
         for a, b, verdict in _spans(s.labels):
             raw.append(float(p[a:b].max()))
             hits.append(verdict)
-    model = HighlightModel(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
+    model = dataclasses.replace(model)
     model.calibrate(raw, hits)
     model.trained_on = (f"{base.trained_on or 'a highlight model'}; "
                         f"{'tuned and ' if tuned else ''}recalibrated on {approved} approved and {rejected} rejected "

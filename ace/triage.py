@@ -27,16 +27,14 @@ import numpy as np
 from ace.errors import AceError, InputError
 from ace.events import load_events
 from ace.lag import Lag
-from ace.ranking import Candidate, peaks, select
-from ace.signals.chat import EMOTE_LIKE, HYPE_WORDS, LAUGH_WORDS, SHOCK_WORDS, chat_series, message_kinds
-from ace.training import rank_options, stem_of
+from ace.ranking import Candidate
+from ace.signals.chat import EMOTE_LIKE, HYPE_WORDS, LAUGH_WORDS, MIN_CHAT, SHOCK_WORDS, chat_series, message_kinds
+from ace.training import keep, stem_of
 from ace.types import Event, Moment, Reason, to_dict
 from models.scorer import HighlightModel
 
 log = logging.getLogger("ace.triage")
 
-#: Fewer chat messages than this are not enough to say anything about a show.
-MIN_CHAT = 20
 _SAFE_STEM = re.compile(r"^[\w][\w.\-]{0,119}$")
 
 
@@ -64,8 +62,7 @@ def chat_moments(show_id: str, events: Sequence[Event], model: HighlightModel, d
     lag = lag or Lag(model.lag, "prior")
     series = chat_series(chats, duration)
     p = model.probability(series, lag.seconds)
-    ro = rank_options(model, top, min_confidence)
-    kept = select(peaks(p, ro), duration, model.confidence, ro)
+    kept = keep(model, p, duration, top, min_confidence)
     moments = [_moment(show_id, k + 1, c, chats, series, lag.seconds) for k, c in enumerate(kept)]
     return moments, lag, p
 
@@ -119,8 +116,8 @@ def triage_file(path: str | os.PathLike, out_root: Path | None, model: Highlight
             raise InputError(f"{path}: {len(chats)} usable chat message(s)"
                              + (f" (and {other} events of other kinds)" if other else "")
                              + f"; triage needs at least {MIN_CHAT}")
-        res.moments, res.lag, _ = chat_moments(stem, chats, model, top=top, min_confidence=min_confidence)
-        res.duration = math.ceil(max(e.t for e in chats)) + 1.0
+        res.moments, res.lag, p = chat_moments(stem, chats, model, top=top, min_confidence=min_confidence)
+        res.duration = float(len(p))
         if out_root is not None:
             res.out_path = str(write_moments(res, Path(out_root), model, model_name))
         res.ok = True

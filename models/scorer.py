@@ -189,8 +189,7 @@ class HighlightModel:
         z = (x[known] - np.asarray(self.mean)) / np.asarray(self.scale)
         w0 = np.asarray(self.weights)
         w, b = _logistic(z, ys[known], w0, self.bias, strength, w0, max_iter)
-        out = HighlightModel(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
-        out.weights, out.bias, out.metrics = w.tolist(), b, dict(self.metrics)
+        out = dataclasses.replace(self, weights=w.tolist(), bias=b, metrics=dict(self.metrics))
         return out
 
     def calibrate(self, raw: Sequence[float], hits: Sequence[bool]) -> None:

@@ -19,10 +19,11 @@ from ace.cli import main
 from ace.errors import InputError, ModelError
 from ace.evaluation.intervals import mean_scores, overlaps, score_intervals
 from ace.labels import label_mask, load_highlights
-from ace.ranking import Candidate, RankOptions, default_top, flagged, peaks, select
+from ace.ranking import Candidate, RankOptions, default_top, peaks, select
 from ace.signals.chat import COLUMNS, COPY_WINDOW_S, USER_COOLDOWN_S, chat_series, message_kinds, normal_text
 from ace.training import LabelledShow, fit_model, rank_options, stem_of
-from ace.triage import MIN_CHAT, chat_moments, safe_stem, triage_file, triage_files
+from ace.signals.chat import MIN_CHAT
+from ace.triage import chat_moments, safe_stem, triage_file, triage_files
 from ace.types import Event
 from models.scorer import HighlightModel, default_model, isotonic_knots, label_lag, load_model
 
@@ -506,11 +507,8 @@ def test_default_top():
 
 
 def test_flagged_marks_covered_seconds():
-    class M:
-        def __init__(self, s, e):
-            self.start, self.end = s, e
-
-    mask = flagged([M(1.5, 3.2), M(8, 20)], 10)
+    # the seconds moments flag are what the scores count: label_mask of their intervals
+    mask = label_mask([(1.5, 3.2), (8, 20)], 10) > 0
     assert mask.tolist() == [False, True, True, True, False, False, False, False, True, True]
 
 

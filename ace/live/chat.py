@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from ace.fusion import MIN_CHAT, FusionOptions, build_timeline, find_moments
+from ace.fusion import FusionOptions, build_timeline, find_moments
 from ace.lag import Lag, estimate_lag
-from ace.signals.chat import COLUMNS, COPY_WINDOW_S, USER_COOLDOWN_S, chat_series
+from ace.signals.chat import MIN_CHAT, COLUMNS, COPY_WINDOW_S, USER_COOLDOWN_S, chat_series
 from ace.signals.interaction import InteractionDetector, InteractionOptions
 from ace.types import Event, Moment, Sentence, Signal, Word
 from models.scorer import HighlightModel
@@ -280,7 +280,7 @@ class RoomChat:
         room's delay, causal baselines. Empty until the room's delay has been estimated once (the
         model's prior may be far off for this room: a moment placed by it would land where the chat
         peaked, not where the event happened), and while the window holds fewer than
-        :data:`~ace.fusion.MIN_CHAT` messages.
+        :data:`~ace.signals.chat.MIN_CHAT` messages.
 
         The chat series starts up to twice the model's baseline before the window, so the chat's
         probability of a second does not change as the window slides on; moments starting before

@@ -37,6 +37,8 @@ import numpy as np
 from ace.types import Event
 
 COLUMNS: tuple[str, ...] = ("msgs", "hype", "laugh", "shock", "emphatic", "question", "short", "copy", "emote")
+#: Fewer chat messages than this say nothing about a show: the highlight model is not asked.
+MIN_CHAT = 20
 #: Seconds within which the same text from other users makes a copy-paste wave ...
 COPY_WINDOW_S = 15.0
 #: ... sent by at least this many accounts (two accounts trading lines are spam, not a wave).
@@ -153,7 +155,3 @@ def chat_series(events: Iterable[Event], duration: float) -> np.ndarray:
             if len(accounts) - 1 >= COPY_USERS - 1:  # other accounts than this post's own
                 x[i, 7] += 1
     return x
-
-
-def chat_count(events: Iterable[Event]) -> int:
-    return sum(1 for e in events if e.kind == "chat")
