@@ -35,6 +35,33 @@ def settings(tmp_path) -> Settings:
     return Settings(data_dir=tmp_path / "data", cpu_threads=1, speech_workers=2)
 
 
+PG_URL = os.environ.get("ACE_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not PG_URL, reason="set ACE_TEST_DATABASE_URL to a PostgreSQL database to run these"),
+        ),
+    ]
+)
+def db_url(request, tmp_path):
+    """The database to test on: SQLite in a temp folder, and PostgreSQL when ``ACE_TEST_DATABASE_URL``
+    names one (its ACE tables are dropped and recreated)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'ace.db'}"
+        return
+    import ace.controlplane  # noqa: F401 - its tables too
+    from ace.store import Store
+
+    store = Store(PG_URL)
+    store.drop_all()
+    store.close()
+    yield PG_URL
+
+
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
     """One local Ray instance per test module, with a fixed CPU count."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sqlite3
 import threading
 import time
@@ -16,28 +15,6 @@ import sqlalchemy as sa
 from ace.errors import StoreError
 from ace.store import Store, metadata, moments_table, normalize_url, shows_table
 from ace.types import Clip, Moment, Reason
-
-PG_URL = os.environ.get("ACE_TEST_DATABASE_URL", "")
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not PG_URL, reason="set ACE_TEST_DATABASE_URL to a PostgreSQL database to run these"),
-        ),
-    ]
-)
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'ace.db'}"
-        return
-    store = Store(PG_URL)
-    store.drop_all()
-    store.close()
-    yield PG_URL
-
 
 @pytest.fixture
 def store(db_url):

@@ -19,14 +19,13 @@ by the wall clock, so the gap is recorded and times never run backwards.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,7 +53,6 @@ JOB_PREFIX = "ace:job:"
 #: 0.2 s of CPU to analyse, and backpressure degrades analysis when the machine is short; with 0.05
 #: forty streams fit the reservations of two cores, with room left for the speech pool
 STREAM_ACTOR_CPUS = 0.05
-CONTROLLER_CPUS = 0.05
 #: how long the controller waits for a stream actor's answer (one that is restarting, or cannot be
 #: scheduled, answers with an error instead of hanging the caller)
 CALL_TIMEOUT_S = 10.0
@@ -62,10 +60,6 @@ CALL_TIMEOUT_S = 10.0
 RESTART_WAIT_S = 60.0
 #: how often a stream's loop polls the ingest (seconds)
 POLL_S = 0.5
-#: how often the controller looks for streams that have finished, to end their actors (seconds)
-REAP_S = 2.0
-#: finished streams whose final status the controller keeps (older ones answer from the store)
-KEEP_FINISHED = 1000
 #: an id given by the caller: letters, digits, '-', '_' (the actor name and folder derive from it)
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "running", "ended": "done",
@@ -211,7 +205,7 @@ class StreamWorker:
 
     def __init__(self, spec: StreamSpec | dict, settings: Settings | dict | None = None,
                  ingest_options: IngestOptions | None = None, live_options: Any = None, *,
-                 autostart: bool = False, with_speech: bool = True):
+                 autostart: bool = False, with_speech: bool = True, epoch: int | None = None):
         from ace.live.analyzer import LiveAnalyzer
         from ace.pipeline import settings_hash
         from ace.store import Store
@@ -227,7 +221,6 @@ class StreamWorker:
         self.folder = Path(s.data_dir).absolute() / "live" / self.spec.stream_id
         self.folder.mkdir(parents=True, exist_ok=True)
         self.clip_dir = self.folder / "clips"
-        self._state_path = self.folder / "state.json"
         self._lock = threading.RLock()
         self._events: deque[Event] = deque()
         self._tail: EventTail | None = None
@@ -247,13 +240,29 @@ class StreamWorker:
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
         self.store = Store.from_settings(s)
-        self.store.create_all()
+        from ace.controlplane import ControlPlane
 
-        saved = self._load_state()
+        # the stream's row of the control plane: what it resumes from, and the fencing token (epoch)
+        self.cp = ControlPlane(self.store)
+        self._epoch = epoch
+        self._fenced = False
+        self._suspend = False
+        row = self.cp.get_stream(self.spec.stream_id)
+        if row is None:  # a worker of its own (no controller): its row, so that it can resume too
+            self.cp.add_stream(self.spec.stream_id, self.spec.tenant, dataclasses.asdict(self.spec), durable=False)
+            row = self.cp.get_stream(self.spec.stream_id)
+        elif row["tenant"] != self.spec.tenant:
+            raise ValueError(f"stream id {self.spec.stream_id!r} is taken")
+        saved = dict(row.get("state") or {})
+        self._outages: list[dict] = list(row.get("outages") or [])
+        self._node = _node_id()
         self._offset = 0.0
         if saved.get("analysed_until") is not None:
             outage = max(0.0, time.time() - float(saved.get("saved_at", time.time())))
             self._offset = float(saved["analysed_until"]) + outage
+            # the gap this stream did not see, on its own clock
+            self._outages.append({"at": round(float(saved["analysed_until"]), 3), "seconds": round(outage, 3),
+                                  "node": self._node})
         self._restarts = int(saved.get("restarts", -1)) + 1
         self._current_arrival: float | None = None  # arrival of the segment being analysed now
         # pushed events, durable and counted once (across restarts too); those accepted but not yet
@@ -356,13 +365,11 @@ class StreamWorker:
 
             shutil.rmtree(self.folder / "buffer-prev", ignore_errors=True)
 
-    def _load_state(self) -> dict:
-        try:
-            return json.loads(self._state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-
     def _save_state(self) -> None:
+        """The stream's progress and what a restarted worker resumes from, into its row; a worker
+        whose epoch is no longer the row's (another worker has taken the stream over) stops."""
+        if self._fenced:
+            return
         with self._lock:
             journal = self.journal.checkpoint(consumed=self._consumed)
         state = {"analyzer": self.analyzer.state(), "saved_at": time.time(), "restarts": self._restarts,
@@ -372,11 +379,31 @@ class StreamWorker:
                               for sg in self._previous + [self._shift(x) for x in self.ingest.segments()]]}
         a = state["analyzer"].get("analysed_until")
         state["analysed_until"] = a
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self._state_path)
+        with self._lock:
+            status, error = self._status, self._error
+        if not self.cp.save_progress(self.spec.stream_id, self._epoch, state=state, analysed_until=float(a or 0.0),
+                                     status=status, error=error[:2000], node=self._node, restarts=self._restarts,
+                                     outages=self._outages[-100:]):
+            self._fence()
+
+    def _fence(self) -> None:
+        if not self._fenced:
+            log.warning("stream %s: another worker runs it now (epoch %s is old); this one stops", self.spec.stream_id,
+                        self._epoch)
+        self._fenced = True
+        self._stop.set()
+
+    def _current(self) -> bool:
+        """Whether this worker still runs the stream (its epoch is the row's)."""
+        if self._fenced:
+            return False
+        if self._epoch is not None and not self.cp.save_progress(self.spec.stream_id, self._epoch):
+            self._fence()
+        return not self._fenced
 
     def _save_show(self) -> None:
+        if self._fenced:
+            return
         s = self.spec
         self.store.upsert_show(s.stream_id, path=redact(s.url), name=s.name or s.stream_id,
                                duration=max(0.0, self.analyzer.analysed_until),
@@ -384,6 +411,8 @@ class StreamWorker:
                                error=self._error[:2000], tenant=s.tenant)
 
     def _save_results(self) -> None:
+        if not self._current():
+            return
         self.store.save_results(self.spec.stream_id, sorted(self._moments.values(), key=lambda m: m.start),
                                 list(self._clips.values()), self._shash, tenant=self.spec.tenant)
 
@@ -413,7 +442,8 @@ class StreamWorker:
         finally:
             if self._stop.is_set() and self._status not in FINAL_STATUSES:
                 self.ingest.stop()
-                self._finish("stopped")
+                if not self._fenced:
+                    self._finish("suspended" if self._suspend else "stopped")
             self.analyzer.close()  # nothing is left half cut ahead
             try:
                 self._save_show()
@@ -558,15 +588,18 @@ class StreamWorker:
                 self._queued_end = self.journal.end
         return n
 
-    def stop(self, timeout: float = 15.0) -> dict:
-        """Stop following the stream (pending moments are flushed); returns the final status."""
+    def stop(self, timeout: float = 15.0, final: bool = True) -> dict:
+        """Stop following the stream (pending moments are flushed); returns the final status. With
+        ``final=False`` the stream is only *suspended* (status ``suspended``): its row stays live, and
+        the next worker resumes it from where this one stopped."""
+        self._suspend = not final
         self._stop.set()
         t = self._thread
         if t is not None:
             t.join(timeout)
         else:
             self.ingest.stop()
-            self._finish("stopped")
+            self._finish("stopped" if final else "suspended")
         return self.status()
 
     def status(self) -> dict:
@@ -594,6 +627,9 @@ class StreamWorker:
                 "clip_latency_p95_s": percentile(lat, 95),
                 "clip_latencies": [round(x, 3) for x in self._latencies],
                 "restarts": self._restarts,
+                "outages": list(self._outages),
+                "node": self._node,
+                "epoch": self._epoch,
                 "realtime": an.get("realtime"),
                 "busy_p95_s": an.get("busy_p95_s"),
                 "speech_lag_s": an.get("speech_lag_s"),
@@ -663,410 +699,12 @@ def _clip_from_row(row: dict) -> Clip:
     return Clip(**{k: row[k] for k in keys if k in row})
 
 
-# ----------------------------------------------------------------------------------- controller
-
-
-class LiveController:
-    """Owns every live stream of a Ray cluster: one :data:`StreamActor` each.
-
-    Every call names a ``tenant``; a tenant sees and touches only its own streams (another
-    tenant's id answers as unknown)."""
-
-    def __init__(self, settings: dict | None = None, actor_options: dict | None = None, adopt: bool = False):
-        self.settings = dict(settings or {})
-        self.actor_options = dict(actor_options or {})
-        self._streams: dict[str, tuple[StreamSpec, Any]] = {}
-        self._jobs: dict[str, dict] = {}
-        self._lock = threading.RLock()
-        self._submit_lock = threading.Lock()
-        self._final: set[str] = set()  # streams seen ended, failed or stopped
-        #: finished streams, their actors ended: stream id -> (spec, final status), oldest first
-        self._finished: OrderedDict[str, tuple[StreamSpec, dict]] = OrderedDict()
-        self._reaper: threading.Thread | None = None
-        # the cluster's controller (``adopt``) starts its stream actors detached, so that they outlive
-        # a crash of the controller, and adopts the running ones when Ray starts it again; a
-        # controller of its own (tests, the live bench) owns its streams, which end with it
-        self._adopt = adopt
-        if adopt:
-            self._adopt_running()
-
-    def _adopt_running(self) -> None:
-        """Take over the stream actors already running in the cluster (after a controller restart)."""
-        try:
-            named = ray.util.list_named_actors(all_namespaces=True)
-        except Exception as e:  # noqa: BLE001 - not fatal: start empty
-            log.warning("cannot list the cluster's actors (%s); no streams adopted", e)
-            return
-        names = [a["name"] for a in named if a.get("namespace") == NAMESPACE and a.get("name", "").startswith(STREAM_PREFIX)]
-        for name in names:
-            try:
-                actor = ray.get_actor(name, namespace=NAMESPACE)
-                spec = StreamSpec(**ray.get(actor.describe.remote(), timeout=CALL_TIMEOUT_S))
-            except Exception as e:  # noqa: BLE001 - gone or not answering: leave it
-                log.warning("stream actor %s not adopted: %s", name, type(e).__name__)
-                continue
-            self._streams[spec.stream_id] = (spec, actor)
-        if names:
-            log.info("adopted %d running stream(s)", len(self._streams))
-            self._start_reaper()
-
-    # -- finished streams and jobs give their processes back ---------------------------------------
-
-    def _start_reaper(self) -> None:
-        with self._lock:
-            if self._reaper is None:
-                self._reaper = threading.Thread(target=self._reap_loop, name="ace-reaper", daemon=True)
-                self._reaper.start()
-
-    def _reap_loop(self) -> None:
-        while True:  # as long as the controller lives (a daemon thread)
-            time.sleep(REAP_S)
-            try:
-                self.reap()
-            except Exception:  # noqa: BLE001 - try again next round
-                log.exception("reaping finished streams failed")
-
-    def reap(self) -> int:
-        """End the actors of streams that have finished (their final status is kept, their moments
-        and clips are in the store) and the progress actors of batch jobs that are done; returns
-        how many stream actors were ended. Runs every :data:`REAP_S` seconds in the background."""
-        with self._lock:
-            items = list(self._streams.items())
-            jobs = [j for j in self._jobs.values() if "final" not in j]
-        ended = 0
-        if items:
-            refs = {a.finished.remote(): sid for sid, (_spec, a) in items}
-            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
-            for ref in ready:
-                sid = refs[ref]
-                try:
-                    done = ray.get(ref)
-                except ray.exceptions.ActorDiedError as e:  # out of restarts: it failed for good
-                    with self._lock:
-                        item = self._streams.get(sid)
-                    if item is not None and self._retire(sid, {
-                            "id": sid, "name": item[0].name, "tenant": item[0].tenant, "url": redact(item[0].url),
-                            "status": "failed", "error": f"the stream's worker died ({type(e).__name__})"}):
-                        ended += 1
-                    continue
-                except Exception:  # noqa: BLE001 - restarting or busy: ask again next round
-                    continue
-                if done and self._retire(sid):
-                    ended += 1
-        for job in jobs:
-            with self._lock:
-                self._job_view(job)
-        return ended
-
-    def _retire(self, sid: str, final: dict | None = None) -> bool:
-        """Keep a finished stream's final status (asked of its actor when not given), then end its
-        actor: from then on calls for it answer from what was kept."""
-        with self._lock:
-            item = self._streams.get(sid)
-        if item is None:
-            return False
-        spec, actor = item
-        if final is None:
-            try:
-                final = ray.get(actor.status.remote(), timeout=CALL_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - try again next round
-                return False
-        final = {k: v for k, v in final.items() if k != "clip_latencies"}
-        with self._lock:
-            if self._streams.pop(sid, None) is None:  # retired meanwhile
-                return False
-            self._final.discard(sid)
-            self._finished[sid] = (spec, final)
-            while len(self._finished) > KEEP_FINISHED:
-                self._finished.popitem(last=False)
-        ray.kill(actor, no_restart=True)
-        log.info("stream %s %s: its actor has ended", sid, final.get("status"))
-        return True
-
-    def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
-               products: Sequence[str] = (), stream_id: str | None = None,
-               ingest_options: dict | None = None, category: str = "other", budget: float | None = None,
-               max_live: int | None = None) -> str:
-        """Start following ``url``; returns the stream id. A refused URL raises ValueError.
-        ``category`` and ``budget`` (promoted impressions in total) are for the ramp policy. With
-        ``max_live``, a tenant already running that many streams gets :class:`TooManyStreams`
-        (checked and started under one lock, so a burst of submissions cannot overshoot)."""
-        from ace.errors import InputError
-        from ace.netguard import check_url
-
-        allow = Settings(**self.settings).url_allowlist
-        try:
-            if source_kind(url) != "file":  # a local file is the operator's own (the HTTP API takes URLs only)
-                check_url(url, allow=allow)
-            if events and _is_url(events):
-                check_url(events, allow=allow)
-        except InputError as e:
-            raise ValueError(str(e)) from None
-        sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)
-        from ace.policy.state import CATEGORIES
-
-        category = (category or "other").strip().lower()
-        if category not in CATEGORIES:
-            raise ValueError(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
-        if budget is not None and not (float(budget) >= 0):
-            raise ValueError(f"budget must be a number >= 0, got {budget!r}")
-        spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
-                          budget=None if budget is None else float(budget))
-        opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
-                "name": f"{STREAM_PREFIX}{sid}", "namespace": NAMESPACE} | self.actor_options
-        if self._adopt:
-            opts["lifetime"] = "detached"
-        with self._submit_lock:
-            if max_live is not None:
-                live = self._live_count(tenant)
-                if live >= max_live:
-                    raise TooManyStreams(f"this tenant already runs {live} live streams (the limit is {max_live}); stop one first")
-            actor = StreamActor.options(**opts).remote(spec, self.settings,
-                                                       IngestOptions(**ingest_options) if ingest_options else None,
-                                                       autostart=True)
-            with self._lock:
-                self._streams[sid] = (spec, actor)
-        self._start_reaper()
-        log.info("stream %s submitted (%s)", sid, redact(url))
-        return sid
-
-    def _live_count(self, tenant: str) -> int:
-        """The tenant's streams not known to have finished (one that does not answer counts as live)."""
-        now = time.time()
-        with self._lock:
-            items = [(sid, a, now - spec.submitted_at < 30.0) for sid, (spec, a) in self._streams.items()
-                     if spec.tenant == tenant and sid not in self._final]
-        # a stream submitted in the last 30 s is live (its actor may still be loading its model and
-        # would keep a burst of submissions waiting); older ones are asked, briefly
-        young = sum(1 for *_x, y in items if y)
-        refs = {a.status.remote(): sid for sid, a, y in items if not y}
-        if not refs:
-            return young
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
-        live = young + len(refs) - len(ready)
-        for ref in ready:
-            try:
-                st = ray.get(ref)
-            except Exception:  # noqa: BLE001 - restarting: counts as live
-                live += 1
-                continue
-            if st.get("status") in FINAL_STATUSES:
-                self._final.add(refs[ref])
-            else:
-                live += 1
-        return live
-
-    def _get(self, stream_id: str, tenant: str):
-        """The running stream's (spec, actor); KeyError for another tenant's stream, as for none,
-        and :class:`StreamFinished` for a finished one of this tenant."""
-        with self._lock:
-            item = self._streams.get(stream_id)
-            done = self._finished.get(stream_id)
-        if item is not None and item[0].tenant == tenant:
-            return item
-        if done is not None and done[0].tenant == tenant:
-            raise StreamFinished(f"stream {stream_id!r} has {done[1].get('status', 'ended')}")
-        raise KeyError(f"no stream {stream_id!r}")
-
-    def _finished_of(self, stream_id: str, tenant: str) -> tuple[StreamSpec, dict] | None:
-        with self._lock:
-            done = self._finished.get(stream_id)
-        return done if done is not None and done[0].tenant == tenant else None
-
-    def stop(self, stream_id: str, tenant: str = "default") -> dict:
-        """Stop a stream and end its actor; returns its final status (a finished stream's as it was)."""
-        done = self._finished_of(stream_id, tenant)
-        if done is not None:
-            return done[1]
-        _spec, actor = self._get(stream_id, tenant)
-        final = ray.get(actor.stop.remote(), timeout=60)
-        if final.get("status") in FINAL_STATUSES:
-            self._retire(stream_id, final)
-        return final
-
-    def shutdown_streams(self, timeout: float = 30.0) -> int:
-        """Stop every tenant's streams and end their actors (``ace serve --shutdown``); returns how many."""
-        with self._lock:
-            items = list(self._streams.items())
-        refs = [(sid, actor, actor.stop.remote(timeout=min(15.0, timeout))) for sid, (_spec, actor) in items]
-        for sid, actor, ref in refs:
-            try:
-                ray.get(ref, timeout=timeout)
-            except Exception as e:  # noqa: BLE001 - shutting down anyway
-                log.warning("stream %s did not stop cleanly: %s", sid, type(e).__name__)
-            ray.kill(actor, no_restart=True)
-        with self._lock:
-            for sid, _a, _r in refs:
-                self._streams.pop(sid, None)
-        return len(refs)
-
-    def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:
-        """One stream's status, or the tenant's streams (running, then the finished ones it keeps)."""
-        if stream_id is not None:
-            done = self._finished_of(stream_id, tenant)
-            if done is not None:
-                return done[1]
-            spec, actor = self._get(stream_id, tenant)
-            return self._status_of(spec, actor)
-        with self._lock:
-            items = [v for v in self._streams.values() if v[0].tenant == tenant]
-            finished = [st for spec, st in self._finished.values() if spec.tenant == tenant]
-        return [self._status_of(spec, actor) for spec, actor in items] + finished
-
-    def _status_of(self, spec: StreamSpec, actor) -> dict:
-        try:
-            return ray.get(actor.status.remote(), timeout=CALL_TIMEOUT_S)
-        except Exception as e:  # the actor is restarting or gone: say so, do not fail the listing
-            return {"id": spec.stream_id, "name": spec.name, "tenant": spec.tenant, "url": redact(spec.url),
-                    "status": "unavailable", "error": f"{type(e).__name__}: {e}"[:500]}
-
-    def push_events(self, stream_id: str, events: list[dict], tenant: str = "default", batch_id: str | None = None) -> int:
-        _spec, actor = self._get(stream_id, tenant)
-        try:
-            return _call(actor.push_events, events, batch_id)
-        except ray.exceptions.ActorDiedError:  # retired by the reaper during the call
-            self._get(stream_id, tenant)  # StreamFinished
-            raise
-
-    def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
-        if self._finished_of(stream_id, tenant) is not None:  # its actor has gone: the store has them
-            rows = self._store().list_moments(stream_id, tenant=tenant, min_score=min_score)
-            return [to_dict(m) for m in (_moment_from_row(stream_id, r) for r in rows)]
-        _spec, actor = self._get(stream_id, tenant)
-        return _call(actor.moments, min_score)
-
-    def clips(self, stream_id: str, tenant: str = "default") -> list[dict]:
-        if self._finished_of(stream_id, tenant) is not None:
-            return [to_dict(_clip_from_row(c)) for c in self._store().list_clips(stream_id, tenant=tenant)]
-        _spec, actor = self._get(stream_id, tenant)
-        return _call(actor.clips)
-
-    def streams(self, tenant: str = "default") -> list[str]:
-        """The tenant's running streams' ids."""
-        with self._lock:
-            return [sid for sid, (spec, _a) in self._streams.items() if spec.tenant == tenant]
-
-    def room_feed(self, since: float, until: float) -> tuple[list[RoomAggregate], list[Moment]]:
-        """Every live room's interaction aggregate for the tick ``[since, until)`` and the moments
-        found in it, across tenants (the ramp actor's feed). A stream actor that does not answer
-        in time is left out of this tick, not waited for."""
-        with self._lock:
-            actors = [(sid, a) for sid, (_spec, a) in self._streams.items()]
-        refs = [(sid, a.room.remote(since, until)) for sid, a in actors]
-        ready, _ = ray.wait([r for _s, r in refs], num_returns=len(refs), timeout=CALL_TIMEOUT_S) if refs else ([], [])
-        done = set(ready)
-        aggregates: list[RoomAggregate] = []
-        moments: list[Moment] = []
-        for sid, ref in refs:
-            if ref not in done:
-                log.warning("stream %s did not report to the ramp in time", sid)
-                continue
-            try:
-                got = ray.get(ref)
-            except Exception as e:  # restarting or gone: no room this tick
-                log.warning("stream %s: no room report (%s)", sid, type(e).__name__)
-                continue
-            if got is not None:
-                aggregates.append(got[0])
-                moments.extend(got[1])
-        return aggregates, moments
-
-    def ramp(self, stream_id: str, tenant: str = "default", limit: int = 100) -> dict:
-        """The stream's current ramp level and its recent decisions (oldest first); before the
-        first decision, level None and an empty history."""
-        with self._lock:
-            item = self._streams.get(stream_id)
-        if item is not None and item[0].tenant != tenant:
-            raise KeyError(f"no stream {stream_id!r}")
-        store = self._store()
-        if item is None and store.get_show(stream_id, tenant=tenant) is None:
-            raise KeyError(f"no stream {stream_id!r}")
-        history = store.list_ramp_decisions(stream_id, tenant=tenant, limit=limit)
-        latest = history[-1] if history else None
-        return {"stream_id": stream_id, "level": latest["level"] if latest else None,
-                "share": latest["share"] if latest else None, "history": history}
-
-    # -- batch jobs (the back office's reprocessing of recorded shows) ---------------------------
-
-    def submit_job(self, items: list[dict], tenant: str = "default", name: str = "") -> dict:
-        """Reprocess recorded shows: ``items`` are ``{"path": checked absolute path}`` or
-        ``{"url": checked http(s) URL}`` (the caller has checked them). One Ray task per item;
-        each becomes the tenant's show ``<job id>-<n>``."""
-        from workers.batch import ProgressBoard, run_job_item
-
-        if not items:
-            raise ValueError("a job needs at least one item")
-        jid = new_stream_id(name or "job")
-        s = Settings(**(self.settings | {"cpu_threads": 1}))
-        out_root = Path(s.data_dir).absolute() / "jobs" / jid
-        board = ray.remote(num_cpus=0)(ProgressBoard).options(name=f"{JOB_PREFIX}{jid}", namespace=NAMESPACE).remote()
-        task = ray.remote(num_cpus=0.5, max_retries=0)(run_job_item)
-        keys = [f"{jid}-{i}" for i in range(len(items))]
-        refs = [task.remote(it, k, str(out_root), s, board, tenant, k) for it, k in zip(items, keys)]
-        with self._lock:
-            self._jobs[jid] = {"id": jid, "name": name or jid, "tenant": tenant, "items": items, "keys": keys,
-                               "refs": refs, "board": board, "results": {}, "submitted_at": time.time()}
-        self._start_reaper()
-        return {"id": jid, "status": "running", "items": len(items)}
-
-    def _job_view(self, job: dict) -> dict:
-        """A job's progress and results; once every item has finished, the view is kept and the
-        job's progress actor and results in the object store are let go."""
-        from workers.batch import fraction
-
-        if "final" in job:
-            return job["final"]
-        pending = [r for r in job["refs"] if r.hex() not in job["results"]]
-        if pending:
-            done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
-            for ref in done:
-                try:
-                    res = ray.get(ref)
-                    job["results"][ref.hex()] = {"ok": res.ok, "error": res.error, "moments": len(res.moments),
-                                                 "clips": len(res.clips), "duration": res.duration, "seconds": res.seconds}
-                except ray.exceptions.RayError as e:
-                    job["results"][ref.hex()] = {"ok": False, "error": f"worker failed: {type(e).__name__}"}
-        try:
-            snap = ray.get(job["board"].snapshot.remote(), timeout=5)
-        except Exception:  # noqa: BLE001 - progress is a nicety
-            snap = {}
-        items = []
-        for it, key, ref in zip(job["items"], job["keys"], job["refs"]):
-            res = job["results"].get(ref.hex())
-            items.append({"show_id": key, "source": it.get("url") and redact(it["url"]) or Path(it["path"]).name,
-                          "progress": 1.0 if res else round(fraction(snap.get(key, {})), 3),
-                          "status": ("done" if res["ok"] else "failed") if res else "running"} | (res or {}))
-        finished = all(i["status"] != "running" for i in items)
-        status = "running" if not finished else ("done" if all(i["status"] == "done" for i in items) else "failed")
-        view = {"id": job["id"], "name": job["name"], "status": status,
-                "progress": round(sum(i["progress"] for i in items) / len(items), 3), "items": items,
-                "submitted_at": job["submitted_at"]}
-        if finished:
-            job["final"] = view
-            ray.kill(job.pop("board"), no_restart=True)
-            job.pop("refs")
-            job.pop("results")
-        return view
-
-    def job(self, job_id: str, tenant: str = "default") -> dict:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None or job["tenant"] != tenant:
-                raise KeyError(f"no job {job_id!r}")
-            return self._job_view(job)
-
-    def jobs(self, tenant: str = "default") -> list[dict]:
-        with self._lock:
-            return [self._job_view(j) for j in self._jobs.values() if j["tenant"] == tenant]
-
-    def _store(self):
-        from ace.store import Store
-
-        if getattr(self, "_store_obj", None) is None:
-            s = Settings(**self.settings)
-            self._store_obj = Store.from_settings(s)
-            self._store_obj.create_all()
-        return self._store_obj
+def _node_id() -> str:
+    """The Ray node this worker runs on ("" outside Ray)."""
+    try:
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - only a label
+        return ""
 
 
 def _arrival(path: str) -> float:
@@ -1078,35 +716,13 @@ def _arrival(path: str) -> float:
         return now
 
 
-def _call(method, *args, wait_s: float = RESTART_WAIT_S):
-    """``ray.get(method.remote(*args))`` that waits out a stream actor's restart: while Ray restarts
-    it the call is refused (not run), so it is sent again until ``wait_s`` has passed — pushed
-    events are then delivered once, not lost. A call that is only slow is waited for, not resent."""
-    deadline = time.monotonic() + wait_s
-    ref = method.remote(*args)
-    while True:
-        try:
-            return ray.get(ref, timeout=CALL_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            # queued behind a busy or still starting actor (16 streams starting at once on 2
-            # cores): wait on for the same call, never send it twice
-            if time.monotonic() > deadline:
-                raise
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-            ref = method.remote(*args)
-
-
 StreamActor = ray.remote(StreamWorker)
-ControllerActor = ray.remote(LiveController)
 
 
-def get_controller(create: bool = True, settings: dict | None = None):
-    """The cluster's controller actor (created, detached, when ``create`` and it does not exist)."""
-    if create:
-        return ControllerActor.options(name=CONTROLLER_NAME, namespace=NAMESPACE, lifetime="detached",
-                                       get_if_exists=True, num_cpus=CONTROLLER_CPUS, max_concurrency=16,
-                                       max_restarts=-1).remote(settings, adopt=True)
-    return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
+def __getattr__(name: str):
+    # the controller moved to workers.controller
+    if name in ("LiveController", "ControllerActor", "get_controller"):
+        import workers.controller
+
+        return getattr(workers.controller, name)
+    raise AttributeError(name)
