@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Back office (HTTP API and web page) host; 0.0.0.0 to expose it.")
     api_port: int = Field(8000, ge=1, le=65535, description="Back office port.")
     url_allowlist: tuple[str, ...] = Field((), description="Hosts, IPs or networks (optionally host:port) that submitted URLs may reach although they are loopback, private or link-local (comma-separated in the environment: ACE_URL_ALLOWLIST='[\"127.0.0.1\", \"10.0.0.0/8\"]' as JSON).")
+    clip_storage: str = Field("", description="Where clips, captions and thumbnails are kept for every node and the API: empty keeps them in the data folder where they are cut (one machine); a folder on a shared file system, mounted at the same path on every node; or s3://bucket/prefix for S3-compatible object storage (credentials from the AWS_* variables, endpoint from ACE_S3_ENDPOINT).")
+    s3_endpoint: str = Field("", description="Endpoint URL of an S3-compatible server for s3:// clip storage (MinIO, Ceph, ...); empty: AWS, or AWS_ENDPOINT_URL.")
+    local_dir: Path | None = Field(None, description="This node's own working folder (live stream buffers, clips being cut, batch jobs' files); None: the data folder. Set it per node (ACE_LOCAL_DIR) when the data folder is shared.")
     media_root: Path | None = Field(None, description="The only folder batch jobs may read recorded shows from by path; None means DATA_DIR/media.")
     api_rate: float = Field(200.0, gt=0, description="Requests per second each API token may make (bursts up to twice that).")
     api_max_body: int = Field(4 << 20, ge=1024, description="Largest request body the API accepts, bytes.")
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
     @property
     def media_dir(self) -> Path:
         return Path(self.media_root) if self.media_root else self.data_dir / "media"
+
+    @property
+    def work_dir(self) -> Path:
+        """This node's working folder (:attr:`local_dir`, else the data folder)."""
+        return Path(self.local_dir) if self.local_dir else self.data_dir
 
     @property
     def cache_dir(self) -> Path:

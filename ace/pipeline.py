@@ -301,7 +301,12 @@ class ShowPipeline:
             if store is not None:
                 store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash=shash, status="done",
                                   tenant=tenant)
-                store.save_results(result.show_id, analysis.moments, clips, shash, tenant=tenant)
+                from ace.clipstore import publish_clip, storage_for
+
+                # where every node and the API read them (a copy: the output folder keeps its own)
+                storage = storage_for(self.settings)
+                stored = [publish_clip(storage, c, tenant, result.show_id, keep_local=True) for c in clips]
+                store.save_results(result.show_id, analysis.moments, stored, shash, tenant=tenant)
             result.ok = True
         except AceError as exc:
             result.error = str(exc)

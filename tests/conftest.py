@@ -71,3 +71,36 @@ def ray_local(tmp_path_factory):
     init_ray(num_cpus=2, data_dir=tmp_path_factory.mktemp("raydata"))
     yield
     shutdown_ray()
+
+
+#: the bucket of :func:`s3_server`
+BUCKET = "ace-clips"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP server (moto's) on a free loopback port, with the clip bucket
+    :data:`BUCKET`; yields ``(endpoint URL, boto3 client)``."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("flask")  # moto[server]
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # never wait for an instance-metadata service
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield endpoint, client
+    server.stop()

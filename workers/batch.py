@@ -175,7 +175,10 @@ def run_job_item(item: dict, key: str, out_root: str, settings: Settings, board,
     """One item of a back-office batch job (runs inside a Ray worker): a file from the media folder,
     or an http(s) URL fetched first; processed as the tenant's show ``show_id``."""
     from ace.live.ingest import redact
+    from workers.cluster import node_work_dir
 
+    if not Path(out_root).is_absolute():  # in this node's own folder
+        out_root = str(node_work_dir(settings) / out_root)
     path = item.get("path")
     if item.get("url"):
         if board is not None:

@@ -149,6 +149,13 @@ def worker_logging() -> None:
     ace_log.setLevel(level)
 
 
+def node_work_dir(settings) -> Path:
+    """The working folder of the node this process runs on: its own ``ACE_LOCAL_DIR`` (set for each
+    node's ``ray start``; Ray's workers inherit it), else the settings' :attr:`~ace.config.Settings.work_dir`."""
+    local = os.environ.get("ACE_LOCAL_DIR")
+    return Path(local).absolute() if local else Path(settings.work_dir).absolute()
+
+
 def shutdown_ray() -> None:
     import ray
 

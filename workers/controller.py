@@ -189,8 +189,11 @@ class LiveController:
         return final
 
     def _start_actor(self, spec: StreamSpec, epoch: int, ingest_options: dict | None = None):
+        # spread over the cluster's nodes: each node added adds capacity; when a node dies, Ray
+        # starts its stream actors again on the others
         opts = {"num_cpus": STREAM_ACTOR_CPUS, "max_restarts": 3, "max_task_retries": 0, "max_concurrency": 8,
-                "name": f"{STREAM_PREFIX}{spec.stream_id}", "namespace": NAMESPACE} | self.actor_options
+                "scheduling_strategy": "SPREAD", "name": f"{STREAM_PREFIX}{spec.stream_id}",
+                "namespace": NAMESPACE} | self.actor_options
         if self._adopt:
             opts["lifetime"] = "detached"
         return StreamActor.options(**opts).remote(spec, self.settings,
@@ -518,7 +521,7 @@ class LiveController:
         from workers.batch import ProgressBoard, run_job_item
 
         s = Settings(**(self.settings | {"cpu_threads": 1}))
-        out_root = Path(s.data_dir).absolute() / "jobs" / jid
+        out_root = Path("jobs") / jid  # in the folder of the node that runs the item
         board = ray.remote(num_cpus=0)(ProgressBoard).options(name=f"{JOB_PREFIX}{jid}", namespace=NAMESPACE,
                                                               get_if_exists=True).remote()
         task = ray.remote(num_cpus=0.5, max_retries=0)(run_job_item)

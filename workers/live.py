@@ -218,7 +218,8 @@ class StreamWorker:
         source_kind(self.spec.url)  # InputError for a refused URL, before anything starts
         s = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
         self.settings = s
-        self.folder = Path(s.data_dir).absolute() / "live" / self.spec.stream_id
+        # this node's own folder (ACE_LOCAL_DIR on each node of a cluster whose data folder is shared)
+        self.folder = Path(s.work_dir).absolute() / "live" / self.spec.stream_id
         self.folder.mkdir(parents=True, exist_ok=True)
         self.clip_dir = self.folder / "clips"
         self._lock = threading.RLock()
@@ -239,6 +240,9 @@ class StreamWorker:
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
         self._shash = settings_hash(s)
+        from ace.clipstore import storage_for
+
+        self._storage = storage_for(s)  # clips go where every node and the API read them
         self.store = Store.from_settings(s)
         from ace.controlplane import ControlPlane
 
@@ -499,7 +503,9 @@ class StreamWorker:
         self._save_show()
 
     def _take(self, update) -> list[Moment]:
-        clips = {c.moment_id: c for c in update.clips}
+        from ace.clipstore import publish_clip
+
+        clips = {c.moment_id: publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id) for c in update.clips}
         now = time.time()
         # stream time -> wall time, taking the analysed edge as now (the analysis keeps close to it)
         edge = self.analyzer.analysed_until

@@ -15,6 +15,7 @@ shapes (422), requests per second per token (429 with Retry-After), stream submi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -379,22 +380,25 @@ def build_app(backend: Backend) -> FastAPI:
                                                  "thumbnail": f"/clips/{mid}/thumbnail"}
 
     @app.get("/clips/{mid}/video", tags=["moments and clips"])
-    async def clip_video(mid: str, who: Tenant):
-        """The clip's MP4; HTTP Range requests are answered (206) so a browser can seek."""
-        path = backend.clip_file(await backend.clip(who, _mid(mid)), "video")
-        return FileResponse(path, media_type="video/mp4")
+    async def clip_video(mid: str, who: Tenant, request: Request):
+        """The clip's MP4, from wherever it is stored; HTTP Range requests are answered (206) so a
+        browser can seek."""
+        return await _stored_file(backend, backend.clip_file(await backend.clip(who, _mid(mid)), "video"), "video/mp4",
+                                  request.headers.get("range"))
 
     @app.get("/clips/{mid}/captions", tags=["moments and clips"])
     async def clip_captions(mid: str, who: Tenant, format: Annotated[Literal["vtt", "srt"], Query()] = "vtt"):
-        path = backend.clip_file(await backend.clip(who, _mid(mid)), "captions")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        where = backend.clip_file(await backend.clip(who, _mid(mid)), "captions")
+        text = (where.read_bytes() if isinstance(where, Path) else await asyncio.to_thread(_read_all, backend, where)
+                ).decode("utf-8", errors="replace")
         if format == "srt":
             return Response(text, media_type="application/x-subrip")
         return Response(srt_to_vtt(text), media_type="text/vtt")
 
     @app.get("/clips/{mid}/thumbnail", tags=["moments and clips"])
-    async def clip_thumbnail(mid: str, who: Tenant):
-        return FileResponse(backend.clip_file(await backend.clip(who, _mid(mid)), "thumbnail"), media_type="image/jpeg")
+    async def clip_thumbnail(mid: str, who: Tenant, request: Request):
+        return await _stored_file(backend, backend.clip_file(await backend.clip(who, _mid(mid)), "thumbnail"), "image/jpeg",
+                                  request.headers.get("range"))
 
     @app.post("/clips/{mid}/review", tags=["moments and clips"])
     async def review(mid: str, body: ReviewIn, who: Tenant) -> dict:
@@ -420,6 +424,53 @@ def build_app(backend: Backend) -> FastAPI:
         return await backend.job(who, _sid(jid))
 
     return app
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_CHUNK = 256 << 10
+
+
+def _read_all(backend: Backend, location: str) -> bytes:
+    _size, fh = backend.open_stored(location)
+    with fh:
+        return fh.read()
+
+
+async def _stored_file(backend: Backend, where: Path | str, media_type: str, range_header: str | None) -> Response:
+    """A clip's file: a local one as it is (Starlette answers ranges), one in object storage streamed
+    a chunk at a time, with a single ``Range`` answered (206; 416 when it lies outside the file)."""
+    if isinstance(where, Path):
+        return FileResponse(where, media_type=media_type)
+    size, fh = await asyncio.to_thread(backend.open_stored, where)
+    start, end, status = 0, size - 1, 200
+    m = _RANGE.match((range_header or "").strip())
+    if m and (m.group(1) or m.group(2)):
+        if m.group(1):
+            start, end = int(m.group(1)), min(size - 1, int(m.group(2)) if m.group(2) else size - 1)
+        else:  # the last N bytes
+            start, end = max(0, size - int(m.group(2))), size - 1
+        if start > end or start >= size:
+            fh.close()
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+
+    async def body():
+        try:
+            await asyncio.to_thread(fh.seek, start)
+            left = end - start + 1
+            while left > 0:
+                chunk = await asyncio.to_thread(fh.read, min(_CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+        finally:
+            fh.close()
+
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -77,6 +77,7 @@ class Backend:
         self._owners = _TTLCache(ttl_s=300.0)
         self._submits = asyncio.Semaphore(self.settings.api_max_submits)
         self._actors: dict[str, Any] = {}
+        self._storage: Any = False  # made when first needed
 
     # ------------------------------------------------------------------ plumbing
 
@@ -256,18 +257,44 @@ class Backend:
             raise NotFound(f"no clip {moment_id!r}")
         return row
 
-    def clip_file(self, row: dict, kind: str) -> Path:
-        """The clip's file of ``kind`` (video, captions, thumbnail), checked to lie inside the data
-        folder: paths come from the database, and the database is not trusted to name files."""
+    @property
+    def storage(self):
+        """The clip storage (``ACE_CLIP_STORAGE``), or None: clips are files in the data folder."""
+        if self._storage is False:
+            from ace.clipstore import storage_for
+
+            self._storage = storage_for(self.settings)
+        return self._storage
+
+    def clip_file(self, row: dict, kind: str) -> Path | str:
+        """The clip's file of ``kind`` (video, captions, thumbnail): a local path checked to lie inside
+        the data folder or the clip storage's folder, or a location of object storage (a string, for
+        :meth:`open_stored`). Paths come from the database, and the database is not trusted to name files."""
         key = {"video": "path", "captions": "srt_path", "thumbnail": "thumb_path"}[kind]
         raw = row.get(key) or ""
         if not raw:
             raise NotFound(f"this clip has no {kind}")
+        st = self.storage
+        if st is not None and st.owns(raw):
+            from ace.clipstore import FolderStorage
+
+            if isinstance(st, FolderStorage):
+                p = Path(raw).resolve()
+                if p.is_file():
+                    return p
+            elif st.exists(raw):
+                return raw
+            raise NotFound(f"the clip's {kind} file is not available")
         p = Path(raw).resolve()
         roots = [Path(self.settings.data_dir).resolve()]
         if not any(p.is_relative_to(r) for r in roots) or not p.is_file():
             raise NotFound(f"the clip's {kind} file is not available")
         return p
+
+    def open_stored(self, location: str):
+        """``(size, seekable binary stream)`` of a location in object storage (see :meth:`clip_file`)."""
+        st = self.storage
+        return st.size(location), st.open(location)
 
     async def review(self, tenant: str, moment_id: str, verdict: str, note: str = "") -> dict:
         row = await self._db(self.store.set_review, moment_id, verdict, tenant, note)

@@ -11,7 +11,7 @@ like. Gifts add the log of their value. ``viewers`` events only feed the reason 
 from __future__ import annotations
 
 import math
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
