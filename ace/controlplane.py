@@ -33,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ace.errors import Refused
 from ace.store import DEFAULT_TENANT, Store, _converted, metadata
 
 #: seconds a lease lasts unless renewed (a controller renews every couple of seconds)
@@ -119,7 +120,7 @@ class ControlPlane:
     def add_stream(self, stream_id: str, tenant: str, spec: dict, *, owner: str = "", durable: bool = True,
                    lease_s: float = LEASE_S) -> int:
         """Record a new stream (desired ``run``), its lease held by ``owner``; returns its epoch (1).
-        ValueError when the id is taken."""
+        :class:`~ace.errors.Refused` when the id is taken."""
         now = time.time()
         row = {"id": stream_id, "tenant": tenant, "spec": dict(spec), "durable": bool(durable), "desired": "run",
                "status": "starting", "error": "", "analysed_until": 0.0, "state": None, "node": "", "owner": owner,
@@ -127,7 +128,7 @@ class ControlPlane:
                "final": None, "submitted_at": now, "updated_at": now}
         with self.store._write() as conn:
             if conn.execute(sa.select(streams_table.c.id).where(streams_table.c.id == stream_id)).first() is not None:
-                raise ValueError(f"stream id {stream_id!r} is taken")
+                raise Refused(f"stream id {stream_id!r} is taken")
             conn.execute(sa.insert(streams_table), [row])
         return 1
 

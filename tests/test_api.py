@@ -56,7 +56,8 @@ def office(ray_local, tmp_path_factory, short_show):
 
     from ace.api.app import build_app
     from ace.api.backend import Backend
-    from workers.live import ControllerActor
+    from workers.control import RayStreamControl
+    from workers.controller import ControllerActor
 
     data = tmp_path_factory.mktemp("office") / "data"
     media = data / "media"
@@ -67,7 +68,7 @@ def office(ray_local, tmp_path_factory, short_show):
     settings = {"data_dir": str(data), "cpu_threads": 1, "url_allowlist": ["127.0.0.1"], "api_max_streams": 3,
                 "api_max_events": 500, "api_max_body": 200_000, "database_url": os.environ.get("ACE_TEST_DATABASE_URL", "")}
     controller = ControllerActor.options(num_cpus=0.05, max_concurrency=16).remote(settings)
-    backend = Backend(settings, controller=controller)
+    backend = Backend(settings, control=RayStreamControl(controller))
     acme = backend.store.create_token("acme")[1]
     globex = backend.store.create_token("globex")[1]
     client = TestClient(build_app(backend), raise_server_exceptions=False)

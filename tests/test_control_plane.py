@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ace.controlplane import ControlPlane
+from ace.errors import Refused
 from ace.store import Store
 from workers.live import StreamSpec, StreamWorker
 
@@ -22,7 +23,7 @@ def cp(db_url):
 
 def test_a_stream_lease_is_held_by_one_controller_at_a_time(cp):
     assert cp.add_stream("s1", "acme", {"stream_id": "s1", "url": "x"}, owner="A") == 1
-    with pytest.raises(ValueError, match="taken"):
+    with pytest.raises(Refused, match="taken"):
         cp.add_stream("s1", "acme", {"stream_id": "s1", "url": "x"}, owner="B")
     assert cp.acquire("s1", "B", bump=True) is None  # A holds it
     assert cp.acquire("s1", "A") == 1  # renewing one's own keeps the epoch

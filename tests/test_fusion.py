@@ -143,7 +143,7 @@ def test_a_show_with_no_evidence_but_talk_returns_its_busiest_talk():
 
 def _chat_follows(evidence_at, delay, n=900, seed=3):
     """A chat series (T, 9) with a reaction burst ``delay`` s after each evidence time."""
-    from ace.signals.chat import COLUMNS, chat_series
+    from ace.signals.chat import chat_series
     from ace.types import Event
 
     rng = np.random.default_rng(seed)

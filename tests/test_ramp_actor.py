@@ -165,3 +165,26 @@ def test_ramp_actor_on_local_ray(ray_local, tmp_path):
     assert ray.get(actor.stats.remote())["ticks"] == 6
     assert 0 < RAMP_ACTOR_CPUS < 1
     ray.kill(actor)
+
+
+def test_the_policys_memory_survives_a_restart_through_the_store(db_url):
+    """Tiers, estimates, pacing and a kill switch are kept in the control plane's table: a ramp
+    started again decides as the old one would have, and the killed room stays killed."""
+    from workers.ramp import StoreMemory
+
+    settings = {"database_url": db_url}
+    feed = FakeFeed()
+    old = RampController(feed, plan=PLAN, memory=StoreMemory(settings))
+    twin = RampController(FakeFeed(), plan=PLAN)  # the same ticks, never restarted
+    for k in range(6):
+        ds = old.tick(30.0 * (k + 1))
+        twin.tick(30.0 * (k + 1))
+        feed.alloc = twin.feed.alloc = {d.stream_id: d.share * PLAN for d in ds}
+    old.kill("room-1")
+    twin.kill("room-1")
+    new = RampController(feed, plan=PLAN, memory=StoreMemory(settings))
+    assert new.room_state("room-0") == old.room_state("room-0")
+    assert new.policy.slots.get("room-1") == old.policy.slots.get("room-1")
+    a, b = new.tick(210.0), twin.tick(210.0)
+    assert [(d.stream_id, d.level, round(d.share, 9)) for d in a] == [(d.stream_id, d.level, round(d.share, 9)) for d in b]
+    assert {d.stream_id: d.share for d in a}["room-1"] == 0.0

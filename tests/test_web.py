@@ -58,7 +58,8 @@ def site(ray_local, tmp_path_factory, short_show):
 
     from ace.api.app import build_app
     from ace.api.backend import Backend
-    from workers.live import ControllerActor
+    from workers.control import RayStreamControl
+    from workers.controller import ControllerActor
 
     data = tmp_path_factory.mktemp("web") / "data"
     media = data / "media"
@@ -67,7 +68,7 @@ def site(ray_local, tmp_path_factory, short_show):
     shutil.copy(short_show.events, media / "show.events.jsonl")
     settings = {"data_dir": str(data), "cpu_threads": 1, "url_allowlist": ["127.0.0.1"], "api_max_streams": 5}
     controller = ControllerActor.options(num_cpus=0.05, max_concurrency=16).remote(settings)
-    backend = Backend(settings, controller=controller)
+    backend = Backend(settings, control=RayStreamControl(controller))
     tokens = {"acme": backend.store.create_token("acme")[1], "globex": backend.store.create_token("globex")[1]}
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

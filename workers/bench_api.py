@@ -55,7 +55,7 @@ def run_api_bench(settings: Settings, clients: int = 16, seconds: float = 20.0, 
     import httpx
     import ray
 
-    from ace.api.serve import start_back_office, stop_back_office
+    from workers.serve import start_back_office, stop_back_office
     from ace.store import Store
     from samples.show import make_sample_show
     from workers.bench_live import _publish, _serve, stop_publishing

@@ -31,6 +31,8 @@ import ray
 
 from ace.config import Settings
 from ace.controlplane import LEASE_S, ControlPlane
+from ace.errors import InputError, NotFound, Refused, StreamFinished, TooManyStreams
+from ace.netguard import CheckedURL
 from ace.live.ingest import FINAL_STATUSES, IngestOptions, redact, source_kind
 from ace.policy.state import RoomAggregate
 from ace.types import Moment, to_dict
@@ -43,9 +45,7 @@ from workers.live import (
     STREAM_ACTOR_CPUS,
     STREAM_PREFIX,
     StreamActor,
-    StreamFinished,
     StreamSpec,
-    TooManyStreams,
     _clip_from_row,
     _is_url,
     _moment_from_row,
@@ -282,32 +282,36 @@ class LiveController:
 
     # -- streams ---------------------------------------------------------------------------------------
 
-    def submit(self, url: str, name: str = "", tenant: str = "default", events: str | None = None,
-               products: Sequence[str] = (), stream_id: str | None = None,
+    def submit(self, url: str | CheckedURL, name: str = "", tenant: str = "default",
+               events: str | CheckedURL | None = None, products: Sequence[str] = (), stream_id: str | None = None,
                ingest_options: dict | None = None, category: str = "other", budget: float | None = None,
                max_live: int | None = None) -> str:
-        """Start following ``url``; returns the stream id once the stream is in the store. A refused
-        URL raises ValueError. ``category`` and ``budget`` (promoted impressions in total) are for
-        the ramp policy. With ``max_live``, a tenant already running that many streams gets
-        :class:`TooManyStreams` (checked and recorded under one lock, so a burst cannot overshoot)."""
-        from ace.errors import InputError
+        """Start following ``url``; returns the stream id once the stream is in the store. A URL the
+        back office checked comes as a :class:`~ace.netguard.CheckedURL` and is not checked again; a
+        plain string (``ace live``: a URL or the operator's own local file) is checked here.
+        :class:`~ace.errors.Refused` for a refused URL or a bad option. ``category`` and ``budget``
+        (promoted impressions in total) are for the ramp policy. With ``max_live``, a tenant already
+        running that many streams gets :class:`~ace.errors.TooManyStreams` (checked and recorded
+        under one lock, so a burst cannot overshoot)."""
         from ace.netguard import check_url
         from ace.policy.state import CATEGORIES
 
         allow = Settings(**self.settings).url_allowlist
         try:
-            if source_kind(url) != "file":  # a local file is the operator's own (the HTTP API takes URLs only)
-                check_url(url, allow=allow)
-            if events and _is_url(events):
-                check_url(events, allow=allow)
+            if not isinstance(url, CheckedURL) and source_kind(url) != "file":  # a local file is the operator's own
+                url = check_url(url, allow=allow)
+            if events and not isinstance(events, CheckedURL) and _is_url(events):
+                events = check_url(events, allow=allow)
         except InputError as e:
-            raise ValueError(str(e)) from None
+            raise Refused(str(e)) from None
+        url = url.url if isinstance(url, CheckedURL) else url
+        events = events.url if isinstance(events, CheckedURL) else events
         sid = check_stream_id(stream_id) if stream_id else new_stream_id(name or None)
         category = (category or "other").strip().lower()
         if category not in CATEGORIES:
-            raise ValueError(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
+            raise Refused(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
         if budget is not None and not (float(budget) >= 0):
-            raise ValueError(f"budget must be a number >= 0, got {budget!r}")
+            raise Refused(f"budget must be a number >= 0, got {budget!r}")
         spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
                           budget=None if budget is None else float(budget))
         with self._submit_lock:
@@ -336,11 +340,11 @@ class LiveController:
     def _row(self, stream_id: str, tenant: str) -> dict:
         row = self.cp.get_stream(stream_id, tenant)
         if row is None:
-            raise KeyError(f"no stream {stream_id!r}")
+            raise NotFound(f"no stream {stream_id!r}")
         return row
 
     def _get(self, stream_id: str, tenant: str):
-        """The running stream's (spec, actor); KeyError for another tenant's stream, as for none,
+        """The running stream's (spec, actor); NotFound for another tenant's stream, as for none,
         and :class:`StreamFinished` for a finished one of this tenant (or one not run here)."""
         with self._lock:
             item = self._streams.get(stream_id)
@@ -443,6 +447,11 @@ class LiveController:
         except ray.exceptions.ActorDiedError:  # retired by the reaper during the call
             self._get(stream_id, tenant)  # StreamFinished
             raise
+        except ray.exceptions.RayTaskError as e:  # a malformed event, a batch key used with other events
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, ValueError):
+                raise Refused(str(cause)) from None
+            raise
 
     def moments(self, stream_id: str, tenant: str = "default", min_score: float | None = None) -> list[dict]:
         with self._lock:
@@ -496,7 +505,7 @@ class LiveController:
         first decision, level None and an empty history."""
         store = self._store()
         if self.cp.get_stream(stream_id, tenant) is None and store.get_show(stream_id, tenant=tenant) is None:
-            raise KeyError(f"no stream {stream_id!r}")
+            raise NotFound(f"no stream {stream_id!r}")
         history = store.list_ramp_decisions(stream_id, tenant=tenant, limit=limit)
         latest = history[-1] if history else None
         return {"stream_id": stream_id, "level": latest["level"] if latest else None,
@@ -509,7 +518,7 @@ class LiveController:
         ``{"url": checked http(s) URL}`` (the caller has checked them). The job and its items are
         stored first; then one Ray task per item, each the tenant's show ``<job id>-<n>``."""
         if not items:
-            raise ValueError("a job needs at least one item")
+            raise Refused("a job needs at least one item")
         jid = new_stream_id(name or "job")
         keys = [f"{jid}-{i}" for i in range(len(items))]
         self.cp.add_job(jid, tenant, name or jid, list(zip(keys, items)))
@@ -603,7 +612,7 @@ class LiveController:
     def job(self, job_id: str, tenant: str = "default") -> dict:
         rows = self.cp.list_jobs(tenant, job_id)
         if not rows:
-            raise KeyError(f"no job {job_id!r}")
+            raise NotFound(f"no job {job_id!r}")
         return self._job_view(rows[0])
 
     def jobs(self, tenant: str = "default") -> list[dict]:

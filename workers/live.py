@@ -11,9 +11,11 @@ clips — the protocol the HTTP back office calls. The Ray actors are made here 
 :data:`StreamActor` (``ace:stream:<id>``, fractional CPU, restarted by Ray when it dies) and
 :data:`ControllerActor` (``ace:controller`` in namespace ``ace``, detached).
 
-Stream time: seconds since ACE started following the stream. After an actor restart the new ffmpeg
-starts its clock over; the worker shifts it by the saved analysed time plus the outage measured
-by the wall clock, so the gap is recorded and times never run backwards.
+Stream time: seconds since ACE started following the stream. After a restart (of the actor, the
+controller or the node) the new worker's ingest starts its clock at the saved analysed time plus
+the outage measured by the wall clock (``Ingest(origin=...)``), so the gap is recorded (the
+stream's ``outages``) and times never run backwards; the worker's state lives in the store
+(:mod:`ace.controlplane`), so any node can resume it.
 """
 
 from __future__ import annotations
@@ -66,15 +68,6 @@ _STORE_STATUS = {"starting": "running", "live": "running", "reconnecting": "runn
                  "stopped": "done", "failed": "failed"}
 
 
-class TooManyStreams(RuntimeError):
-    """The tenant already runs as many live streams as it may."""
-
-
-class StreamFinished(LookupError):
-    """The stream has ended, failed or been stopped: it takes no more calls (its status, moments
-    and clips still answer)."""
-
-
 def new_stream_id(name: str | None = None) -> str:
     """``<slug of name>-<8 hex>`` (or just the hex): unique, safe as a folder and actor name."""
     from ace.pipeline import slug
@@ -84,8 +77,10 @@ def new_stream_id(name: str | None = None) -> str:
 
 
 def check_stream_id(stream_id: str) -> str:
+    from ace.errors import Refused
+
     if not stream_id or len(stream_id) > 64 or not set(stream_id) <= _ID_CHARS:
-        raise ValueError(f"bad stream id {stream_id!r}: use 1-64 letters, digits, '-' or '_'")
+        raise Refused(f"bad stream id {stream_id!r}: use 1-64 letters, digits, '-' or '_'")
     return stream_id
 
 
@@ -303,7 +298,8 @@ class StreamWorker:
                 self.analyzer.restore(saved["analyzer"])
             except (ValueError, RuntimeError) as e:
                 log.warning("stream %s: cannot resume the analysis (%s); starting afresh", self.spec.stream_id, e)
-        self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer", opts)
+        # the stream clock goes on where the last worker stopped, plus the outage (set in the ingest only)
+        self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer", opts, origin=self._offset)
         self._save_show()
         if autostart:
             self.start()
@@ -380,7 +376,7 @@ class StreamWorker:
                  "offset": self._offset, "journal": journal,
                  # the buffer on the stream clock (kept segments of earlier runs included), for a restart
                  "segments": [[sg.seq, round(sg.start, 6), round(sg.end, 6), sg.path]
-                              for sg in self._previous + [self._shift(x) for x in self.ingest.segments()]]}
+                              for sg in self._previous + self.ingest.segments()]}
         a = state["analyzer"].get("analysed_until")
         state["analysed_until"] = a
         with self._lock:
@@ -470,7 +466,7 @@ class StreamWorker:
             arrived = _arrival(seg.path)
             self._current_arrival = arrived
             try:
-                update = self.analyzer.process_segment(self._shift(seg), arrived=arrived)
+                update = self.analyzer.process_segment(seg, arrived=arrived)
             finally:
                 self._current_arrival = None
             found.extend(self._take(update))
@@ -528,12 +524,9 @@ class StreamWorker:
                 log.info("stream %s: moment %s %.1f-%.1f (%.2f)", self.spec.stream_id, m.id, m.start, m.end, m.score)
         return list(update.moments)
 
-    def _shift(self, seg: Segment) -> Segment:
-        return seg if not self._offset else replace(seg, start=seg.start + self._offset, end=seg.end + self._offset)
-
     def _covering(self, t0: float, t1: float) -> list[Segment]:
         kept = [sg for sg in self._previous if sg.end > t0 and sg.start < t1]
-        return kept + [self._shift(s) for s in self.ingest.covering(t0 - self._offset, t1 - self._offset)]
+        return kept + self.ingest.covering(t0, t1)
 
     def _take_events(self) -> list[Event]:
         out: list[Event] = []

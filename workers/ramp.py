@@ -115,6 +115,7 @@ class RampController:
         gauge: Any | None = None,
         policy_options: dict | None = None,
         record: Callable[[list[RampDecision]], Any] | None = None,
+        memory: Any | None = None,
         autostart: bool = False,
     ):
         self.feed = feed
@@ -133,6 +134,16 @@ class RampController:
         self._stats = {"ticks": 0, "decisions": 0, "sink_errors": 0, "feed_errors": 0, "record_errors": 0, "last_tick": None, "last_error": ""}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # the policy's memory (tiers, estimates, kill switches, pacing) kept across restarts
+        self.memory = memory
+        if memory is not None and hasattr(self.policy, "restore"):
+            try:
+                snap = memory.load()
+                if snap:
+                    self.policy.restore(snap)
+                    log.info("ramp: the policy's memory of %d room slot(s) restored", len(self.policy.slots))
+            except Exception as e:  # noqa: BLE001 - a memory that cannot be read: start afresh, say so
+                log.warning("ramp: cannot restore the policy's memory (%s); starting afresh", e)
         if autostart:  # an actor that Ray restarts ticks again by itself
             self.start()
 
@@ -177,6 +188,7 @@ class RampController:
             self._stats["ticks"] += 1
             self._stats["decisions"] += len(decisions)
             self._stats["last_tick"] = t
+        self._remember()
         if self.record is not None and decisions:
             try:
                 self.record(decisions)
@@ -222,6 +234,20 @@ class RampController:
             if not hasattr(self.policy, "kill"):
                 raise ValueError(f"policy {self.policy.name!r} has no kill switch")
             self.policy.kill(stream_id, on)
+        self._remember()
+
+    def _remember(self) -> None:
+        if self.memory is None or not hasattr(self.policy, "snapshot"):
+            return
+        try:
+            with self._lock:
+                snap = self.policy.snapshot()
+            self.memory.save(snap)
+        except Exception as e:  # noqa: BLE001 - deciding goes on; the next tick tries again
+            with self._lock:
+                self._stats["record_errors"] += 1
+                self._stats["last_error"] = f"memory: {e}"
+            log.warning("keeping the ramp policy's memory failed: %s", e)
 
     def stats(self) -> dict:
         with self._lock:
@@ -305,6 +331,31 @@ class StoreRecorder:
         return self._store.save_ramp_decisions(decisions)
 
 
+class StoreMemory:
+    """The ramp policy's memory in the control plane's ``control`` table (key ``ramp:policy``)."""
+
+    KEY = "ramp:policy"
+
+    def __init__(self, settings: dict | None = None):
+        self.settings = dict(settings or {})
+        self._cp = None
+
+    def _plane(self):
+        if self._cp is None:
+            from ace.config import Settings
+            from ace.controlplane import ControlPlane
+            from ace.store import Store
+
+            self._cp = ControlPlane(Store.from_settings(Settings(**self.settings)))
+        return self._cp
+
+    def load(self) -> dict | None:
+        return self._plane().get_value(self.KEY)
+
+    def save(self, snap: dict) -> None:
+        self._plane().set_value(self.KEY, snap)
+
+
 def ramp_sink_spec(settings: Any) -> str:
     """The sink string for :func:`~ace.policy.sink.make_sink` from settings (``ramp_sink``; empty
     means ``DATA_DIR/ramp/decisions.jsonl``)."""
@@ -329,6 +380,6 @@ def get_ramp(settings: dict | None = None, *, create: bool = True):
     actor = RampActor.options(name=RAMP_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                               max_restarts=-1, max_concurrency=4).remote(
         ControllerFeed(), plan=s.ramp_pool, tick_s=s.ramp_tick_s, sink=ramp_sink_spec(s),
-        record=StoreRecorder(settings), autostart=True)
+        record=StoreRecorder(settings), memory=StoreMemory(settings), autostart=True)
     ray.get(actor.stats.remote(), timeout=60)  # made and ticking (or its error, raised here)
     return actor

@@ -86,12 +86,32 @@ def pool_size(settings: Settings) -> tuple[int, float]:
     return max(1, cpus), 0.0
 
 
+def recorded_pool_size(s: Settings, n: int, gpus: float) -> tuple[int, float]:
+    """The pool's size as the control plane keeps it (``control`` row ``speech_pool``): a pool made
+    again after a restart has the size it had, and grows (never shrinks) with the cluster."""
+    from ace.controlplane import ControlPlane
+    from ace.store import Store
+
+    try:
+        cp = ControlPlane(Store.from_settings(s))
+        was = cp.get_value("speech_pool") or {}
+        size = max(n, int(was.get("size", 0)))
+        if gpus:  # one recogniser per GPU: what the cluster has now
+            size = n
+        if was.get("size") != size or float(was.get("gpus", 0.0)) != gpus:
+            cp.set_value("speech_pool", {"size": size, "gpus": gpus})
+        return size, gpus
+    except Exception as e:  # noqa: BLE001 - the pool still works without the record
+        log.warning("speech pool: its size is not recorded (%s)", e)
+        return n, gpus
+
+
 def get_speech_pool(settings: Settings | dict) -> list:
     """The cluster's recogniser actors (made, detached, the first time; found by name after)."""
     from workers.live import NAMESPACE
 
     s = settings if isinstance(settings, Settings) else Settings(**settings)
-    n, gpus = pool_size(s)
+    n, gpus = recorded_pool_size(s, *pool_size(s))
     keep = ("model", "device", "compute_type", "beam_size", "language", "data_dir")
     args = {k: getattr(s, k) for k in keep}
     args["data_dir"] = str(args["data_dir"])

@@ -1,4 +1,4 @@
-"""The back office's HTTP API and web page (FastAPI; served by Ray Serve, see :mod:`ace.api.serve`).
+"""The back office's HTTP API and web page (FastAPI; served by Ray Serve, see :mod:`workers.serve`).
 
 Every route but ``/healthz``, the web page's static files and the sign-in needs an API token
 (``ace tokens create --tenant NAME``), sent as ``Authorization: Bearer <token>``, or, for the web
@@ -31,7 +31,8 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ace.api.backend import Backend, Busy, Finished, NotFound, Refused
+from ace.api.backend import Backend
+from ace.errors import Busy, InputError, NotFound, StreamFinished
 from ace.policy.state import CATEGORIES
 from ace.store import TOKEN_PREFIX
 
@@ -221,12 +222,12 @@ def build_app(backend: Backend) -> FastAPI:
     async def _not_found(_req: Request, e: NotFound):
         return JSONResponse({"error": str(e) or "not found"}, status_code=404)
 
-    @app.exception_handler(Refused)
-    async def _refused(_req: Request, e: Refused):
+    @app.exception_handler(InputError)  # Refused, and any other bad input
+    async def _refused(_req: Request, e: InputError):
         return JSONResponse({"error": str(e)}, status_code=422)
 
-    @app.exception_handler(Finished)
-    async def _finished(_req: Request, e: Finished):
+    @app.exception_handler(StreamFinished)
+    async def _finished(_req: Request, e: StreamFinished):
         return JSONResponse({"error": str(e)}, status_code=409)
 
     @app.exception_handler(Busy)
@@ -345,7 +346,7 @@ def build_app(backend: Backend) -> FastAPI:
             raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters, not only spaces")
         try:
             n = await backend.push_events(who, sid, events, batch_id=key)
-        except Refused as e:
+        except InputError as e:
             raise ApiError(422, str(e)) from None
         return {"accepted": n}
 

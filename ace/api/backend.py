@@ -1,9 +1,10 @@
-"""What the HTTP back office calls: the cluster's live controller (a Ray actor) and the store.
+"""What the HTTP back office calls: the cluster (through :class:`ace.control.StreamControl`) and the store.
 
-:class:`Backend` is the one place the web app touches Ray or the database, so the app's routes can
-be tested against another object with the same async methods. Every method takes the caller's
-tenant and answers :class:`NotFound` for anything that tenant does not own, exactly as for
-something that does not exist.
+:class:`Backend` is the one place the web app reaches streams, jobs or the database, so the app's
+routes can be tested against a fake of the protocol. Every method takes the caller's tenant and
+answers :class:`~ace.errors.NotFound` for anything that tenant does not own, exactly as for
+something that does not exist. A submitted URL is checked here, once, and handed on as a
+:class:`~ace.netguard.CheckedURL`.
 """
 
 from __future__ import annotations
@@ -16,29 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ace.config import Settings
+from ace.control import StreamControl
+from ace.errors import Busy, InputError, NotFound, Refused, StreamFinished
 
 log = logging.getLogger("ace.api")
 
-
-class NotFound(LookupError):
-    """No such thing for this tenant (another tenant's id answers the same)."""
-
-
-class Refused(ValueError):
-    """The request is understood but not acceptable (a refused URL, an unknown category, ...)."""
-
-
-class Finished(RuntimeError):
-    """The stream has ended, failed or been stopped: it takes no more events (409)."""
-
-
-class Busy(RuntimeError):
-    """Too much at once: try again after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: float = 1.0, status: int = 503):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.status = status
+#: the names the app's error handlers use
+Finished = StreamFinished
+__all__ = ["Backend", "Busy", "Finished", "NotFound", "Refused", "media_path"]
 
 
 class _TTLCache:
@@ -64,56 +50,27 @@ class _TTLCache:
 
 
 class Backend:
-    """The controller and the store, for one process (a Serve replica, or a test)."""
+    """The cluster's stream control and the store, for one process (a Serve replica, or a test)."""
 
-    def __init__(self, settings: Settings | dict | None = None, controller: Any = None):
+    def __init__(self, settings: Settings | dict | None = None, control: StreamControl | None = None):
         from ace.store import Store
 
         self.settings = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
         self.store = Store.from_settings(self.settings)
         self.store.create_all()
-        self._controller = controller
+        self._control = control
         self._tokens = _TTLCache(ttl_s=30.0)
         self._owners = _TTLCache(ttl_s=300.0)
         self._submits = asyncio.Semaphore(self.settings.api_max_submits)
-        self._actors: dict[str, Any] = {}
         self._storage: Any = False  # made when first needed
 
     # ------------------------------------------------------------------ plumbing
 
     @property
-    def controller(self):
-        if self._controller is None:
-            from workers.live import get_controller
-
-            try:
-                self._controller = get_controller(create=False)
-            except ValueError as e:
-                raise Busy("the live controller is not running (start it with `ace serve`)", 5.0) from e
-        return self._controller
-
-    async def _call(self, method: str, *args, timeout: float = 30.0, **kwargs):
-        import ray
-
-        ref = getattr(self.controller, method).remote(*args, **kwargs)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
-        except asyncio.TimeoutError:
-            raise Busy(f"the live controller did not answer within {timeout:g} s", 5.0) from None
-        except ray.exceptions.RayTaskError as e:
-            cause = getattr(e, "cause", None) or e
-            if isinstance(cause, KeyError):
-                raise NotFound(cause.args[0] if cause.args else "not found") from None
-            if type(cause).__name__ == "StreamFinished":
-                raise Finished(str(cause)) from None
-            if type(cause).__name__ == "TooManyStreams":
-                raise Busy(str(cause), 30.0, status=429) from None
-            if isinstance(cause, ValueError):
-                raise Refused(str(cause)) from None
-            raise
-        except ray.exceptions.RayActorError as e:
-            self._controller = None
-            raise Busy(f"the live controller is restarting ({type(e).__name__})", 5.0) from None
+    def control(self) -> StreamControl:
+        if self._control is None:
+            raise Busy("no live controller is attached to this back office (start it with `ace serve`)", 5.0)
+        return self._control
 
     async def _db(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -146,13 +103,11 @@ class Backend:
 
     async def submit_stream(self, tenant: str, url: str, name: str = "", products: list[str] | None = None,
                             events: str | None = None, category: str = "other", budget: float | None = None) -> dict:
-        from ace.errors import InputError
         from ace.netguard import check_url
 
-        try:
-            check_url(url, allow=self.settings.url_allowlist)
-            if events:
-                check_url(events, allow=self.settings.url_allowlist)
+        try:  # once, here: the controller takes the checked value as it is
+            checked = await asyncio.to_thread(check_url, url, self.settings.url_allowlist)
+            checked_events = await asyncio.to_thread(check_url, events, self.settings.url_allowlist) if events else None
         except InputError as e:
             raise Refused(str(e)) from None
         try:
@@ -160,21 +115,21 @@ class Backend:
         except asyncio.TimeoutError:
             raise Busy("too many stream submissions at once; try again shortly", 2.0) from None
         try:
-            sid = await self._call("submit", url, name=name, tenant=tenant, events=events, products=products or [],
-                                   category=category, budget=budget, max_live=self.settings.api_max_streams)
+            sid = await self.control.submit(tenant, checked, name=name, events=checked_events, products=products or [],
+                                            category=category, budget=budget, max_live=self.settings.api_max_streams)
         finally:
             self._submits.release()
         self._owners.put((sid, tenant), True)
         return {"id": sid, "status": "starting"}
 
     async def streams(self, tenant: str) -> list[dict]:
-        live = {s["id"]: s for s in await self._call("status", tenant=tenant)}
+        live = {s["id"]: s for s in await self.control.status(tenant)}
         return sorted(live.values(), key=lambda s: s.get("id", ""))
 
     async def stream(self, tenant: str, sid: str) -> dict:
         """A live stream's status; for a recorded show (a batch job's item) its row in the store."""
         try:
-            return await self._call("status", sid, tenant=tenant)
+            return await self.control.status(tenant, sid)
         except NotFound:
             show = await self._db(self.store.get_show, sid, tenant)
             if show is None:
@@ -183,51 +138,18 @@ class Backend:
                     "error": show["error"], "analysed_until": show["duration"], "duration": show["duration"]}
 
     async def stop_stream(self, tenant: str, sid: str) -> dict:
-        return await self._call("stop", sid, tenant=tenant, timeout=90.0)
+        return await self.control.stop(tenant, sid)
 
     async def push_events(self, tenant: str, sid: str, events: list, batch_id: str | None = None) -> int:
-        """Straight to the stream's actor (the tenant's ownership checked in the store first): the
-        webhook's hot path skips the controller. While Ray restarts the actor the call is sent
-        again (up to a minute), so accepted events are delivered once. Whatever the path, an id
-        the tenant does not own answers :class:`NotFound` ``no stream 'ID'``, and a stream that
-        has finished :class:`Finished`, as the controller says."""
-        import ray
-
-        from workers.live import NAMESPACE, RESTART_WAIT_S, STREAM_PREFIX
-
-        if not await self.owns(sid, tenant):
-            # another tenant's, none, or submitted a moment ago with no store row yet: the
-            # controller knows
-            return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
-        actor = self._actors.get(sid)
-        if actor is None:
-            try:
-                actor = ray.get_actor(f"{STREAM_PREFIX}{sid}", namespace=NAMESPACE)
-            except ValueError:  # finished (its actor has ended): the controller says so
-                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
-            self._actors[sid] = actor
-        deadline = time.monotonic() + RESTART_WAIT_S
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.wrap_future(actor.push_events.remote(events, batch_id).future()), 30.0)
-            except ray.exceptions.ActorUnavailableError:
-                if time.monotonic() > deadline:
-                    raise Busy(f"stream {sid!r} is restarting", 5.0) from None
-                await asyncio.sleep(0.5)
-            except ray.exceptions.ActorDiedError:
-                self._actors.pop(sid, None)
-                return await self._call("push_events", sid, events, tenant=tenant, batch_id=batch_id)
-            except ray.exceptions.RayTaskError as e:
-                cause = getattr(e, "cause", None) or e
-                if isinstance(cause, ValueError):
-                    raise Refused(str(cause)) from None
-                raise
-            except asyncio.TimeoutError:
-                raise Busy(f"stream {sid!r} did not answer in time", 5.0) from None
+        """To the stream, the tenant's ownership checked in the store first (so the cluster can take
+        the fast path); whatever the path, an id the tenant does not own answers
+        :class:`~ace.errors.NotFound` ``no stream 'ID'``, and a finished stream ``StreamFinished``."""
+        owned = await self.owns(sid, tenant)  # False: another tenant's, none, or submitted a moment ago
+        return await self.control.push_events(tenant, sid, events, batch_id, owned=owned)
 
     async def ramp(self, tenant: str, sid: str, limit: int = 100) -> dict:
         await self._require(sid, tenant)
-        return await self._call("ramp", sid, tenant=tenant, limit=limit)
+        return await self.control.ramp(tenant, sid, limit)
 
     # ------------------------------------------------------------------ moments and clips
 
@@ -305,7 +227,6 @@ class Backend:
     # ------------------------------------------------------------------ batch jobs
 
     async def submit_job(self, tenant: str, items: list[dict], name: str = "") -> dict:
-        from ace.errors import InputError
         from ace.netguard import check_url
 
         checked = []
@@ -319,13 +240,13 @@ class Backend:
                 checked.append({"url": it["url"]})
             else:
                 checked.append({"path": str(media_path(self.settings, src, what=f"item {i}"))})
-        return await self._call("submit_job", checked, tenant=tenant, name=name)
+        return await self.control.submit_job(tenant, checked, name)
 
     async def jobs(self, tenant: str) -> list[dict]:
-        return await self._call("jobs", tenant=tenant)
+        return await self.control.jobs(tenant)
 
     async def job(self, tenant: str, job_id: str) -> dict:
-        return await self._call("job", job_id, tenant=tenant)
+        return await self.control.job(tenant, job_id)
 
 
 def media_path(settings: Settings, rel: str | None, what: str = "path") -> Path:

@@ -688,11 +688,16 @@ class Ingest:
 
     ``folder`` belongs to the ingest: each ffmpeg run writes into its own ``folder/runNNNN``; leftovers
     of an earlier ingest there are deleted by :meth:`start`. Not thread-safe: call it from one thread.
+
+    Stream time is set here, and only here: the first run starts at ``origin`` (0 for a new stream;
+    a resumed stream's analysed time plus the outage, so the gap is kept and times never run back),
+    and each later run right after the previous one plus the outage between them.
     """
 
     def __init__(self, stream_id: str, url: str, folder: str | os.PathLike,
-                 options: IngestOptions | None = None, *, rng: random.Random | None = None):
+                 options: IngestOptions | None = None, *, rng: random.Random | None = None, origin: float = 0.0):
         self.stream_id = str(stream_id)
+        self.origin = float(origin)
         self.url = url
         self.kind = source_kind(url)
         self.options = options or IngestOptions()
@@ -989,7 +994,7 @@ class Ingest:
         data of the new one)."""
         latest = self.buffer.latest_end
         if latest is None or self._last_data_at is None:
-            return -t0
+            return self.origin - t0
         first_data = max(run.started, now - (t1 - t0))
         outage = max(0.0, first_data - self._last_data_at)
         return latest + outage - t0

@@ -35,6 +35,18 @@ class Policy:
         self.slots = SlotMap()
         self._last_seen: dict[str, float] = {}
 
+    def snapshot(self) -> dict:
+        """The policy's memory as plain JSON data (no NaN or infinities: they are written as
+        strings), to survive a restart with :meth:`restore`."""
+        return {"policy": self.name, "slots": self.slots.snapshot(), "last_seen": dict(self._last_seen)}
+
+    def restore(self, snap: dict) -> None:
+        """Take back the memory of :meth:`snapshot` (of a policy of the same kind)."""
+        if snap.get("policy") != self.name:
+            raise ValueError(f"a {snap.get('policy')!r} policy's state cannot be given to {self.name!r}")
+        self.slots = SlotMap.from_snapshot(snap.get("slots") or {})
+        self._last_seen = {str(k): float(v) for k, v in (snap.get("last_seen") or {}).items()}
+
     def step(self, obs: Observation) -> Allocation:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -182,6 +182,20 @@ class RampPolicy(Policy):
         }
         self.typical_lift = self.options.lift_start  #: typical conversion lift of a corroborated highlight
 
+    # ------------------------------------------------------------------ memory across restarts
+
+    def snapshot(self) -> dict:
+        return super().snapshot() | {"state": self.state.snapshot(), "price": self.price, "typical_lift": self.typical_lift,
+                                     "pacer": {"error": self.pacer.error, "integral": self.pacer.integral}}
+
+    def restore(self, snap: dict) -> None:
+        super().restore(snap)
+        self.state = RoomStates.from_snapshot(snap.get("state") or {})
+        self.price = float(snap.get("price", 0.0))
+        self.typical_lift = float(snap.get("typical_lift", self.options.lift_start))
+        pacer = snap.get("pacer") or {}
+        self.pacer.error, self.pacer.integral = float(pacer.get("error", 0.0)), float(pacer.get("integral", 0.0))
+
     # ------------------------------------------------------------------ public helpers
 
     def kill(self, stream_or_slot: str | int, on: bool = True) -> None:

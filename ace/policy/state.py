@@ -361,11 +361,35 @@ class RoomStates:
         self.held = np.concatenate([self.held, np.zeros((extra, self.hold_ticks))])
         self.n = n
 
+    def snapshot(self) -> dict:
+        """Every field as a JSON list (non-finite floats as strings)."""
+        out = {name: _json_list(getattr(self, name)) for name in STATE_FIELDS}
+        return out | {"n": self.n, "hold_ticks": self.hold_ticks, "held": [_json_list(r) for r in self.held]}
+
+    @classmethod
+    def from_snapshot(cls, snap: dict) -> RoomStates:
+        s = cls(0, hold_ticks=int(snap.get("hold_ticks", 1)))
+        n = int(snap.get("n", 0))
+        s.grow(n)
+        for name, (dtype, _init, _doc) in STATE_FIELDS.items():
+            if name in snap:
+                setattr(s, name, np.array([float(x) if isinstance(x, str) else x for x in snap[name]], dtype=dtype))
+        if snap.get("held"):
+            s.held = np.array([[float(x) for x in row] for row in snap["held"]], dtype=float).reshape(n, s.hold_ticks)
+        return s
+
     def reset(self, slots: np.ndarray) -> None:
         """Forget the rooms in ``slots`` (their slots may be reused by new rooms)."""
         for name, (_dtype, init, _doc) in STATE_FIELDS.items():
             getattr(self, name)[slots] = init
         self.held[slots] = 0.0
+
+
+def _json_list(a: np.ndarray) -> list:
+    """An array as JSON-safe values: NaN and infinities as the strings float() reads back."""
+    if a.dtype.kind == "f":
+        return [x if np.isfinite(x) else repr(float(x)) for x in a.tolist()]
+    return a.tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +462,17 @@ class SlotMap:
             self._ids[s] = None
             self._free.append(s)
         return s
+
+    def snapshot(self) -> dict:
+        return {"ids": list(self._ids), "free": list(self._free)}
+
+    @classmethod
+    def from_snapshot(cls, snap: dict) -> SlotMap:
+        m = cls()
+        m._ids = [None if i is None else str(i) for i in snap.get("ids", [])]
+        m._free = [int(i) for i in snap.get("free", [])]
+        m._slot = {sid: n for n, sid in enumerate(m._ids) if sid is not None}
+        return m
 
 
 def observation_from_aggregates(

@@ -1,5 +1,6 @@
 """The back office as a Ray Serve application: one deployment (``BackOffice``) whose FastAPI app
-(:func:`ace.api.app.build_app`) is built on the replica, at ``http://API_HOST:API_PORT``."""
+(:func:`ace.api.app.build_app`) is built on the replica, at ``http://API_HOST:API_PORT``, on the
+cluster's controller (:class:`workers.control.RayStreamControl`)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ class BackOffice:
     def __serve_build_asgi_app__(self):
         from ace.api.app import build_app
         from ace.api.backend import Backend
+        from workers.control import RayStreamControl
 
-        return build_app(Backend(self.settings))
+        return build_app(Backend(self.settings, control=RayStreamControl()))
 
 
 def start_back_office(settings: dict, host: str, port: int) -> str:
