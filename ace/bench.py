@@ -179,11 +179,12 @@ def run_bench(
 
 
 def print_report(r: dict, console) -> None:
-    from rich.table import Table
+    from ace.console import Col, IdTable
 
-    t = Table(title=f"ace bench — {Path(r['input']).name}, {r['duration_s']:.0f} s, {r['video']}, {r['model']} beam {r['beam_size']} on {r['device']}")
-    for col in ("step", "wall s", "× real time", "peak MB", "notes"):
-        t.add_column(col, justify="left" if col in ("step", "notes") else "right")
+    # a row a step, its name whole; the notes fold (and a console too narrow gets a line a step)
+    t = IdTable(f"ace bench — {Path(r['input']).name}, {r['duration_s']:.0f} s, {r['video']}, {r['model']} beam {r['beam_size']} on {r['device']}",
+                [Col("step", id=True), Col("wall s", justify="right"), Col("× real time", justify="right"),
+                 Col("peak MB", justify="right"), Col("notes", min_width=20)])
     dec, sp, pl = r["decode"], r["speech"], r["pipeline"]
     t.add_row("analysis decode (bare)", f"{dec['seconds']:.2f}", f"{dec['realtime']:.1f}", str(dec["peak_mb"]), f"video {dec['video_s']:.2f} s ({dec['frames']} frames), audio {dec['audio_s']:.2f} s")
     t.add_row("speech recognition (bare)", f"{sp['seconds']:.2f}", f"{sp['realtime']:.1f}", str(sp["peak_mb"]), f"{sp['sentences']} sentences; model load {sp['model_load_s']:.2f} s")
@@ -194,6 +195,6 @@ def print_report(r: dict, console) -> None:
         if "first_frame_offset" in c:
             note += f"; edges off by {c['first_frame_offset']} / {c['last_frame_offset']} frames"
         t.add_row(f"30 s clip, {mode}", f"{c['seconds']:.2f}", "", "", note)
-    console.print(t)
+    t.print(console)
     for k, ok in r["targets"].items():
         console.print(f"  {'[green]met' if ok else '[red]missed'}[/]  {k}")

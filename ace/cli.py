@@ -22,9 +22,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from ace.config import Settings, get_settings
+from ace.console import Col, IdTable
 from ace.errors import AceError
 from ace.types import ShowResult
 
@@ -153,21 +154,7 @@ def report(results: list[ShowResult], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    t = Table(title="ACE — shows processed")
-    for col in ("show", "status", "length", "moments", "clips", "time", "× real time", "output / error"):
-        t.add_column(col, justify="right" if col in ("moments", "clips", "time", "× real time", "length") else "left", overflow="fold")
-    for r, row in zip(results, rows):
-        t.add_row(
-            row["show"],
-            "[green]ok" if r.ok else "[red]failed",
-            f"{r.duration:.0f} s" if r.duration else "-",
-            str(row["moments"]),
-            str(row["clips"]),
-            f"{r.seconds:.1f} s",
-            f"{r.realtime:.1f}×" if r.ok else "-",
-            row["out_dir"] if r.ok else f"[red]{r.error}",
-        )
-    out.print(t)
+    shows_table(results, rows).print(out)
     for r in results:
         for w in r.warnings[:20]:
             err.print(f"[yellow]warning[/] {Path(r.path).name}: {w}")
@@ -198,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(cmp, indent=2))
     else:
-        out.print(truth_table(cmp))
+        truth_table(cmp).print(out)
         out.print(
             f"precision {cmp['precision']:.2f}  recall {cmp['recall']:.2f}  F1 {cmp['f1']:.2f}  "
             f"boundary error: start {cmp['start_error_s']:.1f} s, end {cmp['end_error_s']:.1f} s  decoys hit {cmp['decoys_hit']}"
@@ -207,10 +194,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def truth_table(cmp: dict) -> Table:
-    t = Table(title="found vs planted")
-    for col in ("planted", "evidence", "found", "score", "why"):
-        t.add_column(col)
+def shows_table(results: list[ShowResult], rows: list[dict]) -> IdTable:
+    """``ace process``' summary: a row a show, its file name whole (:mod:`ace.console`)."""
+    t = IdTable("ACE — shows processed", [Col("show", id=True), Col("status", min_width=6), Col("length", justify="right"),
+                                          Col("moments", justify="right"), Col("clips", justify="right"),
+                                          Col("time", justify="right"), Col("× real time", justify="right"),
+                                          Col("output / error", min_width=20)])
+    for r, row in zip(results, rows):
+        t.add_row(
+            row["show"],
+            Text("ok", style="green") if r.ok else Text("failed", style="red"),
+            f"{r.duration:.0f} s" if r.duration else "-",
+            str(row["moments"]),
+            str(row["clips"]),
+            f"{r.seconds:.1f} s",
+            f"{r.realtime:.1f}×" if r.ok else "-",
+            row["out_dir"] if r.ok else Text(str(r.error), style="red"),
+        )
+    return t
+
+
+def truth_table(cmp: dict) -> IdTable:
+    """The demo's planted highlights against the moments found, a row a planted interval (kept whole)."""
+    t = IdTable("found vs planted", [Col("planted", id=True), "evidence", Col("found", id=True), Col("score", justify="right"),
+                                     Col("why", min_width=12)])
     for row in cmp["rows"]:
         t.add_row(row["planted"], row["kinds"], row["found"], row["score"], row["why"])
     return t

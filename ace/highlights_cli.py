@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from ace.errors import AceError
 
@@ -58,18 +57,25 @@ def cmd_triage(args: argparse.Namespace) -> int:
         for r in results:
             if not r.ok:
                 continue
-            t = Table(title=f"{r.stem}: {len(r.moments)} moments from {r.messages} chat messages "
-                            f"({_clock(r.duration)}, audience delay {r.lag.seconds:.0f} s) -> {r.out_path}")
-            for col in ("rank", "from", "to", "confidence", "why"):
-                t.add_column(col)
-            for m in r.moments:
-                t.add_row(str(m.rank), _clock(m.start), _clock(m.end), f"{m.confidence:.0f}" + ("" if m.strong else " (top few)"),
-                          m.reasons[0].detail if m.reasons else "")
-            out.print(t)
+            triage_table(r).print(out)
         failed = [r for r in results if not r.ok]
         err.print(f"{len(results) - len(failed)} of {len(results)} file(s) triaged in {time.perf_counter() - t0:.1f} s"
                   + (f"; {len(failed)} failed" if failed else ""))
     return 0 if all(r.ok for r in results) else 1
+
+
+def triage_table(r):
+    """One file's moments, best first, with their ids (those of moments.json and the reviews) whole."""
+    from ace.console import Col, IdTable
+
+    t = IdTable(f"{r.stem}: {len(r.moments)} moments from {r.messages} chat messages "
+                f"({_clock(r.duration)}, audience delay {r.lag.seconds:.0f} s) -> {r.out_path}",
+                [Col("rank", id=True, justify="right"), Col("moment", id=True), Col("from", id=True, justify="right"),
+                 Col("to", id=True, justify="right"), Col("confidence", justify="right"), Col("why", min_width=16)])
+    for m in r.moments:
+        t.add_row(str(m.rank), m.id, _clock(m.start), _clock(m.end), f"{m.confidence:.0f}" + ("" if m.strong else " (top few)"),
+                  m.reasons[0].detail if m.reasons else "")
+    return t
 
 
 def _clock(t: float) -> str:

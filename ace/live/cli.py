@@ -24,6 +24,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from ace.console import say
+
 err = Console(stderr=True)
 out = Console()
 
@@ -128,7 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     get_ramp(_settings_for_actors(settings))
     office = None
     if not args.no_api:
-        from ace.api.serve import start_back_office
+        from workers.serve import start_back_office
 
         host = args.api_host or settings.api_host
         port = args.api_port or settings.api_port
@@ -184,7 +186,7 @@ def _shutdown(args, settings) -> int:
         except Exception as e:  # noqa: BLE001 - shutting down anyway
             err.print(f"[yellow]warning[/] stopping the streams: {e}")
         ray.kill(controller)
-        from ace.api.serve import stop_back_office
+        from workers.serve import stop_back_office
 
         stop_back_office()
         from workers.speech_pool import kill_speech_pool
@@ -219,6 +221,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _connect(args, settings)
+    # from here Ctrl-C, SIGTERM and SIGHUP end the command quietly (Ray's own SIGTERM handler dumps a native stack)
+    _on_signals(_interrupt)
     controller = _controller()
     ids = []
     for i, url in enumerate(args.urls):
@@ -229,10 +233,10 @@ def cmd_live(args: argparse.Namespace) -> int:
             sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events,
                                                    category=args.category, budget=args.budget))
         except ray.exceptions.RayTaskError as e:
-            err.print(f"[red]refused[/] {url}: {e.cause if hasattr(e, 'cause') else e}")
+            err.print(f"[red]refused[/] {escape(url)}: {escape(str(e.cause if hasattr(e, 'cause') else e))}", soft_wrap=True)
             continue
         ids.append(sid)
-        out.print(f"stream {sid}: {url}")
+        say(out, f"stream {sid}: {url}")
     if not ids:
         return 1
     if args.no_follow:
@@ -240,23 +244,41 @@ def cmd_live(args: argparse.Namespace) -> int:
     return follow(controller, ids, as_json=args.json)
 
 
-def follow(controller, ids: list[str], as_json: bool = False, poll_s: float = 1.0) -> int:
-    """Print moments and clips as they appear until every stream has ended (Ctrl-C detaches)."""
-    import ray
+#: what a follower stopped by Ctrl-C, SIGTERM or SIGHUP (or a closed stdout) says on stderr, once
+DETACHED = "detached; the streams keep running (ace stop ID stops one)"
+#: the signals that detach a follower, as Ctrl-C does
+DETACH_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
+
+def follow(controller, ids: list[str], as_json: bool = False, poll_s: float = 1.0, get=None) -> int:
+    """Print moments and clips as they appear until every stream has ended (0; 1 when one failed).
+
+    Ctrl-C, SIGTERM and SIGHUP detach: the streams keep running, one line on stderr says so and the
+    exit code is 0, as for a closed stdout (``ace live URL | head``). ``get`` answers the controller's
+    calls (default ``ray.get``). While it waits in ``ray.get`` a signal reaches Python only through
+    Ray's signal check, which passes KeyboardInterrupt on and holds any other exception until the
+    call returns; and Ray's core worker replaces the SIGTERM handler with one that prints a native
+    stack ("*** SIGTERM received ...") and aborts on the way out. So the handlers are installed
+    here, after Ray has started, and each raises KeyboardInterrupt."""
+    if get is None:
+        import ray
+
+        get = ray.get
     seen: set[str] = set()
     last: dict[str, str] = {}
+    previous = _on_signals(_interrupt)
+    detached = False
     try:
         while True:
             final = 0
             for sid in ids:
-                st = ray.get(controller.status.remote(sid))
+                st = get(controller.status.remote(sid))
                 if st["status"] != last.get(sid):
                     last[sid] = st["status"]
                     msg = f"{sid}: {st['status']}" + (f" ({st['error'].splitlines()[0]})" if st.get("error") else "")
                     print(json.dumps({"stream": sid, "status": st["status"], "error": st.get("error", "")}) if as_json else msg, flush=True)
-                clips = {c["moment_id"]: c for c in ray.get(controller.clips.remote(sid))}
-                for m in ray.get(controller.moments.remote(sid)):
+                clips = {c["moment_id"]: c for c in get(controller.clips.remote(sid))}
+                for m in get(controller.moments.remote(sid)):
                     if m["id"] in seen or m["id"] not in clips:
                         continue
                     seen.add(m["id"])
@@ -271,9 +293,76 @@ def follow(controller, ids: list[str], as_json: bool = False, poll_s: float = 1.
             if final == len(ids):
                 return 0 if all(last[s] != "failed" for s in ids) else 1
             time.sleep(poll_s)
-    except KeyboardInterrupt:
-        err.print("detached; the streams keep running (ace stop ID stops one)")
+    except (KeyboardInterrupt, BrokenPipeError) as e:
+        detached = True
+        # a second signal while this process winds down (Ray's disconnect) ends it at once, as quietly
+        _on_signals(_leave_now)
+        if isinstance(e, BrokenPipeError):
+            _stdout_to_devnull()
+        _detach_message()
         return 0
+    finally:
+        if not detached:
+            _restore_signals(previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # the one exception Ray's wait passes on at once
+
+
+def _leave_now(signum, frame):
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+
+
+def _on_signals(handler) -> dict:
+    """Install ``handler`` for the detaching signals this platform has, except those ignored
+    (``nohup`` ignores SIGHUP; a background job, SIGINT): their previous handlers."""
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in DETACH_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        old = signal.getsignal(sig)
+        if old == signal.SIG_IGN:
+            continue
+        signal.signal(sig, handler)
+        previous[sig] = old
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for sig, old in previous.items():
+        signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _stdout_to_devnull() -> None:
+    """stdout's reader has gone: nothing more goes there (nor does Python's last flush complain)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def _detach_message() -> None:
+    try:
+        sys.stderr.write(DETACHED + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # the terminal has gone (SIGHUP)
+        pass
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -286,13 +375,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
     for sid in args.ids:
         try:
             st = ray.get(controller.stop.remote(sid, tenant=args.tenant))
-            out.print(f"{sid}: {st['status']}")
+            say(out, f"{sid}: {st['status']}")
         except ray.exceptions.RayTaskError as e:
             # another tenant's stream answers as unknown, like one that does not exist
             if isinstance(e, KeyError) or isinstance(getattr(e, "cause", None), KeyError):
-                err.print(f"[red]error[/] no stream {sid!r}", highlight=False)
+                err.print(f"[red]error[/] no stream {escape(repr(sid))}", highlight=False, soft_wrap=True)
             else:
-                err.print(f"[red]error[/] stopping {sid!r}: {getattr(e, 'cause', None) or e}", highlight=False)
+                err.print(f"[red]error[/] stopping {escape(repr(sid))}: {escape(str(getattr(e, 'cause', None) or e))}",
+                          highlight=False, soft_wrap=True)
             rc = 1
     return rc
 
@@ -313,18 +403,26 @@ def cmd_streams(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from rich.table import Table
+    streams_table(rows).print(out)
+    return 0
 
-    t = Table(title="live streams")
-    for col in ("id", "status", "analysed s", "lag s", "moments", "clips", "clip p95 s", "reconnects", "ramp", "error"):
-        t.add_column(col)
+
+def streams_table(rows: list[dict]):
+    """``ace streams``' table of the controller's status rows (ids always whole: :mod:`ace.console`)."""
+    from ace.console import Col, IdTable
+
+    t = IdTable("live streams", [Col("id", id=True), Col("status", min_width=7), Col("analysed s", justify="right"),
+                                 Col("lag s", justify="right"), Col("moments", justify="right"), Col("clips", justify="right"),
+                                 Col("clip p95 s", justify="right"), Col("reconnects", justify="right"), "ramp",
+                                 Col("error", min_width=24)])
     for r in rows:
-        t.add_row(r["id"], r["status"], f"{r.get('analysed_until') or 0:.0f}", f"{r.get('lag_s') or 0:.1f}",
+        error = (r.get("error") or "").strip()
+        t.add_row(r["id"], r.get("status") or "-", f"{r.get('analysed_until') or 0:.0f}", f"{r.get('lag_s') or 0:.1f}",
                   str(r.get("moments", "-")), str(r.get("clips", "-")), str(r.get("clip_latency_p95_s") or "-"),
                   str(r.get("reconnects", "-")),
-                  f"{r['ramp_level']} {100 * r['ramp_share']:.1f}%" if r.get("ramp_level") else "-", (r.get("error") or "").splitlines()[0][:60] if r.get("error") else "")
-    out.print(t)
-    return 0
+                  f"{r['ramp_level']} {100 * (r.get('ramp_share') or 0):.1f}%" if r.get("ramp_level") else "-",
+                  error.splitlines()[0][:60] if error else "")
+    return t
 
 
 _TENANT_HELP = ("the tenant whose streams to {what} (default: default); without it only tenant default's streams, "
