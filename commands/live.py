@@ -40,7 +40,7 @@ def _ray_cli() -> str:
 
 
 def _settings(args):
-    from ace.cli import settings_from
+    from commands.common import settings_from
 
     return settings_from(args)
 
@@ -69,17 +69,6 @@ def _controller():
         return get_controller(create=False)
     except ValueError:
         raise SystemExit("ace: the cluster has no ACE controller; start it with `ace serve`") from None
-
-
-def _settings_for_actors(settings) -> dict:
-    keep = ("data_dir", "database_url", "url_allowlist", "media_root", "api_rate", "api_max_body", "api_max_events",
-            "api_max_streams", "api_max_submits", "speech_pool", "model", "device", "compute_type", "beam_size", "language", "analysis_fps",
-            "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords", "ramp_tick_s",
-            "ramp_pool", "ramp_sink")
-    d = {k: getattr(settings, k) for k in keep}
-    d["data_dir"] = str(Path(settings.data_dir).absolute())
-    d["cpu_threads"] = 1
-    return d
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -125,9 +114,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from workers.ramp import get_ramp, ramp_sink_spec
 
     ctx = init_ray(address=address, data_dir=settings.data_dir)
-    controller = get_controller(create=True, settings=_settings_for_actors(settings))
+    from workers.cluster import actor_settings
+
+    controller = get_controller(create=True, settings=actor_settings(settings))
     ray.get(controller.streams.remote())  # it answers: ready
-    get_ramp(_settings_for_actors(settings))
+    get_ramp(actor_settings(settings))
     office = None
     if not args.no_api:
         from workers.serve import start_back_office
@@ -135,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = args.api_host or settings.api_host
         port = args.api_port or settings.api_port
         try:
-            office = start_back_office(_settings_for_actors(settings), host, port)
+            office = start_back_office(actor_settings(settings), host, port)
         except Exception as e:  # noqa: BLE001 - the live pipeline still serves; say why the office does not
             err.print(f"[red]error[/] the back office did not start on {host}:{port}: {type(e).__name__}: {e}")
     addr_file.parent.mkdir(parents=True, exist_ok=True)

@@ -24,42 +24,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from ace.config import Settings, get_settings
+from ace.config import Settings
 from ace.console import Col, IdTable
 from ace.errors import AceError
 from ace.types import ShowResult
+from commands.common import add_common, settings_from
 
 err = Console(stderr=True)
 out = Console()
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("analysis settings (defaults from ACE_* environment variables)")
-    g.add_argument("--model", help="speech model: tiny.en (default, bundled), base, a local CTranslate2 folder, or a hub name")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto uses a GPU when there is one")
-    g.add_argument("--beam-size", type=int, dest="beam_size", help="speech beam size (1 = greedy, fastest)")
-    g.add_argument("--language", help="spoken language code (default: detect; English-only models use en)")
-    g.add_argument("--mode", dest="clip_mode", choices=["exact", "fast"], help="exact: frame-accurate smart cut (default); fast: stream copy from the keyframe before")
-    g.add_argument("--clip-min", type=float, dest="clip_min", help="shortest clip in seconds (default 8)")
-    g.add_argument("--clip-max", type=float, dest="clip_max", help="longest clip in seconds (default 60)")
-    g.add_argument("--threshold", type=float, help="fused score that makes a moment strong on its own when a show has no chat, 0-1 (default 0.45)")
-    g.add_argument("--top", type=int, help="fewest moments per show, strong or not (default: one per 5 minutes, at least 1)")
-    g.add_argument("--scorer", help="highlight model for chat: 'default' (shipped) or a file written by `ace train`")
-    g.add_argument("--data-dir", type=Path, dest="data_dir", help="ACE's data folder (database, caches, sample show); default ./data")
-    r = p.add_argument_group("Ray")
-    r.add_argument("--address", help="join this Ray cluster instead of starting a local one (or set RAY_ADDRESS)")
-    r.add_argument("--num-cpus", type=int, dest="num_cpus", help="CPUs for the local Ray instance (default: all)")
-    r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard with the local instance")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_min", "clip_max", "threshold", "data_dir", "top", "scorer")
-    s = get_settings(**{k: getattr(args, k, None) for k in keys})
-    if s.clip_min >= s.clip_max:
-        raise SystemExit(f"ace: --clip-min ({s.clip_min}) must be shorter than --clip-max ({s.clip_max})")
-    if args.address:
-        s = s.model_copy(update={"ray_address": args.address})
-    return s
 
 
 # -- process ---------------------------------------------------------------------------------------
@@ -349,14 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "of finding them: only their own seconds are decoded; repeat per show")
     p.add_argument("--out", default="out", help="output folder (default ./out); each show gets OUT/<show>/")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    _add_common(p)
+    add_common(p)
     p.set_defaults(func=cmd_process)
 
     d = sub.add_parser("demo", help="make the sample show once, process it and compare with the planted highlights")
     d.add_argument("--duration", type=float, default=360.0, help="sample show length in seconds (default 360)")
     d.add_argument("--out", default="out", help="output folder (default ./out)")
     d.add_argument("--json", action="store_true", help="print results as JSON")
-    _add_common(d)
+    add_common(d)
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
@@ -383,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--events", help="events file for --input")
     b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
-    _add_common(b)
+    add_common(b)
     b.set_defaults(func=cmd_bench)
 
     e = sub.add_parser("eval", help="measure quality on real recordings with ground truth, next to reference tools")
@@ -393,20 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sample", help="sample show for the clip-boundary check (default: the demo's sample show, made once)")
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     e.add_argument("--check", action="store_true", help="exit 1 when a quality floor is broken (for CI)")
-    _add_common(e)
+    add_common(e)
     e.set_defaults(func=cmd_eval)
 
-    from ace.highlights_cli import register as register_highlights
+    from commands.highlights import register as register_highlights
 
-    register_highlights(sub, _add_common)
+    register_highlights(sub, add_common)
 
-    from ace.live.cli import register as register_live
+    from commands.live import register as register_live
 
-    register_live(sub, _add_common)
+    register_live(sub, add_common)
 
-    from ace.api.cli import register as register_tokens
+    from commands.tokens import register as register_tokens
 
-    register_tokens(sub, _add_common)
+    register_tokens(sub, add_common)
 
     try:
         from ace.policy.cli import register as register_policy

@@ -11,7 +11,7 @@ err = Console(stderr=True)
 
 
 def _store(args):
-    from ace.cli import settings_from
+    from commands.common import settings_from
     from ace.store import Store
 
     store = Store.from_settings(settings_from(args))

@@ -15,7 +15,7 @@ import pytest
 def test_bench_probe_small(short_show, tmp_path):
     env = {**os.environ, "ACE_DATA_DIR": str(tmp_path / "data")}
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-m", "ace", "bench", "probe", "--inputs", "150", "--cycles", "2", "--batches", "10",
+    r = subprocess.run([sys.executable, "-m", "commands", "bench", "probe", "--inputs", "150", "--cycles", "2", "--batches", "10",
                         "--input", str(short_show.video), "--json"], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)

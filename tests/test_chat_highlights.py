@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ace.cli import main
+from commands.main import main
 from ace.errors import InputError, ModelError
 from ace.evaluation.intervals import mean_scores, overlaps, score_intervals
 from ace.labels import label_mask, load_highlights

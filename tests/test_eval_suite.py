@@ -86,7 +86,7 @@ def test_chat_part_needs_labelled_chat_logs_and_scores_what_it_finds(tmp_path):
 
 
 def test_cli_missing_data_is_exit_2_with_a_message(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ace", "eval", "--data", str(tmp_path / "none")],
+    proc = subprocess.run([sys.executable, "-m", "commands", "eval", "--data", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no evaluation data" in proc.stderr
@@ -96,7 +96,7 @@ def test_ace_eval_on_the_public_recordings_meets_the_floors(eval_data, short_sho
     """The whole command, as CI runs it: every part, every installed model, floors enforced."""
     env = {**os.environ, "ACE_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ace", "eval", "--data", str(eval_data), "--sample", str(short_show.video),
+        [sys.executable, "-m", "commands", "eval", "--data", str(eval_data), "--sample", str(short_show.video),
          "--json", "--check"],
         capture_output=True, text=True, timeout=1500, env=env,
     )

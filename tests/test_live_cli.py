@@ -20,7 +20,7 @@ def _free_port() -> int:
 
 
 def _ace(*args, env, timeout=180):
-    return subprocess.run([sys.executable, "-m", "ace", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "commands", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def _node_processes(session_dir: str, gcs_address: str) -> dict[int, psutil.Process]:

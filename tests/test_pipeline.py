@@ -141,7 +141,7 @@ def test_cli_process_json_summary_reports_each_show(tmp_path, short_show):
     proc = subprocess.run(
         [
             sys.executable,
-            "-m", "ace", "process", str(short_show.video), str(bad),
+            "-m", "commands", "process", str(short_show.video), str(bad),
             "--events", str(short_show.events), "--out", str(tmp_path / "out"), "--json", "--num-cpus", "2",
             "--data-dir", str(env_data),
         ],

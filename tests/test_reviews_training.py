@@ -110,7 +110,7 @@ def test_a_tenants_own_model_is_used_by_default_and_only_for_it(tmp_path):
 def test_cli_train_on_a_tenants_reviews_in_the_store(tmp_path, capsys):
     """Reviews saved through the store, chat kept in the live streams' journals: `ace train
     --reviews` writes the tenant's own model, which then serves that tenant's shows by default."""
-    from ace.cli import main
+    from commands.main import main
     from ace.store import Store
     from ace.types import Moment
 

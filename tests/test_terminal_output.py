@@ -106,7 +106,7 @@ def test_say_never_breaks_a_line():
 
 @pytest.mark.parametrize("width", [40, 80, None, 200])
 def test_streams_table_ids_whole(width, monkeypatch):
-    from ace.live.cli import streams_table
+    from commands.live import streams_table
 
     monkeypatch.delenv("COLUMNS", raising=False)
     text = _render(streams_table(_stream_rows()), width)
@@ -119,7 +119,7 @@ def test_streams_table_ids_whole(width, monkeypatch):
 def test_ace_streams_rendering_in_a_pipe(columns):
     """The real stdout of a process writing into a pipe, with and without COLUMNS."""
     code = textwrap.dedent("""
-        from ace.live.cli import out, streams_table
+        from commands.live import out, streams_table
         from tests.test_terminal_output import _stream_rows
         streams_table(_stream_rows()).print(out)
     """)
@@ -139,8 +139,8 @@ def test_ace_streams_rendering_in_a_pipe(columns):
 
 
 def test_truth_shows_and_triage_tables_keep_ids_whole():
-    from ace.cli import shows_table, truth_table
-    from ace.highlights_cli import triage_table
+    from commands.main import shows_table, truth_table
+    from commands.highlights import triage_table
     from ace.lag import Lag
     from ace.triage import TriageResult
     from ace.types import Moment, Reason, ShowResult
@@ -174,7 +174,7 @@ _FAKE_FOLLOWER = """
 import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started this test
 signal.signal(signal.SIGHUP, signal.SIG_DFL)
-from ace.live.cli import follow
+from commands.live import follow
 
 class Call:
     def __init__(self, fn):
@@ -229,7 +229,7 @@ def _stop(p: subprocess.Popen, sig: int, timeout: float = 60) -> tuple[int, str,
 @pytest.mark.parametrize("where", ["blocked", "polling"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_follower_detaches_quietly_on_signals(sig, where):
-    from ace.live.cli import DETACHED
+    from commands.live import DETACHED
 
     p = _start(_FAKE_FOLLOWER, where)
     assert p.stdout.readline().strip() == "rehearsal-evening-main-stage-1a2b3c4d: running"
@@ -241,7 +241,7 @@ def test_follower_detaches_quietly_on_signals(sig, where):
 
 
 def test_follower_second_signal_leaves_at_once():
-    from ace.live.cli import _leave_now, _on_signals, _restore_signals
+    from commands.live import _leave_now, _on_signals, _restore_signals
 
     previous = _on_signals(_leave_now)
     try:
@@ -253,7 +253,7 @@ def test_follower_second_signal_leaves_at_once():
 
 def test_follower_keeps_an_ignored_sighup(monkeypatch):
     """Under nohup SIGHUP stays ignored; the follower does not take it over."""
-    from ace.live.cli import _interrupt, _on_signals, _restore_signals
+    from commands.live import _interrupt, _on_signals, _restore_signals
 
     old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -268,7 +268,7 @@ def test_follower_keeps_an_ignored_sighup(monkeypatch):
 
 
 def test_follower_ends_with_the_streams_and_gives_the_handlers_back(capsys):
-    from ace.live.cli import follow
+    from commands.live import follow
 
     class Call:
         def __init__(self, fn):
@@ -292,7 +292,7 @@ def test_follower_ends_with_the_streams_and_gives_the_handlers_back(capsys):
 
 def test_follower_with_a_closed_stdout_detaches_quietly():
     """``ace live URL | head -1``: the reader goes away, the follower says so once and exits 0."""
-    from ace.live.cli import DETACHED
+    from commands.live import DETACHED
 
     flapping = _FAKE_FOLLOWER.replace('status = Call(lambda sid: {"status": "running"})',
                                       'status = Call(lambda sid: {"status": ["running", "reconnecting"][len(calls) // 3 % 2]})')
@@ -335,7 +335,7 @@ class Controller:  # answers once, then keeps the follower waiting in ray.get
     def moments(self, sid):
         return []
 
-from ace.live.cli import follow
+from commands.live import follow
 
 controller = Controller.remote()
 ray.get(controller.clips.remote(""))  # started
@@ -349,7 +349,7 @@ sys.exit(rc)
 
 def test_follower_in_ray_get_detaches_without_a_stack_dump(tmp_path_factory):
     """A real local Ray with the follower blocked in ray.get on a busy actor, then SIGTERM."""
-    from ace.live.cli import DETACHED
+    from commands.live import DETACHED
 
     data = tmp_path_factory.mktemp("r")  # short: Ray's socket paths live under it
     p = _start(_RAY_FOLLOWER, str(data))

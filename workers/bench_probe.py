@@ -494,7 +494,7 @@ def _serve_env(data: Path) -> dict:
 
 def _ace(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run([sys.executable, "-m", "ace", *args], capture_output=True, text=True, env=env, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "commands", *args], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         text = [b.decode(errors="replace") if isinstance(b, bytes) else (b or "") for b in (e.stdout, e.stderr)]
         return subprocess.CompletedProcess(e.cmd, 124, text[0], text[1] + f"\n(timed out after {timeout:g} s)")

@@ -149,6 +149,19 @@ def worker_logging() -> None:
     ace_log.setLevel(level)
 
 
+def actor_settings(settings) -> dict:
+    """The settings the cluster's actors get (the controller, streams, ramp, back office): the
+    cluster-wide ones, not this node's own (``local_dir`` is each node's, from its environment)."""
+    keep = ("data_dir", "database_url", "url_allowlist", "media_root", "api_rate", "api_max_body", "api_max_events",
+            "api_max_streams", "api_max_submits", "speech_pool", "model", "device", "compute_type", "beam_size", "language",
+            "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "top", "scorer", "keywords",
+            "ramp_tick_s", "ramp_pool", "ramp_sink", "clip_storage", "s3_endpoint")
+    d = {k: getattr(settings, k) for k in keep}
+    d["data_dir"] = str(Path(settings.data_dir).absolute())
+    d["cpu_threads"] = 1
+    return d
+
+
 def node_work_dir(settings) -> Path:
     """The working folder of the node this process runs on: its own ``ACE_LOCAL_DIR`` (set for each
     node's ``ray start``; Ray's workers inherit it), else the settings' :attr:`~ace.config.Settings.work_dir`."""
