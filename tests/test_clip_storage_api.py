@@ -4,22 +4,18 @@ HTTP Range, captions and thumbnails), to their tenant only. No Ray: the clip rou
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from ace.clipstore import FolderStorage, S3Storage, storage_for
 from ace.config import Settings
 from ace.store import Store
+from tests.util import first_seconds
 
 
 @pytest.fixture(scope="module")
 def show20(short_show, tmp_path_factory):
     """The sample show's first 40 s (a planted highlight in it) with its events."""
-    out = tmp_path_factory.mktemp("show20") / "show.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-t", "40", "-i", str(short_show.video), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "30", "-c:a", "aac", str(out)], check=True)
-    return out
+    return first_seconds(short_show.video, 40, tmp_path_factory.mktemp("show20") / "show.mp4")
 
 
 @pytest.fixture(params=["folder", "s3"])

@@ -5,10 +5,11 @@ recorded, nothing found before the outage lost and no moment twice."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
+
+from tests.util import first_seconds
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -36,10 +37,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_show(short_show, tmp_path_factory):
-    out = tmp_path_factory.mktemp("long") / "show.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-t", "90", "-i", str(short_show.video), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "30", "-c:a", "aac", str(out)], check=True)
-    return out
+    return first_seconds(short_show.video, 90, tmp_path_factory.mktemp("long") / "show.mp4")
 
 
 def test_a_dead_nodes_streams_move_to_another_node(cluster, long_show, tmp_path):

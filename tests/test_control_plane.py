@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from ace.controlplane import ControlPlane
 from ace.errors import Refused
 from ace.store import Store
+from tests.util import first_seconds
 from workers.live import StreamSpec, StreamWorker
 
 
@@ -107,10 +107,7 @@ def _wait(fn, timeout: float, every: float = 0.5):
 @pytest.fixture(scope="module")
 def clip_show(short_show, tmp_path_factory):
     """40 s of the sample show, for streams (played at real speed) and a batch job."""
-    out = tmp_path_factory.mktemp("clip") / "show.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-t", "40", "-i", str(short_show.video), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-g", "30", "-c:a", "aac", str(out)], check=True)
-    return out
+    return first_seconds(short_show.video, 40, tmp_path_factory.mktemp("clip") / "show.mp4")
 
 
 @pytest.mark.usefixtures("ray_local")
