@@ -212,61 +212,60 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+#: each bench's defaults of the options they share: streams, seconds
+_BENCH_DEFAULTS = {"live": (8, 180.0), "speech": (8, 60.0), "api": (2, 20.0), "cluster": (6, 120.0)}
+
+
+def _bench_run(args: argparse.Namespace, settings: Settings):
+    """``(run, show)`` for the bench ``args.what``: ``run()`` returns its report, ``show(report, console)`` prints it."""
+    say = lambda m: err.print(f"[dim]{m}")  # noqa: E731
+    streams, seconds = _BENCH_DEFAULTS.get(args.what, (None, None))
+    streams = args.streams if args.streams is not None else streams
+    seconds = args.seconds if args.seconds is not None else seconds
     if args.what == "api":
         from workers.bench_api import print_api_report, run_api_bench
 
-        seconds = args.seconds if args.seconds != 180.0 else 20.0
-        with _stdout_to_stderr():  # Ray's own messages must not get into the report on stdout
-            report_ = run_api_bench(settings, clients=args.clients, seconds=seconds, batch=args.batch, submits=args.submits,
-                                    streams=2, rate=args.rate, num_cpus=args.num_cpus, input_path=args.input, progress=lambda m: err.print(f"[dim]{m}"))
-        if args.json:
-            print(json.dumps(report_, indent=2))
-        else:
-            print_api_report(report_, out)
-        return 0
+        return (lambda: run_api_bench(settings, clients=args.clients, seconds=seconds, batch=args.batch, submits=args.submits,
+                                      streams=streams, rate=args.rate, num_cpus=args.num_cpus, input_path=args.input,
+                                      progress=say)), print_api_report
     if args.what == "probe":
         from workers.bench_probe import print_probe_report, run_probe
 
-        with _stdout_to_stderr():  # the subprocesses' and Ray's messages must not get into the report
-            report_ = run_probe(settings, inputs=args.inputs, cycles=args.cycles, batches=args.batches, seed=args.seed,
-                                input_path=args.input, num_cpus=args.num_cpus or 2, progress=lambda m: err.print(f"[dim]{m}"))
-        if args.json:
-            print(json.dumps(report_, indent=2))
-        else:
-            print_probe_report(report_, out)
-        return 0
+        return (lambda: run_probe(settings, inputs=args.inputs, cycles=args.cycles, batches=args.batches, seed=args.seed,
+                                  input_path=args.input, num_cpus=args.num_cpus or 2, progress=say)), print_probe_report
     if args.what == "speech":
         from workers.bench_speech import print_speech_report, run_speech_bench
 
-        seconds = args.seconds if args.seconds != 180.0 else 60.0
-        with _stdout_to_stderr():
-            report_ = run_speech_bench(settings, streams=args.streams, seconds=seconds, input_path=args.input,
-                                       num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
-        if args.json:
-            print(json.dumps(report_, indent=2))
-        else:
-            print_speech_report(report_, out)
-        return 0
+        return (lambda: run_speech_bench(settings, streams=streams, seconds=seconds, input_path=args.input,
+                                         num_cpus=args.num_cpus, progress=say)), print_speech_report
     if args.what == "live":
         from workers.bench_live import print_live_report, run_live_bench
 
-        with _stdout_to_stderr():  # Ray's own messages (raylet warnings) must not get into the report
-            report_ = run_live_bench(settings, streams=args.streams, seconds=args.seconds, input_path=args.input,
-                                     events_path=args.events, num_cpus=args.num_cpus, progress=lambda m: err.print(f"[dim]{m}"))
-        if args.json:
-            print(json.dumps(report_, indent=2))
-        else:
-            print_live_report(report_, out)
-        return 0
+        return (lambda: run_live_bench(settings, streams=streams, seconds=seconds, input_path=args.input,
+                                       events_path=args.events, num_cpus=args.num_cpus, progress=say)), print_live_report
+    if args.what == "cluster":
+        from workers.bench_cluster import print_cluster_report, run_cluster_bench
+
+        return (lambda: run_cluster_bench(settings, nodes=args.nodes, streams=streams, seconds=seconds,
+                                          input_path=args.input, events_path=args.events, progress=say)), print_cluster_report
     from ace.bench import print_report, run_bench
 
-    report_ = run_bench(settings, input_path=args.input, events_path=args.events, duration=args.duration, progress=lambda m: err.print(f"[dim]{m}"))
+    return (lambda: run_bench(settings, input_path=args.input, events_path=args.events, duration=args.duration,
+                              progress=say)), print_report
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    run, show = _bench_run(args, settings)
+    if args.what == "pipeline":
+        report_ = run()
+    else:
+        with _stdout_to_stderr():  # Ray's own messages and the subprocesses' must not get into the report on stdout
+            report_ = run()
     if args.json:
         print(json.dumps(report_, indent=2))
     else:
-        print_report(report_, out)
+        show(report_, out)
     return 0
 
 
@@ -332,15 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="benchmark the batch pipeline on one show (default) or live streams (bench live)")
-    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api", "speech", "probe"], default="pipeline",
+    b.add_argument("what", nargs="?", choices=["pipeline", "live", "api", "speech", "probe", "cluster"], default="pipeline",
                    help="pipeline: decode, speech and the full pipeline on one show; live: N live HLS copies through the "
                         "controller; api: the back office under concurrent event posts and a burst of submissions; "
                         "speech: how many live streams' speech the speech pool keeps up with; probe: a hardening probe "
                         "against its own `ace serve` on loopback (listening ports, hostile inputs, exactly-once events "
-                        "across an actor restart, stopped streams' actors ending)")
-    b.add_argument("--streams", type=int, default=8, help="live, speech: how many copies of the show (default 8)")
-    b.add_argument("--seconds", type=float, default=180.0, help="live: how long to follow them (default 180); api: how long "
-                   "the clients post events (default 20); speech: audio per stream (default 60)")
+                        "across an actor restart, stopped streams' actors ending); cluster: a multi-node Ray cluster of "
+                        "`ray start` processes on this machine, a worker node killed and the head restarted mid-run")
+    b.add_argument("--streams", type=int, help="live, speech: how many copies of the show (default 8); cluster: 6")
+    b.add_argument("--seconds", type=float, help="live: how long to follow them (default 180); api: how long "
+                   "the clients post events (default 20); speech: audio per stream (default 60); cluster: the run (default 120)")
+    b.add_argument("--nodes", type=int, default=3, help="cluster: Ray nodes, the head included (default 3)")
     b.add_argument("--clients", type=int, default=16, help="api: concurrent clients posting events (default 16)")
     b.add_argument("--batch", type=int, default=200, help="api: events a request (default 200)")
     b.add_argument("--submits", type=int, default=100, help="api: simultaneous stream submissions (default 100)")

@@ -39,7 +39,9 @@ class BackOffice:
 
 def start_back_office(settings: dict, host: str, port: int) -> str:
     """Start Serve's HTTP proxy on ``host:port`` and deploy the back office; returns its URL."""
-    serve.start(http_options={"host": host, "port": int(port)})
+    # one HTTP proxy, on the head: the back office has one address however many nodes join (with
+    # Serve's default, a proxy on every node, nodes sharing a machine would contend for the port)
+    serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": int(port)})
     # one access-log line a request costs the replica more than parsing a batch of events: the
     # application logs its own warnings and errors; Ray's metrics still count every request
     serve.run(BackOffice.bind(settings), name=APP_NAME, route_prefix="/",

@@ -152,18 +152,31 @@ class PooledTranscriber:
         self.timeout_s = timeout_s
         self._next = itertools.cycle(range(len(self.actors)))
         self.windows = 0
+        self.lost = 0  #: windows no recogniser answered
 
     def __copy__(self):
         out = PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s)
         return out
 
     def _transcribe_one(self, audio, offset: float, progress=None, context_s: float | None = None) -> list:
+        """The window's words from the next recogniser; one that is gone or restarting (its node
+        died) is passed over for the next, and when none answers the window is heard as silence
+        (logged and counted in ``lost``): a stream never fails for its speech."""
         if audio.size < 1600:
             return []
-        actor = self.actors[next(self._next)]
         self.windows += 1
-        return ray.get(actor.transcribe.remote(audio, offset, self.beam_size, self.language, context_s),
-                       timeout=self.timeout_s)
+        ref = ray.put(audio)
+        for _ in range(len(self.actors)):
+            actor = self.actors[next(self._next)]
+            try:
+                return ray.get(actor.transcribe.remote(ref, offset, self.beam_size, self.language, context_s),
+                               timeout=self.timeout_s)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+                log.warning("speech pool: a recogniser did not answer (%s); trying the next", type(e).__name__)
+        self.lost += 1
+        log.warning("speech pool: no recogniser answered; %.1f s of audio at %.1f s heard as silence",
+                    audio.size / 16000, offset)
+        return []
 
     def transcribe(self, audio, offset: float = 0.0, progress=None) -> list:
         return self._transcribe_one(audio, offset, progress)

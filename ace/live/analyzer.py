@@ -1083,15 +1083,36 @@ class LiveAnalyzer:
         segs = sorted({s.seq: s for s in segs}.values(), key=lambda s: s.start)
         return [s for s in segs if s.end > start - 1e-6 and s.start < end + 1e-6]
 
-    def _holds(self, m: Moment) -> list[Segment] | None:
-        """The buffer's segments covering the moment, or None when it no longer holds all of it."""
+    def _holds(self, m: Moment) -> tuple[Moment, list[Segment]] | None:
+        """What of the moment the buffer holds: the moment and its segments when it holds all of it;
+        when it holds only part (an outage inside the moment, a restart that lost the buffer before
+        it), the longest unbroken run of segments it has of the moment (the one with the peak when
+        there is one), as the moment cut to that run, if that is at least half a shortest clip (or
+        half the moment); else None."""
         segs = self._covering(m.start, m.end)
-        if not segs or segs[0].start > m.start + 0.05 or segs[-1].end < m.end - 0.05:
-            have = f"{segs[0].start:.2f}-{segs[-1].end:.2f}" if segs else "nothing"
+        if segs and segs[0].start <= m.start + 0.05 and segs[-1].end >= m.end - 0.05 and _unbroken(segs):
+            return m, segs
+        runs: list[list[Segment]] = []
+        for s in segs:
+            if runs and s.start - runs[-1][-1].end <= _JOIN_GAP_S:
+                runs[-1].append(s)
+            else:
+                runs.append([s])
+
+        def held(run: list[Segment]) -> float:
+            return min(m.end, run[-1].end) - max(m.start, run[0].start)
+
+        with_peak = [r for r in runs if r[0].start <= m.peak <= r[-1].end]
+        best = with_peak[0] if with_peak else max(runs, key=held, default=None)
+        have = ", ".join(f"{r[0].start:.2f}-{r[-1].end:.2f}" for r in runs) or "nothing"
+        if best is None or held(best) < 0.5 * min(self.settings.clip_min, m.end - m.start):
             log.warning("%s: the buffer no longer holds %.2f-%.2f for moment %s (has %s)", self.stream_id,
                         m.start, m.end, m.id, have)
             return None
-        return segs
+        start, end = max(m.start, best[0].start), min(m.end, best[-1].end)
+        log.info("%s: the buffer holds only %.2f-%.2f of moment %s (%.2f-%.2f; has %s): cutting that",
+                 self.stream_id, start, end, m.id, m.start, m.end, have)
+        return dataclasses.replace(m, start=start, end=end, peak=min(max(m.peak, start), end)), best
 
     def _render(self, m: Moment, segs: Sequence[Segment], sentences: Sequence[Sentence],
                 out_dir: Path) -> tuple[Clip, float]:
@@ -1115,12 +1136,12 @@ class LiveAnalyzer:
             clip = self._take_ahead(job, m, sentences)
             if clip is not None:
                 return clip
-        segs = self._holds(m)
-        if segs is None:
+        held = self._holds(m)
+        if held is None:
             self._clip_errors += 1
             return None
         try:
-            clip, seconds = self._render(m, segs, sentences, self.clip_dir)
+            clip, seconds = self._render(*held, sentences, self.clip_dir)
         except (AceError, OSError, ValueError) as exc:
             self._clip_errors += 1
             log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
@@ -1141,15 +1162,15 @@ class LiveAnalyzer:
         for m in upcoming:
             if m.id in self._ahead:
                 continue
-            segs = self._holds(m)
-            if segs is None:
+            held = self._holds(m)
+            if held is None:
                 continue
             self.clip_dir.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix=".ace-ahead-", dir=self.clip_dir))
             if self._cutter is None:
                 self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}",
                                                   initializer=_lower_priority)
-            future = self._cutter.submit(self._render, m, segs, list(sentences), folder)
+            future = self._cutter.submit(self._render, *held, list(sentences), folder)
             self._ahead[m.id] = _CutAhead(_ahead_key(m), future, folder)
             log.debug("%s: cutting moment %s (%.2f-%.2f) ahead", self.stream_id, m.id, m.start, m.end)
 
@@ -1215,6 +1236,14 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + CUT_AHEAD_NICE))
     except (AttributeError, OSError):  # not Linux, or not allowed: cut at the same priority
         pass
+
+
+#: a pause between two segments that still counts as one unbroken run (ffmpeg's segment edges)
+_JOIN_GAP_S = 0.25
+
+
+def _unbroken(segs: Sequence[Segment]) -> bool:
+    return all(b.start - a.end <= _JOIN_GAP_S for a, b in zip(segs, segs[1:]))
 
 
 def _ahead_key(m: Moment) -> tuple[str, float, float, float]:
