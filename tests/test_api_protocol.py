@@ -4,8 +4,10 @@ tenants see only their own streams."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,7 +85,10 @@ def office(tmp_path):
     from ace.api.backend import Backend
 
     control = FakeControl()
-    backend = Backend({"data_dir": str(tmp_path / "data"), "url_allowlist": ["127.0.0.1"]}, control=control)
+    (tmp_path / "data" / "media").mkdir(parents=True)
+    (tmp_path / "data" / "media" / "show.mp4").write_bytes(b"not really a show")
+    backend = Backend({"data_dir": str(tmp_path / "data"), "url_allowlist": ["127.0.0.1"], "api_max_body": 200_000},
+                      control=control)
     auth = {t: {"Authorization": f"Bearer {backend.store.create_token(t)[1]}"} for t in ("acme", "globex")}
     return TestClient(build_app(backend), raise_server_exceptions=False), control, auth
 
@@ -133,3 +138,100 @@ def test_the_back_office_and_the_library_load_without_ray():
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'workers'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_every_route_but_health_needs_a_valid_token(office):
+    client, _control, auth = office
+    backend = client.app.state.backend
+    assert client.get("/healthz").json() == {"ok": True}
+    for method, path in [("get", "/streams"), ("post", "/streams"), ("get", "/jobs"), ("get", "/clips/x"),
+                         ("post", "/streams/x/events"), ("get", "/streams/x/ramp"), ("get", "/me")]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 401 and "token" in r.json()["error"], (path, r.text)
+    assert client.get("/me", headers={"Authorization": "Bearer ace_00000000_forged"}).status_code == 401
+    tid, token = backend.store.create_token("initech")
+    backend.store.revoke_token(tid)
+    assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/me", headers=auth["acme"]).json() == {"tenant": "acme"}
+    # the web page signs in once and then uses an HttpOnly cookie holding a session, not the token
+    from ace.api.app import COOKIE
+
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    globex = auth["globex"]["Authorization"][7:]
+    r = client.post("/session", json={"token": globex})
+    assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    session = client.cookies.get(COOKIE)
+    assert session and session != globex and globex not in r.headers["set-cookie"]
+    assert client.get("/me").json() == {"tenant": "globex"}
+    r = client.delete("/session")
+    assert r.status_code == 200 and f'{COOKIE}=""' in r.headers["set-cookie"] and "max-age=0" in r.headers["set-cookie"].lower()
+    client.cookies.clear()
+    assert client.get("/me").status_code == 401
+    # signed out on the server: the old cookie value, replayed, is refused
+    r = client.get("/me", headers={"Cookie": f"{COOKIE}={session}"})
+    assert r.status_code == 401 and "session" in r.json()["error"], r.text
+    assert client.post("/session", json={"token": token}).status_code == 401  # a revoked token opens none
+    # revoking the token ends the sessions opened with it
+    tid, token = backend.store.create_token("hooli")
+    assert client.post("/session", json={"token": token}).json() == {"tenant": "hooli"}
+    session = client.cookies.get(COOKIE)
+    client.cookies.clear()
+    assert client.get("/me", headers={"Cookie": f"{COOKIE}={session}"}).json() == {"tenant": "hooli"}
+    backend.store.revoke_token(tid)
+    assert client.get("/me", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
+    assert "/streams/{sid}/events" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs").text  # the docs work offline: their script comes from this server
+    script = docs.split('src="')[1].split('"')[0]
+    assert script.startswith("/") and client.get(script).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/etc/passwd|/etc/hosts", "subfile:,,start,0,end,0,,:/etc/passwd",
+                                 "data:text/plain,hi", "gopher://example.com/", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.1.2.3/live.m3u8", "http://[::1]:8080/x.m3u8", "http://127.0.0.2:9/x.m3u8",
+                                 "rtmp://192.168.1.20/live/key", "/etc/passwd", "http://2130706434/x.m3u8"])
+def test_untrusted_urls_are_refused(office, url):
+    client, control, auth = office
+    r = client.post("/streams", json={"url": url}, headers=auth["acme"])
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]
+    assert control.submitted == []  # never reached the cluster
+
+
+def test_malformed_submissions_say_what_is_wrong(office):
+    client, _control, auth = office
+    cases = [({}, "url"), ({"url": "http://127.0.0.1:1/x.m3u8", "colour": "red"}, "colour"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "name": "n" * 500}, "name"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "category": "weapons"}, "category"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": -5}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": True}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "budget": "1e9"}, "budget"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "products": "not a list"}, "products")]
+    for body, word in cases:
+        r = client.post("/streams", json=body, headers=auth["acme"])
+        assert r.status_code == 422 and word in r.json()["error"], (body, r.text)
+    r = client.post("/streams", content=b"{not json", headers=auth["acme"] | {"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]
+    r = client.post("/streams", content=b"x" * 300_000, headers=auth["acme"] | {"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_media_paths_cannot_leave_the_media_folder(office, tmp_path):
+    client, _control, auth = office
+    backend = client.app.state.backend
+    media = Path(backend.settings.media_dir)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"x")
+    link = media / "link.mp4"
+    if not link.exists():
+        os.symlink(outside, link)
+    loop = media / "loop"
+    if not loop.is_symlink():
+        os.symlink(loop, loop)  # a link to itself: resolving it loops
+    for path in ["../ace.db", "/etc/passwd", "link.mp4", "nope.mp4", "sub/../../x.mp4", "", "loop/loop/x.mp4", "loop"]:
+        r = client.post("/jobs", json={"items": [{"path": path}]}, headers=auth["acme"])
+        assert r.status_code == 422, (path, r.text)
+    r = client.post("/jobs", json={"items": [{"path": "show.mp4", "url": "http://127.0.0.1/x.mp4"}]}, headers=auth["acme"])
+    assert r.status_code == 422 and "exactly one" in r.json()["error"]
+    r = client.post("/jobs", json={"items": [{"url": "http://169.254.169.254/show.mp4"}]}, headers=auth["acme"])
+    assert r.status_code == 422
