@@ -56,8 +56,9 @@ class StoreError(AceError):
     """The database refused an operation."""
 
 
-class Refused(InputError):
-    """The request is understood but not acceptable (a refused URL, an unknown category, ...)."""
+class Refused(InputError, ValueError):
+    """The request is understood but not acceptable (a refused URL, an unknown category, ...); a
+    ValueError too, for callers that catch bad values as such."""
 
 
 class NotFound(AceError, LookupError):

@@ -665,3 +665,25 @@ def test_a_short_room_uses_only_the_media_tier(live_run):
     assert st["chat_moments"] == 0 and st["chat_messages"] > 0, st
     tiers = {t for r in live_run["record"] for t in r["update"].tiers.values()}
     assert tiers == {"media"}, tiers
+
+
+def test_a_moment_only_partly_in_the_buffer_is_cut_from_the_part_held(tmp_path):
+    """An outage inside a moment (or a restart that lost the buffer before it): the clip covers the
+    longest unbroken run of segments the buffer holds of it, the one with the peak; too little held,
+    no clip."""
+    from ace.live.analyzer import LiveAnalyzer
+    from ace.types import Moment, Segment
+
+    held: list[Segment] = []
+    an = LiveAnalyzer("s", Settings(clip_min=8.0), None, tmp_path, segments_for=lambda t0, t1: list(held))
+    # 100-110 s before an outage, 128-140 s after it
+    held[:] = [Segment("s", i, 100.0 + 2 * i, 102.0 + 2 * i, f"/x/{i}.ts") for i in range(5)]
+    held += [Segment("s", 10 + i, 128.0 + 2 * i, 130.0 + 2 * i, f"/x/{10 + i}.ts") for i in range(6)]
+    m = Moment("s", 97.0, 139.0, 0.8, 133.0)
+    segs, span = an._holds(m)
+    assert span == (128.0, 139.0) and [s.seq for s in segs] == list(range(10, 16))  # the run with the peak
+    whole = Moment("s", 101.0, 109.0, 0.8, 104.0)
+    segs, span = an._holds(whole)
+    assert span == (101.0, 109.0) and [s.seq for s in segs] == [0, 1, 2, 3, 4]
+    held[:] = [Segment("s", 0, 100.0, 102.0, "/x/0.ts")]
+    assert an._holds(Moment("s", 95.0, 120.0, 0.8, 110.0)) is None  # 2 s of 25: not worth a clip

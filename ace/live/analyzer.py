@@ -1083,15 +1083,16 @@ class LiveAnalyzer:
         segs = sorted({s.seq: s for s in segs}.values(), key=lambda s: s.start)
         return [s for s in segs if s.end > start - 1e-6 and s.start < end + 1e-6]
 
-    def _holds(self, m: Moment) -> tuple[Moment, list[Segment]] | None:
-        """What of the moment the buffer holds: the moment and its segments when it holds all of it;
+    def _holds(self, m: Moment) -> tuple[list[Segment], tuple[float, float]] | None:
+        """What of the moment the buffer holds: its segments and the span to cut (the moment's own
+        when the buffer holds all of it);
         when it holds only part (an outage inside the moment, a restart that lost the buffer before
         it), the longest unbroken run of segments it has of the moment (the one with the peak when
-        there is one), as the moment cut to that run, if that is at least half a shortest clip (or
-        half the moment); else None."""
+        there is one) and the part of the moment in it, if that is at least half a shortest clip
+        (or half the moment); else None."""
         segs = self._covering(m.start, m.end)
         if segs and segs[0].start <= m.start + 0.05 and segs[-1].end >= m.end - 0.05 and _unbroken(segs):
-            return m, segs
+            return segs, (m.start, m.end)
         runs: list[list[Segment]] = []
         for s in segs:
             if runs and s.start - runs[-1][-1].end <= _JOIN_GAP_S:
@@ -1112,21 +1113,22 @@ class LiveAnalyzer:
         start, end = max(m.start, best[0].start), min(m.end, best[-1].end)
         log.info("%s: the buffer holds only %.2f-%.2f of moment %s (%.2f-%.2f; has %s): cutting that",
                  self.stream_id, start, end, m.id, m.start, m.end, have)
-        return dataclasses.replace(m, start=start, end=end, peak=min(max(m.peak, start), end)), best
+        return best, (start, end)
 
-    def _render(self, m: Moment, segs: Sequence[Segment], sentences: Sequence[Sentence],
+    def _render(self, m: Moment, segs: Sequence[Segment], span: tuple[float, float], sentences: Sequence[Sentence],
                 out_dir: Path) -> tuple[Clip, float]:
-        """Join the segments and cut the moment's clip into ``out_dir``; returns the clip (times on
-        the stream clock) and the wall seconds it took."""
+        """Join the segments and cut the moment's clip of ``span`` (the moment's, or the part of it
+        the buffer holds) into ``out_dir``; returns the clip (times on the stream clock) and the wall
+        seconds it took."""
         began = time.perf_counter()
+        start, end = span
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=out_dir) as tmp:
             joined = Path(tmp) / "joined.ts"
             base = join_segments(segs, joined)
-            plan = ClipPlan(moment_id=m.id, start=max(0.0, m.start - base), end=m.end - base,
-                            mode=self.settings.clip_mode)
-            local = [_shift_sentence(s, -base) for s in sentences if s.end >= m.start - 1 and s.start <= m.end + 1]
-            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=m.peak - base)
+            plan = ClipPlan(moment_id=m.id, start=max(0.0, start - base), end=end - base, mode=self.settings.clip_mode)
+            local = [_shift_sentence(s, -base) for s in sentences if s.end >= start - 1 and s.start <= end + 1]
+            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=min(max(m.peak, start), end) - base)
         clip = dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
         return clip, time.perf_counter() - began
 
@@ -1141,7 +1143,7 @@ class LiveAnalyzer:
             self._clip_errors += 1
             return None
         try:
-            clip, seconds = self._render(*held, sentences, self.clip_dir)
+            clip, seconds = self._render(m, *held, sentences, self.clip_dir)
         except (AceError, OSError, ValueError) as exc:
             self._clip_errors += 1
             log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
@@ -1170,7 +1172,7 @@ class LiveAnalyzer:
             if self._cutter is None:
                 self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}",
                                                   initializer=_lower_priority)
-            future = self._cutter.submit(self._render, *held, list(sentences), folder)
+            future = self._cutter.submit(self._render, m, *held, list(sentences), folder)
             self._ahead[m.id] = _CutAhead(_ahead_key(m), future, folder)
             log.debug("%s: cutting moment %s (%.2f-%.2f) ahead", self.stream_id, m.id, m.start, m.end)
 
