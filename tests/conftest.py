@@ -82,7 +82,7 @@ def s3_server():
     """A real S3-compatible HTTP server (moto's) on a free loopback port, with the clip bucket
     :data:`BUCKET`; yields ``(endpoint URL, boto3 client)``."""
     pytest.importorskip("s3fs")
-    pytest.importorskip("flask")  # moto[server]
+    pytest.importorskip("flask")  # moto's server
     moto_server = pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

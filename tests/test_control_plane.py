@@ -123,9 +123,10 @@ def test_a_restarted_controller_resumes_streams_and_jobs_from_the_store(db_url, 
     try:
         sid = ray.get(controller.submit.remote(str(clip_show), name="room", tenant="acme"))
         gone = ray.get(controller.submit.remote(str(clip_show), name="gone", tenant="acme"))
-        job = ray.get(controller.submit_job.remote([{"path": str(clip_show)}], tenant="acme", name="replay"))
         assert _wait(lambda: (ray.get(controller.status.remote(sid, tenant="acme")).get("analysed_until") or 0) >= 6, 90)
         assert ray.get(controller.stop.remote(gone, tenant="acme"))["status"] == "stopped"
+        # a job the restart will interrupt (its item takes longer than the shutdown)
+        job = ray.get(controller.submit_job.remote([{"path": str(clip_show)}], tenant="acme", name="replay"))
         before = ray.get(controller.status.remote(sid, tenant="acme"))
         # what `ace serve --shutdown` does: the streams are suspended, the controller ends
         assert ray.get(controller.shutdown_streams.remote(), timeout=120) == 1
@@ -150,6 +151,7 @@ def test_a_restarted_controller_resumes_streams_and_jobs_from_the_store(db_url, 
             ray.get(controller.job.remote(job["id"], tenant="acme"))), 240, every=2.0)
         assert done and done["status"] == "done", done
         assert done["items"][0]["show_id"] == f"{job['id']}-0" and done["items"][0]["moments"] >= 1
+        assert done["items"][0]["attempts"] == 2  # run again by the new controller
         # the stream ends; its moments have no duplicates across the restart
         final = _wait(lambda: (lambda st: st if st["status"] in ("ended", "failed") else None)(
             ray.get(controller.status.remote(sid, tenant="acme"))), 90)
