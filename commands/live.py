@@ -63,7 +63,7 @@ def _connect(args, settings) -> str:
 
 
 def _controller():
-    from workers.live import get_controller
+    from workers.controller import get_controller
 
     try:
         return get_controller(create=False)
@@ -72,7 +72,13 @@ def _controller():
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from workers.cluster import RAY_LOCAL_ONLY_ENV, address_host, is_loopback_host, loopback_address, ray_temp_dir
+    from workers.cluster import (
+        RAY_LOCAL_ONLY_ENV,
+        address_host,
+        is_loopback_host,
+        loopback_address,
+        ray_temp_dir,
+    )
 
     settings = _settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -110,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import ray
 
     from workers.cluster import init_ray
-    from workers.live import get_controller
+    from workers.controller import get_controller
     from workers.ramp import get_ramp, ramp_sink_spec
 
     ctx = init_ray(address=address, data_dir=settings.data_dir)

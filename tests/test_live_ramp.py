@@ -57,7 +57,7 @@ def test_a_stream_worker_reports_its_room_for_a_tick(short_show, tmp_path):
 def test_the_ramp_actor_decides_for_live_rooms_and_keeps_the_decisions(short_show, tmp_path):
     import ray
 
-    from workers.live import get_controller
+    from workers.controller import get_controller
     from workers.ramp import get_ramp
 
     sink = tmp_path / "decisions.jsonl"

@@ -14,7 +14,14 @@ import pytest
 from ace.config import Settings
 from ace.events import load_events
 from ace.live.ingest import IngestOptions
-from workers.live import EventTail, LiveController, StreamSpec, StreamWorker, check_stream_id, new_stream_id
+from workers.controller import LiveController
+from workers.live import (
+    EventTail,
+    StreamSpec,
+    StreamWorker,
+    check_stream_id,
+    new_stream_id,
+)
 
 OFFSET = 15.0  # the rehearsal file starts 15 s into the sample show
 LENGTH = 70.0  # the highlight at about 27-38 s is final well before the end, however its edges snap
@@ -126,7 +133,7 @@ def test_bad_urls_are_refused_before_anything_starts(tmp_path):
 def test_controller_streams_survive_a_killed_actor_without_duplicates(rehearsal, tmp_path):
     import ray
 
-    from workers.live import ControllerActor
+    from workers.controller import ControllerActor
 
     video, events, highlights = rehearsal
     controller = ControllerActor.options(num_cpus=0.05).remote({"data_dir": str(tmp_path / "data"), "cpu_threads": 1,
@@ -181,7 +188,7 @@ def test_a_restarted_controller_adopts_the_running_streams(rehearsal, tmp_path):
     the controller Ray starts again adopts them, tenant and all; shutdown ends every tenant's."""
     import ray
 
-    from workers.live import get_controller
+    from workers.controller import get_controller
 
     video, _events, _h = rehearsal
     controller = get_controller(create=True, settings={"data_dir": str(tmp_path / "data"), "cpu_threads": 1})

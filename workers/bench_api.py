@@ -55,12 +55,12 @@ def run_api_bench(settings: Settings, clients: int = 16, seconds: float = 20.0, 
     import httpx
     import ray
 
-    from workers.serve import start_back_office, stop_back_office
     from ace.store import Store
     from samples.show import make_sample_show
     from workers.bench_live import _publish, _serve, stop_publishing
     from workers.cluster import init_ray, shutdown_ray
-    from workers.live import get_controller
+    from workers.controller import get_controller
+    from workers.serve import start_back_office, stop_back_office
 
     say = progress or (lambda msg: None)
     video = input_path or str(make_sample_show(settings.data_dir / "samples").video)

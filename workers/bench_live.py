@@ -75,7 +75,8 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
 
     from samples.show import make_sample_show
     from workers.cluster import init_ray, shutdown_ray
-    from workers.live import LiveController, percentile
+    from workers.controller import LiveController
+    from workers.live import percentile
 
     say = progress or (lambda msg: None)
     if input_path is None:

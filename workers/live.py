@@ -716,12 +716,3 @@ def _arrival(path: str) -> float:
 
 
 StreamActor = ray.remote(StreamWorker)
-
-
-def __getattr__(name: str):
-    # the controller moved to workers.controller
-    if name in ("LiveController", "ControllerActor", "get_controller"):
-        import workers.controller
-
-        return getattr(workers.controller, name)
-    raise AttributeError(name)
