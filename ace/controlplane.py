@@ -143,8 +143,9 @@ class ControlPlane:
 
     @_converted("listing streams")
     def list_streams(self, tenant: str | None = None, *, active: bool | None = None, durable: bool | None = None,
-                     limit: int | None = None) -> list[dict[str, Any]]:
-        """Streams, newest first; ``active`` True: not finished and not stopped by a user; False: finished."""
+                     unfinished: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        """Streams, newest first; ``active`` True: not finished and not stopped by a user; False: finished;
+        ``unfinished``: only those not finished (whatever their user wants)."""
         t = streams_table
         q = sa.select(t).order_by(t.c.submitted_at.desc(), t.c.id)
         if tenant is not None:
@@ -153,6 +154,8 @@ class ControlPlane:
             q = q.where(t.c.final.is_(None), t.c.desired == "run")
         elif active is False:
             q = q.where(t.c.final.is_not(None))
+        if unfinished:
+            q = q.where(t.c.final.is_(None))
         if durable is not None:
             q = q.where(t.c.durable == durable)
         if limit is not None:

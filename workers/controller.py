@@ -157,7 +157,7 @@ class LiveController:
         """Start a worker for each durable live stream that nobody runs (lease free or expired)."""
         started = 0
         with self._submit_lock:
-            for row in self.cp.list_streams(active=None, durable=True):
+            for row in self.cp.list_streams(durable=True, unfinished=True):  # not the finished history, every round
                 sid = row["id"]
                 if row["final"] is not None or sid in self._streams:
                     continue
@@ -226,7 +226,7 @@ class LiveController:
         ended = 0
         if items:
             self.cp.renew(self.owner, [sid for sid, _ in items], lease_s=self.lease_s)
-            wanted = {r["id"]: r for r in self.cp.list_streams(active=None) if r["id"] in self._streams}
+            wanted = {r["id"]: r for r in self.cp.list_streams(unfinished=True) if r["id"] in self._streams}
             refs = {a.finished.remote(): sid for sid, (_spec, a) in items}
             ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CALL_TIMEOUT_S)
             for ref in ready:
