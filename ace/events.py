@@ -216,7 +216,15 @@ def _event_from_obj(obj: Any) -> tuple[Event | None, str | None]:
         if not isinstance(v, bool):
             return None, f"'{name}' must be true or false, got {v!r:.40}"
         flags[name] = v
-    return Event(t=t, kind=k, user=user, value=fv, text=text, **flags), None
+    product = obj.get("product", "")
+    if product is None:
+        product = ""
+    elif isinstance(product, bool) or not isinstance(product, (str, int)):
+        return None, f"'product' must be a product id (a string), got {_short(product)}"
+    product = str(product).strip()
+    if len(product) > 200 or not _is_text(product):
+        return None, "'product' must be a product id of at most 200 characters"
+    return Event(t=t, kind=k, user=user, value=fv, text=text, product=product, **flags), None
 
 
 def _short(v: Any) -> str:
@@ -341,6 +349,8 @@ def event_to_obj(e: Event) -> dict[str, Any]:
         obj["promoted"] = True
     if e.trusted:
         obj["trusted"] = True
+    if e.product:
+        obj["product"] = e.product
     return obj
 
 

@@ -94,6 +94,55 @@ class Event:
     text: str = ""
     promoted: bool = False
     trusted: bool = False
+    #: the product a cart or order is for (an id of the stream's product list; "" when untagged)
+    product: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One item a show sells (see :mod:`ace.products.catalog`). ``id`` is the seller's own id."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    price: float | None = None
+    sku: str = ""
+    image: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSegment:
+    """The stretch of a show where the host explains one product (a 看点): ``n`` counts the
+    product's segments from 1; ``heard`` lists what was recognised as evidence (the product's
+    name, the price said aloud, a link call), ``evidence`` what kinds backed it."""
+
+    show_id: str
+    product: str  #: the product's id
+    name: str  #: the product's name
+    n: int
+    start: float
+    end: float
+    confidence: float  #: 0-100
+    heard: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()  #: "name", "price", "link", "visual", "cart", "order"
+
+    @property
+    def id(self) -> str:
+        return moment_id(f"{self.show_id}:product:{self.product}", self.start, self.end)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class AdWordHit:
+    """A phrase that advertising rules forbid or platforms flag, heard at ``start``-``end``."""
+
+    phrase: str  #: the listed phrase that matched
+    start: float
+    end: float
+    text: str  #: the sentence it was heard in
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +258,7 @@ def to_dict(obj: Any) -> Any:
     """Plain-JSON view of any ACE dataclass (recursively), with derived ids included."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if isinstance(obj, Moment):
+        if isinstance(obj, (Moment, ProductSegment)):
             out["id"] = obj.id
         return out
     if isinstance(obj, (list, tuple)):
