@@ -90,8 +90,10 @@ def render_clip(
     out_dir: Path,
     sentences: Sequence[Sentence] = (),
     thumb_at: float | None = None,
+    name: str | None = None,
 ) -> Clip:
-    """Cut ``plan`` from ``src`` into ``out_dir/<moment_id>.mp4`` with ``.srt`` captions from
+    """Cut ``plan`` from ``src`` into ``out_dir/<moment_id>.mp4`` (``<name>.mp4`` when given: a
+    plain file name without a folder) with ``.srt`` captions from
     ``sentences`` (an empty file when nobody speaks) and a ``.jpg`` thumbnail of the source frame at
     ``thumb_at`` (default: the middle of the clip; none for audio-only sources).
 
@@ -103,7 +105,10 @@ def render_clip(
     _check_mode(plan.mode)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = {ext: out_dir / f"{plan.moment_id}{ext}" for ext in (".mp4", ".srt", ".jpg")}
+    stem = name or plan.moment_id
+    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or "\0" in stem:
+        raise ValueError(f"a clip's file name must be a plain name, not {stem!r}")
+    final = {ext: out_dir / f"{stem}{ext}" for ext in (".mp4", ".srt", ".jpg")}
     tag = f".{plan.moment_id}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
     tmp = {ext: out_dir / f"{tag}{ext}" for ext in final}
     try:

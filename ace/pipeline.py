@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,13 @@ from ace.config import Settings, get_settings
 from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
 from ace.fusion import FusionOptions, Timeline, find_moments
+from ace.products.adwords import DEFAULT_AD_WORDS, AdWordChecker, hits_in
+from ace.products.catalog import product_to_dict, tag_events
+from ace.products.segments import find_segments
 from ace.signals.chat import MIN_CHAT, chat_series
 from models.scorer import model_for
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, Transcriber, VisualDetector
-from ace.types import Clip, ClipPlan, Event, MediaInfo, Moment, Sentence, ShowResult, Signal, to_dict
+from ace.types import AdWordHit, Clip, ClipPlan, Event, MediaInfo, Moment, Product, ProductSegment, Sentence, ShowResult, Signal, to_dict
 
 log = logging.getLogger("ace.pipeline")
 
@@ -91,6 +94,9 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     scorer: str = ""  #: what the highlight model used was fitted on
+    products: list[Product] = field(default_factory=list)
+    segments: list[ProductSegment] = field(default_factory=list)  #: each product's pitch (see ace.products)
+    ad_words: list[AdWordHit] = field(default_factory=list)
 
 
 class ShowPipeline:
@@ -127,8 +133,11 @@ class ShowPipeline:
     # -- analysis ----------------------------------------------------------------------------
 
     def analyse(self, path: str | os.PathLike, events_path: str | os.PathLike | None = None, progress: Progress | None = None,
-                show_id: str | None = None, tenant: str | None = None) -> Analysis:
-        """Run every detector over one show and fuse their evidence into moments."""
+                show_id: str | None = None, tenant: str | None = None, products: Sequence[Product] = (),
+                ad_words: Sequence[str] | None = None) -> Analysis:
+        """Run every detector over one show and fuse their evidence into moments; with
+        ``products``, find each product's pitch too. Ad-wording phrases (``ad_words``, default
+        the setting) are looked for in the transcript."""
         s = self.settings
         path = str(path)
         timings: dict[str, float] = {}
@@ -146,6 +155,9 @@ class ShowPipeline:
             loaded = load_events(events_path)
             events = loaded.events
             warnings.extend(f"{Path(events_path).name}: {w}" for w in loaded.warnings)
+            if products:
+                events, unknown = tag_events(events, products)
+                warnings.extend(unknown)
             late = [e for e in events if e.t > info.duration + 1]
             if late:
                 warnings.append(f"{len(late)} events lie after the end of the show ({info.duration:.1f} s) and were ignored")
@@ -216,8 +228,12 @@ class ShowPipeline:
         moments, timeline = find_moments(show_id, signals, info.duration, sentences, visual.cuts, fusion_options(s),
                                          chat=chat, model=scorer, top=s.top)
         timings["fuse"] = time.perf_counter() - t
+        t = time.perf_counter()
+        segments = find_segments(show_id, products, sentences, visual.cuts, events)
+        hits = AdWordChecker(getattr(self.settings, "ad_words", DEFAULT_AD_WORDS) if ad_words is None else ad_words).find(sentences)
+        timings["products"] = time.perf_counter() - t
         return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings,
-                        scorer.trained_on)
+                        scorer.trained_on, list(products), segments, hits)
 
     def given(self, path: str | os.PathLike, moments_path: str | os.PathLike, progress: Progress | None = None,
               show_id: str | None = None) -> Analysis:
@@ -264,11 +280,13 @@ class ShowPipeline:
         tenant: str = "default",
         show_id: str | None = None,
         moments_path: str | os.PathLike | None = None,
+        products: Sequence[Product] = (),
     ) -> ShowResult:
         """Analyse a show and cut its clips into ``out_root/<show>/``. Never raises for bad input:
         the result says what went wrong. ``tenant`` owns the store rows; ``show_id`` replaces the
         id derived from the path (the back office gives each job its own). With ``moments_path``
-        (a moments.json, e.g. from ``ace triage``) nothing is detected: those moments are cut."""
+        (a moments.json, e.g. from ``ace triage``) nothing is detected: those moments are cut.
+        With ``products`` each product's pitch is found and cut as ``clips/<product>-<n>.mp4``."""
         path = str(path)
         started = time.perf_counter()
         name = slug(Path(path).stem)
@@ -282,6 +300,9 @@ class ShowPipeline:
             events_digest = _file_digest(events_path) if events_path else ""
             if moments_path:
                 events_digest += ":moments:" + _file_digest(moments_path)
+            if products:
+                events_digest += ":products:" + hashlib.sha1(json.dumps([product_to_dict(p) for p in products], sort_keys=True,
+                                                                        ensure_ascii=False).encode()).hexdigest()[:12]
             shash = settings_hash(self.settings, events_digest)
             if store is not None:
                 store.upsert_show(result.show_id, path=path, name=name, duration=0.0, settings_hash=shash, status="running",
@@ -289,15 +310,19 @@ class ShowPipeline:
             if moments_path:
                 analysis = self.given(path, moments_path, progress, show_id=result.show_id)
             else:
-                analysis = self.analyse(path, events_path, progress, show_id=result.show_id, tenant=tenant)
+                phrases = store.ad_words_for(tenant, getattr(self.settings, "ad_words", DEFAULT_AD_WORDS)) if store is not None and hasattr(store, "ad_words_for") else None
+                analysis = self.analyse(path, events_path, progress, show_id=result.show_id, tenant=tenant, products=products,
+                                        ad_words=phrases)
             result.duration = analysis.info.duration
             result.warnings = analysis.warnings
             result.timings = dict(analysis.timings)
             t = time.perf_counter()
             clips = self._cut(path, analysis, Path(result.out_dir), progress)
+            product_clips = self._cut_products(path, analysis, Path(result.out_dir))
             result.timings["clip"] = time.perf_counter() - t
             result.moments, result.clips = analysis.moments, clips
-            self._write_json(result, analysis, shash)
+            result.segments, result.ad_words = analysis.segments, analysis.ad_words
+            self._write_json(result, analysis, shash, product_clips)
             if store is not None:
                 store.upsert_show(result.show_id, path=path, name=name, duration=result.duration, settings_hash=shash, status="done",
                                   tenant=tenant)
@@ -307,6 +332,11 @@ class ShowPipeline:
                 storage = storage_for(self.settings)
                 stored = [publish_clip(storage, c, tenant, result.show_id, keep_local=True) for c in clips]
                 store.save_results(result.show_id, analysis.moments, stored, shash, tenant=tenant)
+                if hasattr(store, "save_products"):
+                    stored_products = {sid: publish_clip(storage, c, tenant, result.show_id, keep_local=True)
+                                       for sid, c in product_clips.items()}
+                    store.save_products(result.show_id, analysis.segments, stored_products, analysis.ad_words, tenant=tenant,
+                                        products=analysis.products)
             result.ok = True
         except AceError as exc:
             result.error = str(exc)
@@ -354,7 +384,27 @@ class ShowPipeline:
                 f.unlink()
         return [c for c in clips if c is not None]
 
-    def _write_json(self, result: ShowResult, analysis: Analysis, shash: str) -> None:
+    def _cut_products(self, path: str, analysis: Analysis, out_dir: Path) -> dict[str, Clip]:
+        """Each product segment cut as ``clips/<product>-<n>.mp4`` (with captions and thumbnail);
+        files of segments an earlier run found and this one did not are removed."""
+        clips_dir = out_dir / "clips"
+        clips_dir.mkdir(parents=True, exist_ok=True)
+        previous = _previous_product_files(out_dir / "moments.json")
+        out: dict[str, Clip] = {}
+        names = {seg.id: product_clip_name(seg) for seg in analysis.segments}
+        with ThreadPoolExecutor(max(1, min(CLIP_WORKERS, len(analysis.segments))), thread_name_prefix="ace-clip") as pool:
+            futures = {pool.submit(render_clip, path, ClipPlan(seg.id, seg.start, min(seg.end, analysis.info.duration),
+                                                               self.settings.clip_mode),
+                                   clips_dir, analysis.sentences, None, names[seg.id]): seg.id
+                       for seg in analysis.segments if seg.end > seg.start}
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+        keep = {f"{n}{ext}" for n in names.values() for ext in (".mp4", ".srt", ".jpg")}
+        for name in previous - keep:
+            (clips_dir / name).unlink(missing_ok=True)
+        return out
+
+    def _write_json(self, result: ShowResult, analysis: Analysis, shash: str, product_clips: dict[str, Clip] | None = None) -> None:
         out_dir = Path(result.out_dir)
         by_id = {c.moment_id: c for c in result.clips}
         moments = []
@@ -362,15 +412,19 @@ class ShowPipeline:
             d = to_dict(m)
             c = by_id.get(m.id)
             if c is not None:
-                d["clip"] = {
-                    "path": _rel(c.path, out_dir),
-                    "srt": _rel(c.srt_path, out_dir),
-                    "thumbnail": _rel(c.thumb_path, out_dir),
-                    "start": c.start,
-                    "end": c.end,
-                    "mode": c.mode,
-                }
+                d["clip"] = _clip_json(c, out_dir)
+            inside = hits_in(analysis.ad_words, c.start, c.end) if c is not None else hits_in(analysis.ad_words, m.start, m.end)
+            if inside:
+                d["ad_words"] = to_dict(inside)
             moments.append(d)
+        segments = []
+        for seg in analysis.segments:
+            d = to_dict(seg)
+            c = (product_clips or {}).get(seg.id)
+            if c is not None:
+                d["clip"] = _clip_json(c, out_dir)
+            d["ad_words"] = to_dict(hits_in(analysis.ad_words, seg.start, seg.end))
+            segments.append(d)
         doc = {
             "show_id": result.show_id,
             "source": str(Path(result.path).resolve()),
@@ -380,11 +434,42 @@ class ShowPipeline:
             "scorer": {"setting": self.settings.scorer, "trained_on": analysis.scorer},
             "lag": analysis.timeline.lag.to_dict() if analysis.timeline.lag else None,
             "moments": moments,
+            "catalog": [product_to_dict(p) for p in analysis.products],
+            "products": segments,
+            "ad_words": to_dict(analysis.ad_words),
             "warnings": analysis.warnings,
         }
         tmp = out_dir / ".moments.json.tmp"
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
         tmp.replace(out_dir / "moments.json")
+
+
+def product_clip_name(seg: ProductSegment) -> str:
+    """``<product>-<n>``: the product's id made safe as a file name (letters of any script, digits,
+    '-', '_', '.'; never starting with '.')."""
+    stem = re.sub(r"[^\w.-]+", "-", seg.product, flags=re.UNICODE).strip("-.")[:64] or "product"
+    return f"{stem}-{seg.n}"
+
+
+def _clip_json(c: Clip, out_dir: Path) -> dict:
+    return {"path": _rel(c.path, out_dir), "srt": _rel(c.srt_path, out_dir), "thumbnail": _rel(c.thumb_path, out_dir),
+            "start": c.start, "end": c.end, "mode": c.mode}
+
+
+def _previous_product_files(path: Path) -> set[str]:
+    """The file names of the product clips an earlier run recorded in moments.json."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    out: set[str] = set()
+    for seg in doc.get("products", []) if isinstance(doc, dict) else []:
+        clip = seg.get("clip") if isinstance(seg, dict) else None
+        for key in ("path", "srt", "thumbnail"):
+            name = Path(str((clip or {}).get(key) or "")).name
+            if name and not name.startswith(".") and (clip or {}).get(key, "").startswith("clips/"):
+                out.add(name)
+    return out
 
 
 def _probe_show(path: str) -> MediaInfo:

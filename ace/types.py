@@ -248,6 +248,9 @@ class ShowResult:
     warnings: list[str] = field(default_factory=list)
     #: wall seconds per stage (probe, decode, transcribe, fuse, clip, ...)
     timings: dict[str, float] = field(default_factory=dict)
+    #: each product's pitch (when the show was given a product list) and the ad-wording phrases heard
+    segments: list[ProductSegment] = field(default_factory=list)
+    ad_words: list[AdWordHit] = field(default_factory=list)
 
     @property
     def realtime(self) -> float:

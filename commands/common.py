@@ -34,4 +34,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"ace: --clip-min ({s.clip_min}) must be shorter than --clip-max ({s.clip_max})")
     if args.address:
         s = s.model_copy(update={"ray_address": args.address})
+    if getattr(args, "lang", None) == "zh":  # the Mandarin sample show: a multilingual model, told the language
+        update = {}
+        if getattr(args, "model", None) is None and s.model.endswith(".en"):
+            update["model"] = "base"
+        if s.language is None:
+            update["language"] = "zh"
+        s = s.model_copy(update=update)
     return s

@@ -50,11 +50,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     for m in cutlists:
         if not Path(m).is_file():
             raise SystemExit(f"ace: no moments file at {m}")
+    catalogs = list(args.products or [])
+    if len(catalogs) > len(args.shows) and len(catalogs) > 1:
+        raise SystemExit("ace: more --products files than shows (give one per show in the same order, or one for all)")
     jobs = []
     for i, show in enumerate(args.shows):
         ev = events[i] if i < len(events) else _sidecar_events(show)
         cut = cutlists[i] if i < len(cutlists) else None
-        jobs.append(Job(str(show), str(ev) if ev else None, moments=str(cut) if cut else None))
+        cat = catalogs[0] if len(catalogs) == 1 else catalogs[i] if i < len(catalogs) else _sidecar(show, (".products.json", ".products.jsonl"))
+        jobs.append(Job(str(show), str(ev) if ev else None, moments=str(cut) if cut else None, products=_products(cat)))
     results = run_jobs(jobs, Path(args.out), settings, args)
     report(results, args.json)
     return 0 if all(r.ok for r in results) else 1
@@ -68,6 +72,23 @@ def _sidecar_events(show: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
+
+
+def _sidecar(show: str, exts: tuple[str, ...]) -> Path | None:
+    p = Path(show)
+    return next((c for c in (p.with_name(p.stem + ext) for ext in exts) if c.is_file()), None)
+
+
+def _products(path: str | Path | None) -> list[dict] | None:
+    """A product file read and checked before any work starts (its errors name line and field)."""
+    if path is None:
+        return None
+    from ace.products.catalog import load_products, product_to_dict
+
+    try:
+        return [product_to_dict(p) for p in load_products(path)]
+    except AceError as e:
+        raise SystemExit(f"ace: {e}") from None
 
 
 def run_jobs(jobs, out_root: Path, settings: Settings, args: argparse.Namespace) -> list[ShowResult]:
@@ -115,6 +136,8 @@ def report(results: list[ShowResult], as_json: bool) -> None:
             "duration_s": round(r.duration, 2),
             "moments": len(r.moments),
             "clips": len(r.clips),
+            "product_segments": len(r.segments),
+            "ad_words": len(r.ad_words),
             "seconds": round(r.seconds, 2),
             "realtime": round(r.realtime, 1),
             "out_dir": r.out_dir if r.ok else "",
@@ -128,6 +151,11 @@ def report(results: list[ShowResult], as_json: bool) -> None:
         return
     shows_table(results, rows).print(out)
     for r in results:
+        for seg in r.segments:
+            out.print(f"pitch {Path(r.path).name}: {seg.name} #{seg.n} {_clock(seg.start)}-{_clock(seg.end)} "
+                      f"(confidence {seg.confidence:.0f}; {', '.join(seg.evidence)})")
+        for h in r.ad_words:
+            err.print(f"[yellow]ad wording[/] {Path(r.path).name}: {h.phrase!r} at {_clock(h.start)} in \"{h.text[:80]}\"")
         for w in r.warnings[:20]:
             err.print(f"[yellow]warning[/] {Path(r.path).name}: {w}")
         if len(r.warnings) > 20:
@@ -139,37 +167,52 @@ def report(results: list[ShowResult], as_json: bool) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ace.evaluate import compare_with_truth
+    from ace.evaluation.products import score_show
     from samples.show import make_sample_show
     from workers.batch import Job
 
     settings = settings_from(args)
     sample_dir = settings.data_dir / "samples"
     with err.status("making the sample show (once; reused afterwards) ...") as status:
-        show = make_sample_show(sample_dir, duration=args.duration, progress=lambda msg: status.update(msg))
-    err.print(f"sample show: {show.video}\nevents: {show.events}\ntruth: {show.truth}")
-    results = run_jobs([Job(str(show.video), str(show.events))], Path(args.out), settings, args)
+        show = make_sample_show(sample_dir, duration=args.duration, lang=args.lang, progress=lambda msg: status.update(msg))
+    truth = json.loads(Path(show.truth).read_text())
+    err.print(f"sample show: {show.video}\nevents: {show.events}\ntruth: {show.truth}\nspeech model: {settings.model}"
+              f" ({settings.language or 'language detected'})")
+    products = truth.get("products") or None
+    results = run_jobs([Job(str(show.video), str(show.events), products=products)], Path(args.out), settings, args)
     report(results, args.json)
     r = results[0]
     if not r.ok:
         return 1
-    truth = json.loads(Path(show.truth).read_text())
     cmp = compare_with_truth(r.moments, truth)
+    pitches = score_show(r.segments, r.ad_words, truth)
     if args.json:
-        print(json.dumps(cmp, indent=2))
+        print(json.dumps({**cmp, "products": pitches}, indent=2, ensure_ascii=False))
     else:
         truth_table(cmp).print(out)
         out.print(
             f"precision {cmp['precision']:.2f}  recall {cmp['recall']:.2f}  F1 {cmp['f1']:.2f}  "
             f"boundary error: start {cmp['start_error_s']:.1f} s, end {cmp['end_error_s']:.1f} s  decoys hit {cmp['decoys_hit']}"
         )
+        g, a = pitches["segments"], pitches["ad_words"]
+        if g["planted"]:
+            out.print(f"product pitches: {g['matched']} of {g['planted']} found, {g['found']} reported (recall {g['recall']:.2f}, "
+                      f"precision {g['precision']:.2f}); edge error median start {g['start_error_med_s']} s, end "
+                      f"{g['end_error_med_s']} s; ad wording: {a['matched']} of {a['planted']} planted phrases flagged, "
+                      f"{a['flagged']} flags")
         out.print(f"clips and moments.json: {r.out_dir}")
     return 0
+
+
+def _clock(t: float) -> str:
+    return f"{int(t // 60)}:{t % 60:04.1f}"
 
 
 def shows_table(results: list[ShowResult], rows: list[dict]) -> IdTable:
     """``ace process``' summary: a row a show, its file name whole (:mod:`ace.console`)."""
     t = IdTable("ACE — shows processed", [Col("show", id=True), Col("status", min_width=6), Col("length", justify="right"),
                                           Col("moments", justify="right"), Col("clips", justify="right"),
+                                          Col("pitches", justify="right"), Col("ad words", justify="right"),
                                           Col("time", justify="right"), Col("× real time", justify="right"),
                                           Col("output / error", min_width=20)])
     for r, row in zip(results, rows):
@@ -179,6 +222,8 @@ def shows_table(results: list[ShowResult], rows: list[dict]) -> IdTable:
             f"{r.duration:.0f} s" if r.duration else "-",
             str(row["moments"]),
             str(row["clips"]),
+            str(row["product_segments"]),
+            Text(str(row["ad_words"]), style="yellow") if row["ad_words"] else "0",
             f"{r.seconds:.1f} s",
             f"{r.realtime:.1f}×" if r.ok else "-",
             row["out_dir"] if r.ok else Text(str(r.error), style="red"),
@@ -251,7 +296,7 @@ def _bench_run(args: argparse.Namespace, settings: Settings):
     from ace.bench import print_report, run_bench
 
     return (lambda: run_bench(settings, input_path=args.input, events_path=args.events, duration=args.duration,
-                              progress=say)), print_report
+                              progress=say, lang=args.lang)), print_report
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -318,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", action="append", help="interaction events for the show in the same position (JSONL, Twitch chat JSON or Bilibili XML); repeat per show")
     p.add_argument("--moments", action="append", help="cut these moments (a moments.json, e.g. from `ace triage`) instead "
                    "of finding them: only their own seconds are decoded; repeat per show")
+    p.add_argument("--products", action="append", help="the show's product list (JSON or JSON Lines: id, name, aliases, "
+                   "price, sku, image): each product's pitch is found and cut as clips/<product>-<n>.mp4; one file for "
+                   "every show, or one per show in the same order (default: SHOW.products.json beside the show)")
     p.add_argument("--out", default="out", help="output folder (default ./out); each show gets OUT/<show>/")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_common(p)
@@ -326,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="make the sample show once, process it and compare with the planted highlights")
     d.add_argument("--duration", type=float, default=360.0, help="sample show length in seconds (default 360)")
     d.add_argument("--out", default="out", help="output folder (default ./out)")
+    d.add_argument("--lang", choices=["en", "zh"], default="en", help="the sample show's language: en (English, tiny.en) or "
+                   "zh (Mandarin, run with the multilingual base model unless --model says otherwise)")
     d.add_argument("--json", action="store_true", help="print results as JSON")
     add_common(d)
     d.set_defaults(func=cmd_demo)
@@ -355,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--input", help="show to measure (default: the sample show)")
     b.add_argument("--events", help="events file for --input")
     b.add_argument("--duration", type=float, default=360.0, help="sample show length when no --input (default 360)")
+    b.add_argument("--lang", choices=["en", "zh"], default="en", help="pipeline: the sample show's language; zh is the "
+                   "Mandarin show, run with the multilingual base model unless --model says otherwise (default en)")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     add_common(b)
     b.set_defaults(func=cmd_bench)
@@ -362,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="measure quality on real recordings with ground truth, next to reference tools")
     e.add_argument("--data", help="folder of recordings with ground truth (default: ACE_EVAL_DATA or ../shared/data)")
     e.add_argument("--models", help="speech models to measure, comma-separated (default: every installed bundled model)")
-    e.add_argument("--parts", help="comma-separated subset of speech,captions,scenes,boundaries,chat (default: all)")
+    e.add_argument("--parts", help="comma-separated subset of speech,captions,scenes,boundaries,chat,products (default: all)")
     e.add_argument("--sample", help="sample show for the clip-boundary check (default: the demo's sample show, made once)")
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     e.add_argument("--check", action="store_true", help="exit 1 when a quality floor is broken (for CI)")

@@ -28,6 +28,7 @@ class Job:
     tenant: str = "default"
     show_id: str | None = None  #: None: derived from the path
     moments: str | None = None  #: a moments.json to cut instead of finding moments (ace triage's)
+    products: list[dict] | None = None  #: the show's product list (``ace.products.catalog`` objects)
 
 
 #: progress of every job: {job key: {stage: (done, total)}}
@@ -62,6 +63,7 @@ def fraction(stages: dict[str, tuple[float, float]]) -> float:
 def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) -> ShowResult:
     """Runs inside a Ray worker."""
     from ace.pipeline import ShowPipeline
+    from ace.products.catalog import parse_products
     from ace.store import Store
 
     def progress(stage: str, done: float, total: float) -> None:
@@ -75,8 +77,9 @@ def _process_show(job: Job, key: str, out_root: str, settings: Settings, board) 
     except Exception as exc:  # the clips still get made; the summary says why nothing was stored
         log.warning("store unavailable: %s", exc)
         store = None
+    products = parse_products(job.products, "products") if job.products else []
     result = ShowPipeline(settings).process(job.path, out_root, job.events, progress=progress, store=store,
-                                            tenant=job.tenant, show_id=job.show_id, moments_path=job.moments)
+                                            tenant=job.tenant, show_id=job.show_id, moments_path=job.moments, products=products)
     if store is None:
         result.warnings.append("results were not saved to the database (store unavailable)")
     progress("done" if result.ok else "failed", 1, 1)

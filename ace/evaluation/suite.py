@@ -21,7 +21,7 @@ from ace.errors import InputError
 
 log = logging.getLogger("ace.evaluation.suite")
 
-PARTS = ("speech", "captions", "scenes", "boundaries", "chat")
+PARTS = ("speech", "captions", "scenes", "boundaries", "chat", "products")
 
 
 def _get(report: dict, path: str) -> Any:
@@ -50,6 +50,12 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("chat/summary/ace_flagged_share", "<=", 0.20, "... with at most 20% of the timeline flagged"),
     ("chat/summary/ace_second_f1_minus_best_rule", ">", 0.0, "... above both simple rate rules"),
     ("chat/summary/ace_moment_f1", ">=", 0.55, "chat triage moment F1 (leave one show out)"),
+    ("products/summary/min_show_recall", ">=", 0.9, "product segments found, each sample show (recall)"),
+    ("products/summary/min_show_precision", ">=", 0.9, "... and right (precision)"),
+    ("products/summary/max_start_error_med_s", "<=", 5.0, "product segment start error, median seconds"),
+    ("products/summary/max_end_error_med_s", "<=", 5.0, "product segment end error, median seconds"),
+    ("products/summary/ad_words_recall", ">=", 1.0, "planted ad-wording phrases flagged"),
+    ("products/summary/min_ad_words_precision", ">=", 0.9, "... flags that were planted"),
 ]
 
 FLOORS: list[tuple[str, str, float, str]] = [
@@ -68,6 +74,9 @@ FLOORS: list[tuple[str, str, float, str]] = [
     ("chat/summary/ace_second_f1", ">=", 0.33, "chat triage per-second F1, leave one out (target 0.40)"),
     ("chat/summary/ace_moment_f1", ">=", 0.45, "chat triage moment F1, leave one out (target 0.55)"),
     ("chat/summary/ace_second_f1_minus_chance", ">=", 0.1, "chat triage above chance (its own moments shifted in time)"),
+    ("products/summary/recall", ">=", 0.75, "product segments found on the sample shows (target 0.9 each)"),
+    ("products/summary/precision", ">=", 0.75, "product segments right on the sample shows (target 0.9 each)"),
+    ("products/summary/ad_words_recall", ">=", 0.75, "planted ad-wording phrases flagged (target 1.0)"),
 ]
 
 
@@ -155,6 +164,12 @@ def _run_part(part: str, data: Path, models, sample_show, settings, out_dir) -> 
         from ace.evaluation.chat import evaluate_chat
 
         return evaluate_chat(data)
+    if part == "products":
+        from ace.config import get_settings
+        from ace.evaluation.products import evaluate_products
+
+        s = settings or get_settings()
+        return evaluate_products(s, Path(out_dir) if out_dir else Path(s.data_dir) / "eval")
     from ace.evaluation.boundaries import evaluate_boundaries
 
     return evaluate_boundaries(data, sample_show=Path(sample_show) if sample_show else None, settings=settings,
@@ -257,6 +272,23 @@ def tables(report: dict) -> list:
             for b in cal["bands"]:
                 t.add_row(b["confidence"], str(b["moments"]), _f(b["mean_confidence"], 1), _f(b["right_pct"], 1))
             out.append(t)
+    pr = report.get("products")
+    if pr:
+        t = Table(title="product segments and ad-wording checks on the sample shows")
+        for col in ("show", "model", "planted", "found", "recall", "precision", "start err med s", "end err med s",
+                    "ad words planted", "flagged", "ad recall", "ad precision", "× real time"):
+            t.add_column(col)
+        if "error" in pr:
+            t.add_row("error", pr["error"], *["-"] * 11)
+        for sh in pr.get("shows", []):
+            if "error" in sh:
+                t.add_row(sh["lang"], sh["model"], "error: " + sh["error"], *["-"] * 10)
+                continue
+            g, a = sh["segments"], sh["ad_words"]
+            t.add_row(sh["lang"], sh["model"], _f(g["planted"]), _f(g["found"]), _f(g["recall"]), _f(g["precision"]),
+                      _f(g["start_error_med_s"], 1), _f(g["end_error_med_s"], 1), _f(a["planted"]), _f(a["flagged"]),
+                      _f(a["recall"]), _f(a["precision"]), _f(sh["realtime"], 1))
+        out.append(t)
     for key, title in (("targets", "targets"), ("floors", "floors (CI)")):
         t = Table(title=title)
         for col in ("check", "rule", "value", "ok"):

@@ -138,7 +138,7 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
             lst = text.find("[", key)
             if not isinstance(doc["products"], list) or lst < 0:
                 raise ProductError(f"{name} line {line_at(key)}: 'products' must be a list")
-            yield from _array_items(text, lst, name, dec, line_at)
+            yield from _array_items(text, lst, name, dec, line_at, nested=True)
             return
     if stripped.startswith("["):
         yield from _array_items(text, start, name, dec, line_at)
@@ -152,7 +152,7 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
             raise ProductError(f"{name} line {n}: not valid JSON ({e.msg}); expected a JSON list or one product per line") from None
 
 
-def _array_items(text: str, pos: int, name: str, dec: json.JSONDecoder, line_at) -> Iterable[tuple[int, Any]]:
+def _array_items(text: str, pos: int, name: str, dec: json.JSONDecoder, line_at, nested: bool = False) -> Iterable[tuple[int, Any]]:
     """The items of the JSON array starting at ``text[pos] == '['``, with the line each starts on."""
     i = pos + 1
     n = len(text)
@@ -164,7 +164,7 @@ def _array_items(text: str, pos: int, name: str, dec: json.JSONDecoder, line_at)
             raise ProductError(f"{name} line {line_at(n)}: the list is not closed with ']'")
         if text[i] == "]":
             rest = text[i + 1:].strip()
-            if rest:
+            if rest and not nested:
                 raise ProductError(f"{name} line {line_at(i + 1 + text[i + 1:].find(rest[0]))}: text after the end of the list")
             return
         if not expect_item:
