@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from ace.errors import AceError
 from ace.console import say
 
 err = Console(stderr=True)
@@ -220,14 +221,26 @@ def cmd_live(args: argparse.Namespace) -> int:
     _connect(args, settings)
     # from here Ctrl-C, SIGTERM and SIGHUP end the command quietly (Ray's own SIGTERM handler dumps a native stack)
     _on_signals(_interrupt)
+    catalogs = list(args.products or [])
+    if len(catalogs) > len(args.urls) and len(catalogs) > 1:
+        err.print("[red]error[/] more --products files than URLs (give one per URL in the same order, or one for all)")
+        return 2
+    from ace.products.catalog import load_products, product_to_dict
+
+    try:  # read and checked before anything starts: a bad file names its line and field
+        lists = [[product_to_dict(p) for p in load_products(f)] for f in catalogs]
+    except AceError as e:
+        err.print(f"[red]error[/] {escape(str(e))}")
+        return 2
     controller = _controller()
     ids = []
     for i, url in enumerate(args.urls):
         events = args.events[i] if args.events and i < len(args.events) else None
         if events and "://" not in events:
             events = str(Path(events).absolute())
+        products = lists[0] if len(lists) == 1 else lists[i] if i < len(lists) else []
         try:
-            sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events,
+            sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events, products=products,
                                                    category=args.category, budget=args.budget))
         except ray.exceptions.RayTaskError as e:
             err.print(f"[red]refused[/] {escape(url)}: {escape(str(e.cause if hasattr(e, 'cause') else e))}", soft_wrap=True)
@@ -449,6 +462,9 @@ def register(sub, add_common) -> None:
     lv = sub.add_parser("live", help="submit live streams to the controller and follow their moments and clips")
     lv.add_argument("urls", nargs="+", help="HLS/HTTP-FLV (http, https), RTMP, RTSP URLs, or a local file (played at real speed)")
     lv.add_argument("--events", action="append", help="JSONL events file being appended to, one per URL in order")
+    lv.add_argument("--products", action="append", help="the stream's product list (JSON or JSON Lines: id, name, aliases, "
+                    "price, sku, image): each product's pitch becomes a clip once it is over; one file for every URL, or "
+                    "one per URL in order")
     lv.add_argument("--name", help="a name for the stream (its id starts with it)")
     lv.add_argument("--category", default="other", help="the room's category for the ramp policy's priors "
                     "(beauty, fashion, food, electronics, games, other)")

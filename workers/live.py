@@ -41,7 +41,7 @@ from ace.live.ingest import FINAL_STATUSES, Ingest, IngestOptions, redact, sourc
 from ace.live.journal import EventJournal
 from ace.policy.live import RoomTally
 from ace.policy.state import RoomAggregate
-from ace.types import Clip, Event, Moment, Segment, to_dict
+from ace.types import AdWordHit, Clip, Event, Moment, ProductSegment, Segment, to_dict
 from workers.metrics import LiveMetrics
 
 log = logging.getLogger("ace.workers")
@@ -93,7 +93,8 @@ class StreamSpec:
     name: str = ""
     tenant: str = "default"
     events: str | None = None  #: a JSONL file being appended to (pushed events need nothing here)
-    products: list[str] = field(default_factory=list)
+    #: the stream's product list: ``ace.products.catalog`` objects (a plain string is a name)
+    products: list[dict | str] = field(default_factory=list)
     submitted_at: float = field(default_factory=time.time)
     #: the room's category for the ramp policy's priors (see ``ace.policy.state.CATEGORIES``)
     category: str = "other"
@@ -210,6 +211,9 @@ class StreamWorker:
 
         self.spec = spec if isinstance(spec, StreamSpec) else StreamSpec(**spec)
         check_stream_id(self.spec.stream_id)
+        from ace.products.catalog import parse_products
+
+        self.products = parse_products(list(self.spec.products or []), "products")  # InputError naming item and field
         source_kind(self.spec.url)  # InputError for a refused URL, before anything starts
         s = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
         self.settings = s
@@ -230,6 +234,9 @@ class StreamWorker:
         self._status = "starting"
         self._moments: dict[str, Moment] = {}
         self._clips: dict[str, Clip] = {}
+        self._segments: dict[str, ProductSegment] = {}  # product pitches, by segment id
+        self._product_clips: dict[str, Clip] = {}
+        self._hits: list[AdWordHit] = []  # ad-wording phrases heard
         self._latencies: deque[float] = deque(maxlen=1000)
         self.tally = RoomTally()
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
@@ -278,6 +285,8 @@ class StreamWorker:
             self._moments[m["id"]] = _moment_from_row(self.spec.stream_id, m)
         for c in self.store.list_clips(self.spec.stream_id, tenant=self.spec.tenant) if saved else []:
             self._clips[c["moment_id"]] = _clip_from_row(c)
+        if saved:
+            self._load_products()
 
         opts = ingest_options or IngestOptions()
         opts = replace(opts, allow=tuple(s.url_allowlist) + tuple(opts.allow))
@@ -292,7 +301,8 @@ class StreamWorker:
         # the tenant's own highlight model (ace train --reviews) when it has one and the setting is the default
         self.analyzer = LiveAnalyzer(self.spec.stream_id, s, transcriber, self.clip_dir,
                                      segments_for=self._covering, options=live_options,
-                                     model=model_for(s.scorer, s.data_dir, self.spec.tenant))
+                                     model=model_for(s.scorer, s.data_dir, self.spec.tenant), products=self.products,
+                                     ad_words=self._ad_words())
         if saved.get("analyzer"):
             try:
                 self.analyzer.restore(saved["analyzer"])
@@ -415,6 +425,47 @@ class StreamWorker:
             return
         self.store.save_results(self.spec.stream_id, sorted(self._moments.values(), key=lambda m: m.start),
                                 list(self._clips.values()), self._shash, tenant=self.spec.tenant)
+        if hasattr(self.store, "save_products") and (self._segments or self._hits or self.products):
+            self.store.save_products(self.spec.stream_id, sorted(self._segments.values(), key=lambda g: g.start),
+                                     dict(self._product_clips), list(self._hits), tenant=self.spec.tenant,
+                                     products=self.products)
+
+    def _ad_words(self) -> tuple[str, ...] | None:
+        """The tenant's own ad-wording list when it keeps one, else the setting's."""
+        default = tuple(getattr(self.settings, "ad_words", ()) or ())
+        if hasattr(self.store, "ad_words_for"):
+            try:
+                return tuple(self.store.ad_words_for(self.spec.tenant, default or None))
+            except Exception:
+                log.exception("stream %s: reading the tenant's ad-wording list failed; using the setting", self.spec.stream_id)
+        return default or None
+
+    def _load_products(self) -> None:
+        """Segments, their clips and ad-wording hits saved before a restart (so a save does not lose them)."""
+        if not hasattr(self.store, "list_products"):
+            return
+        doc = self.store.list_products(self.spec.stream_id, tenant=self.spec.tenant) or {}
+        for row in doc.get("segments", []):
+            try:
+                seg = ProductSegment(self.spec.stream_id, str(row["product"]), str(row.get("name", "")), int(row["n"]),
+                                     float(row["start"]), float(row["end"]), float(row.get("confidence", 0)),
+                                     tuple(row.get("heard") or ()), tuple(row.get("evidence") or ()))
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._segments[seg.id] = seg
+            clip = row.get("clip") if isinstance(row.get("clip"), dict) else None
+            path = (clip or {}).get("path") or row.get("clip_path") or ""
+            if path:
+                self._product_clips[seg.id] = Clip(seg.id, str(path), float((clip or row).get("clip_start", seg.start) or seg.start),
+                                                   float((clip or row).get("clip_end", seg.end) or seg.end),
+                                                   str((clip or row).get("mode", "exact") or "exact"),
+                                                   str((clip or {}).get("srt_path") or row.get("srt_path") or ""),
+                                                   str((clip or {}).get("thumb_path") or row.get("thumb_path") or ""))
+        for h in doc.get("ad_words", []):
+            try:
+                self._hits.append(AdWordHit(str(h["phrase"]), float(h["start"]), float(h["end"]), str(h.get("text", ""))))
+            except (KeyError, TypeError, ValueError):
+                continue
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -502,6 +553,8 @@ class StreamWorker:
         from ace.clipstore import publish_clip
 
         clips = {c.moment_id: publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id) for c in update.clips}
+        pitch_clips = {sid: publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id)
+                       for sid, c in getattr(update, "product_clips", {}).items()}
         now = time.time()
         # stream time -> wall time, taking the analysed edge as now (the analysis keeps close to it)
         edge = self.analyzer.analysed_until
@@ -512,13 +565,18 @@ class StreamWorker:
                 self._found.append((now, replace(m, start=m.start + to_wall, end=m.end + to_wall,
                                                  peak=m.peak + to_wall)))
             self._clips.update(clips)
+            for seg in getattr(update, "segments", []):
+                self._segments[seg.id] = seg
+            self._product_clips.update(pitch_clips)
+            self._hits.extend(getattr(update, "ad_words", []))
             for lat in update.latency_s.values():
                 self._latencies.append(lat)
         self.metrics.count("moments", len(update.moments))
         self.metrics.count("clips", len(clips))
         for lat in update.latency_s.values():
             self.metrics.observe_latency(lat)
-        if update.moments or clips:
+        self.metrics.count("product_segments", len(getattr(update, "segments", [])))
+        if update.moments or clips or getattr(update, "segments", None) or getattr(update, "ad_words", None):
             self._save_results()
             for m in update.moments:
                 log.info("stream %s: moment %s %.1f-%.1f (%.2f)", self.spec.stream_id, m.id, m.start, m.end, m.score)

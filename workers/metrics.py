@@ -41,6 +41,7 @@ class LiveMetrics:
         self.reconnects = m.get("reconnects", _Noop())
         self.errors = m.get("errors", _Noop())
         self.level = m.get("level", _Noop())
+        self.product_segments = m.get("product_segments", _Noop())
 
     def count(self, name: str, n: float = 1.0) -> None:
         if n > 0:
@@ -83,5 +84,6 @@ def _make() -> dict[str, Any]:
         "reconnects": Counter("ace_live_reconnects", "ffmpeg restarts after an outage", tag_keys=keys),
         "errors": Counter("ace_live_errors", "Errors (failed segments, failed cuts, failed streams)", tag_keys=keys),
         "level": Gauge("ace_live_degrade_level", "Backpressure level (0 = full analysis)", tag_keys=keys),
+        "product_segments": Counter("ace_live_product_segments", "Product pitches found (each cut as a clip)", tag_keys=keys),
     }
     return _METRICS

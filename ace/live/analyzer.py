@@ -150,12 +150,14 @@ from ace.errors import AceError, InputError, MediaError
 from ace.fusion import FusionOptions, find_moments, join_words
 from ace.live.chat import RoomChat, echoes
 from ace.live.decode import SegmentTimes, decode_segment, segment_times
-from ace.pipeline import fusion_options
+from ace.pipeline import fusion_options, product_clip_name
+from ace.products.adwords import DEFAULT_AD_WORDS, AdWordChecker
+from ace.products.segments import PitchTracker
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, VisualDetector
 from ace.signals.interaction import InteractionOptions
 from ace.signals.speech import SAMPLE_RATE, LiveTranscriber, Transcriber, split_sentences
 from ace.signals.visual import VisualOptions
-from ace.types import Clip, ClipPlan, Event, Moment, Segment, Sentence, Signal, Word
+from ace.types import AdWordHit, Clip, ClipPlan, Event, Moment, Product, ProductSegment, Segment, Sentence, Signal, Word
 from models.scorer import HighlightModel, load_model
 
 log = logging.getLogger("ace.live.analyzer")
@@ -503,6 +505,11 @@ class LiveUpdate:
     latency_s: dict[str, float] = field(default_factory=dict)
     #: moment id -> the finality line that let it out: "media" or "chat"
     tiers: dict[str, str] = field(default_factory=dict)
+    #: product pitches whose end became certain in this step, and their clips by segment id
+    segments: list[ProductSegment] = field(default_factory=list)
+    product_clips: dict[str, Clip] = field(default_factory=dict)
+    #: ad-wording phrases heard in the sentences finished in this step
+    ad_words: list[AdWordHit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -548,6 +555,8 @@ class LiveAnalyzer:
         *,
         clock: Callable[[], float] = time.time,
         model: HighlightModel | None = None,
+        products: Sequence[Product] = (),
+        ad_words: Sequence[str] | None = None,
     ):
         self.stream_id = stream_id
         self.settings = settings
@@ -604,6 +613,11 @@ class LiveAnalyzer:
         self._gaps = 0
         self._words_committed = 0
         self._late_events = 0
+        # product pitches (ace.products.segments) and ad-wording checks over the finished sentences
+        self._pitches = PitchTracker(stream_id, products) if products else None
+        self._ad_words = AdWordChecker(getattr(settings, "ad_words", DEFAULT_AD_WORDS) if ad_words is None else ad_words)
+        self._closed_pitches: list[ProductSegment] = []
+        self._new_hits: list[AdWordHit] = []
 
     # -- detectors ------------------------------------------------------------------------------
 
@@ -696,6 +710,8 @@ class LiveAnalyzer:
         an event for a second already scored counts in the next one."""
         before = self._inter.late
         events = list(events)
+        if self._pitches is not None:
+            self._pitches.add_events(events)
         self._inter.process_events(events)
         self._late_events += self._inter.late - before
         self.chat.push(events)
@@ -770,6 +786,7 @@ class LiveAnalyzer:
             "level": self.level,
             **self.gate.state(),
             "audience_lag": self.chat.state(),
+            "pitches": dict(self._pitches.counts) if self._pitches is not None else {},
         }
 
     def restore(self, state: dict[str, Any]) -> float | None:
@@ -787,6 +804,8 @@ class LiveAnalyzer:
             raise ValueError(f"state of stream {state.get('stream_id')!r} given to stream {self.stream_id!r}")
         self.gate.restore(state)
         self.chat.restore(state.get("audience_lag"))
+        if self._pitches is not None and isinstance(state.get("pitches"), dict):
+            self._pitches.counts.update({str(k): int(v) for k, v in state["pitches"].items()})
         self.set_level(int(state.get("level", 0)))
         until = state.get("analysed_until")
         if until is None:
@@ -990,6 +1009,10 @@ class LiveAnalyzer:
             return
         self._sentences.extend(sents)
         self._signals.extend(self._speech_det.process_sentences(sents))
+        self._new_hits.extend(self._ad_words.find(sents))
+        if self._pitches is not None:
+            self._pitches.cuts = sorted(self._visual.cuts if self._visual is not None else self._cuts)
+            self._closed_pitches.extend(self._pitches.feed(sents))
 
     def _prune(self) -> None:
         keep = self._analysed - self.o.look_behind_s - 2 * self.fusion.interaction_lag
@@ -1056,6 +1079,18 @@ class LiveAnalyzer:
             note = f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else ""
             log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f by the %s tier%s", self.stream_id, m.id,
                      m.start, m.end, m.score, T, update.tiers[m.id], note)
+        update.ad_words, self._new_hits = self._new_hits, []
+        if self._pitches is not None:
+            self._pitches.cuts = sorted(cuts)
+            closed = self._pitches.finish() if final else self._pitches.advance(self.speech_frontier)
+            pitches, self._closed_pitches = self._closed_pitches + closed, []
+            for seg in pitches:
+                update.segments.append(seg)
+                clip = self._cut_pitch(seg, sents)
+                if clip is not None:
+                    update.product_clips[seg.id] = clip
+                log.info("%s: product segment %s #%d %.2f-%.2f (confidence %.0f) emitted at %.2f", self.stream_id,
+                         seg.product, seg.n, seg.start, seg.end, seg.confidence, T)
         if not final and self.o.cut_ahead_s > 0 and self.level == 0:
             ahead = self.o.cut_ahead_s
             upcoming = self.gate.preview(candidates, until, until + ahead, words)
@@ -1116,7 +1151,7 @@ class LiveAnalyzer:
         return best, (start, end)
 
     def _render(self, m: Moment, segs: Sequence[Segment], span: tuple[float, float], sentences: Sequence[Sentence],
-                out_dir: Path) -> tuple[Clip, float]:
+                out_dir: Path, clip_id: str | None = None, name: str | None = None) -> tuple[Clip, float]:
         """Join the segments and cut the moment's clip of ``span`` (the moment's, or the part of it
         the buffer holds) into ``out_dir``; returns the clip (times on the stream clock) and the wall
         seconds it took."""
@@ -1126,11 +1161,26 @@ class LiveAnalyzer:
         with tempfile.TemporaryDirectory(prefix=".ace-join-", dir=out_dir) as tmp:
             joined = Path(tmp) / "joined.ts"
             base = join_segments(segs, joined)
-            plan = ClipPlan(moment_id=m.id, start=max(0.0, start - base), end=end - base, mode=self.settings.clip_mode)
+            plan = ClipPlan(moment_id=clip_id or m.id, start=max(0.0, start - base), end=end - base, mode=self.settings.clip_mode)
             local = [_shift_sentence(s, -base) for s in sentences if s.end >= start - 1 and s.start <= end + 1]
-            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=min(max(m.peak, start), end) - base)
+            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=min(max(m.peak, start), end) - base, name=name)
         clip = dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
         return clip, time.perf_counter() - began
+
+    def _cut_pitch(self, seg: ProductSegment, sentences: Sequence[Sentence]) -> Clip | None:
+        """A product segment's clip, ``<product>-<n>.mp4``, of what the buffer holds of it."""
+        m = Moment(self.stream_id, seg.start, seg.end, seg.confidence / 100, (seg.start + seg.end) / 2)
+        held = self._holds(m)
+        if held is None:
+            self._clip_errors += 1
+            return None
+        try:
+            clip, _seconds = self._render(m, *held, sentences, self.clip_dir, clip_id=seg.id, name=product_clip_name(seg))
+        except (AceError, OSError, ValueError) as exc:
+            self._clip_errors += 1
+            log.warning("%s: cutting product segment %s (%.2f-%.2f) failed: %s", self.stream_id, seg.id, seg.start, seg.end, exc)
+            return None
+        return clip
 
     def _cut(self, m: Moment, sentences: Sequence[Sentence]) -> Clip | None:
         job = self._ahead.pop(m.id, None)

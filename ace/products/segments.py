@@ -63,7 +63,8 @@ class PitchTracker:
         self.cuts: list[float] = sorted(cuts)
         self.idle_s = idle_s
         self._open: _Pitch | None = None
-        self._count: dict[str, int] = {}
+        #: segments emitted so far per product (numbers the next one; kept across a restart)
+        self.counts: dict[str, int] = {}
         self._sales: list[tuple[float, str, str]] = []  # (t, product, kind)
         self._recent: list[Sentence] = []  # the last few sentences, for split countdowns
 
@@ -170,8 +171,8 @@ class PitchTracker:
         strong = p.names >= 2 or bool(ev & {"price", "link", "cart", "order"})
         if not strong or end - start < 3.0:
             return []
-        n = self._count.get(p.product.id, 0) + 1
-        self._count[p.product.id] = n
+        n = self.counts.get(p.product.id, 0) + 1
+        self.counts[p.product.id] = n
         score = min(1.0, 0.25 + 0.12 * min(p.names, 3) + 0.2 * ("price" in ev) + 0.2 * ("link" in ev)
                     + 0.1 * ("visual" in ev) + 0.15 * bool(sales))
         order = ("name", "price", "link", "visual", "cart", "order")
