@@ -99,9 +99,29 @@ def score_show(found: Sequence[ProductSegment], hits: Sequence[AdWordHit], truth
     }
 
 
+def real_text_flags(eval_data: Path | None) -> dict[str, Any] | None:
+    """The default ad-wording list over the human transcripts of the public recordings (speech
+    clips and film captions, none of them selling anything): every flag there is a false one."""
+    from ace.products.adwords import AdWordChecker
+    from ace.types import Sentence
+
+    if eval_data is None or not Path(eval_data).is_dir():
+        return None
+    texts = []
+    for f in sorted(Path(eval_data).glob("speech/*/*.txt")) + sorted(Path(eval_data).glob("video/*.vtt")):
+        try:
+            texts += [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines()
+                      if ln.strip() and "-->" not in ln and ln.strip() != "WEBVTT"]
+        except (OSError, UnicodeDecodeError):
+            continue
+    hits = AdWordChecker().find([Sentence(0, 0, t) for t in texts])
+    return {"lines": len(texts), "flags": len(hits), "flagged": [f"{h.phrase}: {h.text[:60]}" for h in hits][:20]}
+
+
 def evaluate_products(settings: Any, data_dir: Path, langs: Sequence[str] = ("en", "zh"), duration: float = 360.0,
-                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Both sample shows, made once (cached) and processed with their product lists."""
+                      progress: Callable[[str], None] | None = None, eval_data: Path | None = None) -> dict[str, Any]:
+    """Both sample shows, made once (cached) and processed with their product lists; and the
+    ad-wording list over real transcripts (``eval_data``) for its false flags."""
     from ace.pipeline import ShowPipeline
     from ace.products.catalog import parse_products
     from samples.show import make_sample_show
@@ -136,6 +156,7 @@ def evaluate_products(settings: Any, data_dir: Path, langs: Sequence[str] = ("en
     ad_m = sum(s["ad_words"]["matched"] for s in ok)
     return {
         "shows": shows,
+        "real_text": real_text_flags(eval_data),
         "summary": {
             "recall": round(matched / planted, 3) if planted else None,
             "precision": round(matched / found, 3) if found else None,

@@ -169,7 +169,7 @@ def _run_part(part: str, data: Path, models, sample_show, settings, out_dir) -> 
         from ace.evaluation.products import evaluate_products
 
         s = settings or get_settings()
-        return evaluate_products(s, Path(out_dir) if out_dir else Path(s.data_dir) / "eval")
+        return evaluate_products(s, Path(out_dir) if out_dir else Path(s.data_dir) / "eval", eval_data=data)
     from ace.evaluation.boundaries import evaluate_boundaries
 
     return evaluate_boundaries(data, sample_show=Path(sample_show) if sample_show else None, settings=settings,

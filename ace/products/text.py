@@ -226,7 +226,7 @@ def link_call(text: str) -> str:
         py = pinyin(t)
         for k in _LINK_ZH:
             if k in py or (len(k) >= 12 and fuzz.partial_ratio(k, py) >= 86):
-                return k
+                return t.strip()[:40]  # what was heard (matched by its sound)
     return ""
 
 
