@@ -237,7 +237,10 @@ def live_run(segments, short_show, tiny, tmp_path_factory):
     clips = tmp_path_factory.mktemp("live-clips")
     clock = SimClock()
     events = load_events(short_show.events).events
-    an = LiveAnalyzer("sample", Settings(cpu_threads=1), Transcriber(tiny), clips, clock=clock)
+    from ace.products.catalog import parse_products
+
+    products = parse_products(json.loads(Path(short_show.truth).read_text()).get("products", []))
+    an = LiveAnalyzer("sample", Settings(cpu_threads=1), Transcriber(tiny), clips, clock=clock, products=products)
     record: list[dict] = []
     snapshots: dict[int, dict] = {}
     feed(an, segments, events, clock, record, snapshots)
@@ -687,3 +690,23 @@ def test_a_moment_only_partly_in_the_buffer_is_cut_from_the_part_held(tmp_path):
     assert span == (101.0, 109.0) and [s.seq for s in segs] == [0, 1, 2, 3, 4]
     held[:] = [Segment("s", 0, 100.0, 102.0, "/x/0.ts")]
     assert an._holds(Moment("s", 95.0, 120.0, 0.8, 110.0)) is None  # 2 s of 25: not worth a clip
+
+
+def test_live_cuts_each_product_pitch_once_its_end_is_certain(live_run, short_show):
+    """The sample show's pitches: each emitted once, after its end, with a clip named after the
+    product; the same segments as batch finds in the whole transcript."""
+    from ace.evaluation.products import match_segments
+
+    truth = json.loads(Path(short_show.truth).read_text())
+    planted = truth.get("product_segments", [])
+    if not planted:
+        pytest.skip("this sample show plants no product pitch")
+    emitted = [(r["T"], g, r["update"].product_clips.get(g.id)) for r in live_run["record"] for g in r["update"].segments]
+    emitted += [(live_run["final"].analysed_until, g, live_run["final"].product_clips.get(g.id)) for g in live_run["final"].segments]
+    segs = [g for _, g, _ in emitted]
+    assert len({g.id for g in segs}) == len(segs), "a segment was emitted twice"
+    assert len(match_segments(segs, planted)) == len(planted), (segs, planted)
+    for t, g, clip in emitted:
+        assert t >= g.end  # never before the pitch is over
+        assert clip is not None and Path(clip.path).name == f"{g.product}-{g.n}.mp4" and Path(clip.path).is_file()
+        assert abs(clip.start - g.start) < 0.5 and abs(clip.end - g.end) < 0.5
