@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ace.products.adwords import DEFAULT_AD_WORDS
 
 #: Phrases that signal an exciting moment in a live sale or game show (English and Chinese).
 DEFAULT_KEYWORDS: tuple[str, ...] = (
@@ -61,6 +63,7 @@ class Settings(BaseSettings):
     top: int | None = Field(None, ge=0, le=1000, description="Fewest moments a recorded show returns, strong or not; None: one per 5 minutes of show, at least 1.")
     scorer: str = Field("default", description="Highlight model for chat: 'default' (the one ACE ships) or a file written by `ace train`.")
     keywords: tuple[str, ...] = Field(DEFAULT_KEYWORDS, description="Excitement phrases for the speech detector.")
+    ad_words: tuple[str, ...] = Field(DEFAULT_AD_WORDS, description="Ad-wording phrases flagged in what the host says (absolute claims such as '最好', '第一', 'best ever'; 'phrase!exception' spares a longer word, e.g. '第一!第一次'), as a JSON list in the environment (ACE_AD_WORDS='[\"最好\", \"best ever\"]'). A tenant may keep its own list (PUT /settings/ad-words), which replaces this one for its shows.")
     eval_data: Path = Field(Path("../shared/data"), description="Folder of public recordings with ground truth (ace eval, some tests).")
     ramp_tick_s: float = Field(30.0, ge=1, le=3600, description="How often the traffic-ramp actor decides (seconds).")
     ramp_pool: float = Field(20000.0, ge=0, description="Promoted impressions the ramp spreads over live rooms each tick.")
@@ -78,6 +81,19 @@ class Settings(BaseSettings):
     api_max_streams: int = Field(50, ge=1, description="Most live streams one tenant may run at once.")
     api_max_submits: int = Field(8, ge=1, description="Stream submissions handled at once; more wait briefly, then get 503 with Retry-After.")
     ray_address: str | None = Field(None, description="Existing Ray cluster to join; None starts a local one.")
+
+    @field_validator("ad_words", mode="before")
+    @classmethod
+    def _ad_words(cls, v):
+        from ace.errors import InputError
+        from ace.products.adwords import parse_ad_words
+
+        if isinstance(v, str):  # a single phrase
+            v = [v]
+        try:
+            return parse_ad_words(v, "ad_words")
+        except InputError as e:
+            raise ValueError(str(e)) from None
 
     @property
     def db_url(self) -> str:

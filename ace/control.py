@@ -18,9 +18,11 @@ from ace.netguard import CheckedURL
 
 class StreamControl(Protocol):
     async def submit(self, tenant: str, url: CheckedURL, *, name: str = "", events: CheckedURL | None = None,
-                     products: list[str] | None = None, category: str = "other", budget: float | None = None,
+                     products: list[dict | str] | None = None, category: str = "other", budget: float | None = None,
                      max_live: int | None = None) -> str:
-        """Start following a checked URL; returns the stream id once the stream is recorded."""
+        """Start following a checked URL; returns the stream id once the stream is recorded.
+        ``products`` is the stream's product list, checked (``ace.products.catalog.product_to_dict``
+        dicts; a plain string is a product's name)."""
         ...
 
     async def status(self, tenant: str, stream_id: str | None = None) -> Any:

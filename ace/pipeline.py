@@ -29,7 +29,7 @@ from ace.config import Settings, get_settings
 from ace.errors import AceError, InputError, MediaError, NoStreamError
 from ace.events import load_events
 from ace.fusion import FusionOptions, Timeline, find_moments
-from ace.products.adwords import DEFAULT_AD_WORDS, AdWordChecker, hits_in
+from ace.products.adwords import AdWordChecker, hits_in
 from ace.products.catalog import product_to_dict, tag_events
 from ace.products.segments import find_segments
 from ace.signals.chat import MIN_CHAT, chat_series
@@ -74,7 +74,7 @@ def fusion_options(settings: Settings) -> FusionOptions:
 
 def settings_hash(settings: Settings, events_digest: str = "") -> str:
     keys = ("model", "beam_size", "language", "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "keywords",
-            "top", "scorer")
+            "top", "scorer", "ad_words")
     blob = json.dumps({k: getattr(settings, k) for k in keys} | {"events": events_digest}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -230,7 +230,7 @@ class ShowPipeline:
         timings["fuse"] = time.perf_counter() - t
         t = time.perf_counter()
         segments = find_segments(show_id, products, sentences, visual.cuts, events)
-        hits = AdWordChecker(getattr(self.settings, "ad_words", DEFAULT_AD_WORDS) if ad_words is None else ad_words).find(sentences)
+        hits = AdWordChecker(self.settings.ad_words if ad_words is None else ad_words).find(sentences)
         timings["products"] = time.perf_counter() - t
         return Analysis(show_id, info, sentences, signals, list(visual.cuts), moments, timeline, events, warnings, timings,
                         scorer.trained_on, list(products), segments, hits)
@@ -310,7 +310,7 @@ class ShowPipeline:
             if moments_path:
                 analysis = self.given(path, moments_path, progress, show_id=result.show_id)
             else:
-                phrases = store.ad_words_for(tenant, getattr(self.settings, "ad_words", DEFAULT_AD_WORDS)) if store is not None and hasattr(store, "ad_words_for") else None
+                phrases = store.ad_words_for(tenant, self.settings.ad_words) if store is not None else None
                 analysis = self.analyse(path, events_path, progress, show_id=result.show_id, tenant=tenant, products=products,
                                         ad_words=phrases)
             result.duration = analysis.info.duration
@@ -332,11 +332,10 @@ class ShowPipeline:
                 storage = storage_for(self.settings)
                 stored = [publish_clip(storage, c, tenant, result.show_id, keep_local=True) for c in clips]
                 store.save_results(result.show_id, analysis.moments, stored, shash, tenant=tenant)
-                if hasattr(store, "save_products"):
-                    stored_products = {sid: publish_clip(storage, c, tenant, result.show_id, keep_local=True)
-                                       for sid, c in product_clips.items()}
-                    store.save_products(result.show_id, analysis.segments, stored_products, analysis.ad_words, tenant=tenant,
-                                        products=analysis.products)
+                stored_products = {sid: publish_clip(storage, c, tenant, result.show_id, keep_local=True)
+                                   for sid, c in product_clips.items()}
+                store.save_products(result.show_id, analysis.segments, stored_products, analysis.ad_words, tenant=tenant,
+                                    products=analysis.products)
             result.ok = True
         except AceError as exc:
             result.error = str(exc)

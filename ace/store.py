@@ -20,6 +20,18 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
              stored), created_at, revoked_at
     sessions  id PK (SHA-256 of the session secret, which is never stored), tenant, token_id FK
              api_tokens (the token signed in with), created_at, expires_at, revoked_at
+    product_segments  id PK (ProductSegment.id), show_id FK shows, tenant, product (its id), name, n,
+             start, end, confidence (0-100), heard (JSON), evidence (JSON), clip_path, srt_path,
+             thumb_path, clip_start, clip_end, mode, seconds (the product clip; "" / 0 when not
+             cut), ad_words (JSON: the hits said inside the segment), created_at
+    ad_word_hits  id PK (derived from show, phrase and time), show_id FK shows, tenant, phrase,
+             start, end, text, segment_id (the product segment it was said in, or NULL), moment_id
+             (the moment whose clip it was said in, or NULL), created_at
+    tenant_settings  (tenant, key) PK, value (JSON), updated_at: a tenant's own settings, such as
+             its ad-wording list (:meth:`Store.ad_words_for`)
+
+``shows.products`` (JSON, NULL when none was given) keeps the show's product list as
+:func:`ace.products.catalog.product_to_dict` writes it.
 
 ``status`` is one of :data:`SHOW_STATUSES`. Times of the media are float seconds; ``created_at`` /
 ``updated_at`` are wall-clock UTC and come back as ISO 8601 strings. Reads return plain dicts.
@@ -34,13 +46,15 @@ Every SQLAlchemy or driver error is raised as :class:`ace.errors.StoreError`.
     store.save_results("s1", moments, clips, settings_hash="ab12")   # idempotent: replaces s1's set
     store.list_moments("s1", min_score=0.5)
     store.list_moments("s1", min_confidence=60, order="rank")   # the show's best first
+    store.save_products("s1", segments, {seg.id: clip}, hits, tenant="acme", products=products)
+    store.list_products("s1", tenant="acme")   # {"products": [...], "segments": [...], "ad_words": [...]}
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +65,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ace.errors import StoreError
-from ace.types import Clip, Moment, to_dict
+from ace.types import AdWordHit, Clip, Moment, Product, ProductSegment, to_dict
 
 logger = logging.getLogger("ace.store")
 
@@ -79,6 +93,8 @@ shows_table = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="ck_shows_status"),
+    # added later: create_all adds it to an older database (NULL: no product list given)
+    sa.Column("products", sa.JSON, nullable=True),
 )
 
 moments_table = sa.Table(
@@ -167,6 +183,62 @@ sessions_table = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+#: each product's pitch (a 看点) in a show, with its clip when one was cut
+product_segments_table = sa.Table(
+    "product_segments",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("show_id", sa.String, sa.ForeignKey("shows.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("product", sa.String, nullable=False),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("n", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False, server_default="0"),
+    sa.Column("heard", sa.JSON, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("clip_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("srt_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("thumb_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("clip_start", sa.Float, nullable=False, server_default="0"),
+    sa.Column("clip_end", sa.Float, nullable=False, server_default="0"),
+    sa.Column("mode", sa.String(16), nullable=False, server_default=""),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("ad_words", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_product_segments_show_start", "show_id", "start"),
+)
+
+#: ad-wording phrases heard in a show, with the product segment and the moment's clip they fall in
+ad_word_hits_table = sa.Table(
+    "ad_word_hits",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("show_id", sa.String, sa.ForeignKey("shows.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("tenant", sa.String, nullable=False, server_default=DEFAULT_TENANT, index=True),
+    sa.Column("phrase", sa.Text, nullable=False),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("segment_id", sa.String, nullable=True),
+    sa.Column("moment_id", sa.String, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: a tenant's own settings (its ad-wording list, ...), one JSON value per key
+tenant_settings_table = sa.Table(
+    "tenant_settings",
+    metadata,
+    sa.Column("tenant", sa.String, primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: the key of a tenant's ad-wording list in ``tenant_settings``
+AD_WORDS_KEY = "ad_words"
 
 #: what an API token looks like: ``ace_`` + 8 hex (its id) + ``_`` + 43 url-safe characters
 TOKEN_PREFIX = "ace_"
@@ -475,7 +547,7 @@ class Store:
 
     @_converted("deleting the show")
     def delete_show(self, show_id: str, tenant: str | None = None) -> bool:
-        """Delete a show with its moments, clips and ramp decisions; False when there was none (for ``tenant``)."""
+        """Delete a show with its moments, clips, ramp decisions, product segments and ad-wording hits; False when there was none (for ``tenant``)."""
         with self._write() as conn:
             cond = shows_table.c.id == show_id
             if tenant is not None:
@@ -484,6 +556,8 @@ class Store:
                 return False
             conn.execute(sa.delete(clips_table).where(clips_table.c.show_id == show_id))
             conn.execute(sa.delete(ramp_table).where(ramp_table.c.show_id == show_id))
+            conn.execute(sa.delete(ad_word_hits_table).where(ad_word_hits_table.c.show_id == show_id))
+            conn.execute(sa.delete(product_segments_table).where(product_segments_table.c.show_id == show_id))
             ids = sa.select(moments_table.c.id).where(moments_table.c.show_id == show_id)
             conn.execute(sa.delete(reviews_table).where(reviews_table.c.moment_id.in_(ids)))
             conn.execute(sa.delete(moments_table).where(moments_table.c.show_id == show_id))
@@ -568,6 +642,7 @@ class Store:
                 conn.execute(sa.delete(moments_table).where(moments_table.c.id.in_(ids)))
             self._upsert(conn, moments_table, "id", moment_rows, keep=("created_at",))
             self._upsert(conn, clips_table, "moment_id", clip_rows, keep=("created_at",))
+            self._replace_hits(conn, show_id)  # the ad-wording hits' moment_id follows the new clips
             conn.execute(
                 sa.update(shows_table).where(shows_table.c.id == show_id).values(settings_hash=settings_hash, updated_at=now)
             )
@@ -578,7 +653,9 @@ class Store:
                      min_confidence: float | None = None, order: str = "time") -> list[dict[str, Any]]:
         """The show's moments (``reasons`` as a list of dicts), at least ``min_score`` (0-1) and
         ``min_confidence`` (0-100) when given, in time order or, with ``order="rank"``, best first
-        (rank 1, 2, ...; unranked moments, rank 0, last, in time order)."""
+        (rank 1, 2, ...; unranked moments, rank 0, last, in time order). Each has ``ad_words``: the
+        ad-wording hits said inside its clip (inside the moment when it has no clip), in time order,
+        each ``{"phrase", "start", "end", "text"}``."""
         if order not in MOMENT_ORDERS:
             raise ValueError(f"unknown order {order!r}; expected one of: {', '.join(MOMENT_ORDERS)}")
         c = moments_table.c
@@ -594,16 +671,26 @@ class Store:
         if min_confidence is not None:
             q = q.where(c.confidence >= float(min_confidence))
         with self._read() as conn:
-            return [_row(r) for r in conn.execute(q)]
+            rows = [_row(r) for r in conn.execute(q)]
+            hits = self._show_hits(conn, show_id, tenant) if rows else []
+            spans = self._clip_spans(conn, show_id) if hits else {}
+        for r in rows:
+            a, b = spans.get(r["id"], (r["start"], r["end"]))
+            r["ad_words"] = _hits_between(hits, a, b)
+        return rows
 
     @_converted("listing clips")
     def list_clips(self, show_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
-        """The show's clips in time order."""
+        """The show's clips in time order, each with the ad-wording hits said inside it (``ad_words``)."""
         q = sa.select(clips_table).where(clips_table.c.show_id == show_id).order_by(clips_table.c.start, clips_table.c.moment_id)
         if tenant is not None:
             q = q.where(clips_table.c.tenant == tenant)
         with self._read() as conn:
-            return [_row(r) for r in conn.execute(q)]
+            rows = [_row(r) for r in conn.execute(q)]
+            hits = self._show_hits(conn, show_id, tenant) if rows else []
+        for r in rows:
+            r["ad_words"] = _hits_between(hits, r["start"], r["end"])
+        return rows
 
     # ------------------------------------------------------------------ ramp decisions
 
@@ -695,7 +782,222 @@ class Store:
             q = q.where(clips_table.c.tenant == tenant)
         with self._read() as conn:
             row = conn.execute(q).first()
-        return _row(row) if row is not None else None
+            if row is None:
+                return None
+            out = _row(row)
+            hits = self._show_hits(conn, out["show_id"], out["tenant"])
+        out["ad_words"] = _hits_between(hits, out["start"], out["end"])
+        return out
+
+    # ------------------------------------------------------------------ product segments and ad-wording hits
+
+    @_converted("saving product segments")
+    def save_products(
+        self,
+        show_id: str,
+        segments: Sequence[ProductSegment],
+        clips: Mapping[str, Clip] | None = None,
+        hits: Sequence[AdWordHit] = (),
+        tenant: str = DEFAULT_TENANT,
+        products: Sequence[Product | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Make the show's product segments and ad-wording hits exactly these, in one transaction
+        (as :meth:`save_results` does for moments: same ids updated in place, ``created_at`` kept,
+        the others deleted). ``clips`` maps a segment's id to its product clip (segments without
+        one have empty clip columns); ``products`` is the show's product list (``Product`` objects
+        or their dicts), kept on the show; None keeps the list saved before.
+
+        Each hit's ``segment_id`` and ``moment_id`` are worked out here, from the segments given and
+        the show's moments and clips in the store: the segment, and the moment whose clip (or the
+        moment itself, when it has no clip) contains the middle of the hit, the earliest one when
+        several do. :meth:`save_results` works ``moment_id`` out again whenever the moments change,
+        so the two can be saved in either order. Each segment's ``ad_words`` lists the hits said
+        inside it. The show must exist and belong to ``tenant``."""
+        from ace.products.catalog import parse_product, product_to_dict
+
+        clips = dict(clips or {})
+        by_id: dict[str, ProductSegment] = {}
+        for g in segments:
+            if g.show_id != show_id:
+                raise ValueError(f"product segment {g.id} belongs to show {g.show_id!r}, not {show_id!r}")
+            by_id[g.id] = g
+        for key, c in clips.items():
+            if key not in by_id:
+                raise ValueError(f"product clip {c.path!r} is for segment {key!r}, which is not among the segments given")
+        hit_list = sorted({_hit_id(show_id, h): h for h in hits}.items(), key=lambda kv: (kv[1].start, kv[1].phrase))
+        catalog = None
+        if products is not None:
+            catalog = [product_to_dict(p if isinstance(p, Product) else parse_product(dict(p), f"products[{i}]"))
+                       for i, p in enumerate(products)]
+
+        now = _now()
+        seg_rows = []
+        for sid, g in by_id.items():
+            c = clips.get(sid)
+            seg_rows.append({
+                "id": sid, "show_id": show_id, "tenant": tenant, "product": g.product, "name": g.name, "n": int(g.n),
+                "start": float(g.start), "end": float(g.end), "confidence": float(g.confidence),
+                "heard": list(g.heard), "evidence": list(g.evidence),
+                "clip_path": str(c.path) if c else "", "srt_path": (c.srt_path or "") if c else "",
+                "thumb_path": (c.thumb_path or "") if c else "", "clip_start": float(c.start) if c else 0.0,
+                "clip_end": float(c.end) if c else 0.0, "mode": (c.mode or "") if c else "",
+                "seconds": float(c.seconds) if c else 0.0,
+                "ad_words": [_hit_dict(h) for _hid, h in hit_list if g.start <= _mid(h) <= g.end],
+                "created_at": now,
+            })
+        with self._write() as conn:
+            if self._check_tenant(conn, show_id, tenant, lock=True) is None:
+                raise StoreError(f"no show {show_id!r} for tenant {tenant!r}; call upsert_show first")
+            t = product_segments_table
+            old = set(conn.execute(sa.select(t.c.id).where(t.c.show_id == show_id)).scalars())
+            for ids in _chunks(sorted(old - set(by_id))):
+                conn.execute(sa.delete(t).where(t.c.id.in_(ids)))
+            self._upsert(conn, t, "id", seg_rows, keep=("created_at",))
+            self._replace_hits(conn, show_id, tenant, hit_list, now)
+            values: dict[str, Any] = {"updated_at": now}
+            if catalog is not None:
+                values["products"] = catalog
+            conn.execute(sa.update(shows_table).where(shows_table.c.id == show_id).values(**values))
+        logger.debug("show %s: saved %d product segments, %d ad-wording hits", show_id, len(seg_rows), len(hit_list))
+
+    def _replace_hits(self, conn: Connection, show_id: str, tenant: str | None = None,
+                      hits: list[tuple[str, AdWordHit]] | None = None, now: datetime | None = None) -> None:
+        """Make the show's hits ``hits`` (``(id, hit)`` pairs), or with None only work out the saved
+        ones' ``segment_id`` and ``moment_id`` again; see :meth:`save_products`."""
+        t = ad_word_hits_table
+        if hits is None:
+            saved = conn.execute(sa.select(t.c.id, t.c.start, t.c.end, t.c.segment_id, t.c.moment_id)
+                                 .where(t.c.show_id == show_id)).all()
+            if not saved:
+                return
+            places = self._places(conn, show_id)
+            for r in saved:
+                seg, mom = places((r.start + r.end) / 2)
+                if (seg, mom) != (r.segment_id, r.moment_id):
+                    conn.execute(sa.update(t).where(t.c.id == r.id).values(segment_id=seg, moment_id=mom))
+            return
+        places = self._places(conn, show_id)
+        rows = []
+        for hid, h in hits:
+            seg, mom = places(_mid(h))
+            rows.append({"id": hid, "show_id": show_id, "tenant": tenant, "phrase": h.phrase, "start": float(h.start),
+                         "end": float(h.end), "text": h.text or "", "segment_id": seg, "moment_id": mom, "created_at": now})
+        old = set(conn.execute(sa.select(t.c.id).where(t.c.show_id == show_id)).scalars())
+        for ids in _chunks(sorted(old - {hid for hid, _h in hits})):
+            conn.execute(sa.delete(t).where(t.c.id.in_(ids)))
+        self._upsert(conn, t, "id", rows, keep=("created_at",))
+
+    @classmethod
+    def _places(cls, conn: Connection, show_id: str) -> Callable[[float], tuple[str | None, str | None]]:
+        """``t -> (segment id, moment id)``: the show's product segment and moment (its clip's
+        interval, else its own) that contain ``t``, the earliest-starting of each (None: none)."""
+        p = product_segments_table.c
+        segs = [(r.start, r.end, r.id) for r in conn.execute(
+            sa.select(p.id, p.start, p.end).where(p.show_id == show_id).order_by(p.start, p.id))]
+        spans = cls._clip_spans(conn, show_id)
+        m = moments_table.c
+        moms = sorted((*spans.get(r.id, (r.start, r.end)), r.id) for r in conn.execute(
+            sa.select(m.id, m.start, m.end).where(m.show_id == show_id)))
+
+        def place(t: float) -> tuple[str | None, str | None]:
+            seg = next((i for a, b, i in segs if a <= t <= b), None)
+            mom = next((i for a, b, i in moms if a <= t <= b), None)
+            return seg, mom
+
+        return place
+
+    @staticmethod
+    def _clip_spans(conn: Connection, show_id: str) -> dict[str, tuple[float, float]]:
+        c = clips_table.c
+        return {r.moment_id: (r.start, r.end) for r in conn.execute(
+            sa.select(c.moment_id, c.start, c.end).where(c.show_id == show_id))}
+
+    @staticmethod
+    def _show_hits(conn: Connection, show_id: str, tenant: str | None) -> list[dict[str, Any]]:
+        t = ad_word_hits_table.c
+        q = sa.select(t.phrase, t.start, t.end, t.text).where(t.show_id == show_id).order_by(t.start, t.phrase)
+        if tenant is not None:
+            q = q.where(t.tenant == tenant)
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    @_converted("listing product segments")
+    def list_products(self, show_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """The show's product list, product segments and ad-wording hits::
+
+            {"products": [product dicts, as given],
+             "segments": [rows in time order: id, show_id, tenant, product, name, n, start, end,
+                          confidence, heard, evidence, clip_path, srt_path, thumb_path, clip_start,
+                          clip_end, mode, seconds (clip columns empty / 0 when not cut), ad_words,
+                          created_at],
+             "ad_words": [rows in time order: id, phrase, start, end, text, segment_id, moment_id]}
+
+        Empty lists for a show that has none (or is another ``tenant``'s)."""
+        s, t, h = shows_table.c, product_segments_table.c, ad_word_hits_table.c
+        qs = sa.select(s.products).where(s.id == show_id)
+        qg = sa.select(product_segments_table).where(t.show_id == show_id).order_by(t.start, t.product, t.id)
+        qh = (sa.select(h.id, h.phrase, h.start, h.end, h.text, h.segment_id, h.moment_id)
+              .where(h.show_id == show_id).order_by(h.start, h.phrase, h.id))
+        if tenant is not None:
+            qs, qg, qh = qs.where(s.tenant == tenant), qg.where(t.tenant == tenant), qh.where(h.tenant == tenant)
+        with self._read() as conn:
+            catalog = conn.execute(qs).scalar_one_or_none()
+            segments = [_row(r) for r in conn.execute(qg)]
+            hits = [dict(r._mapping) for r in conn.execute(qh)]
+        return {"products": list(catalog or []), "segments": segments, "ad_words": hits}
+
+    @_converted("finding the product clip")
+    def get_product_clip(self, segment_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """One product segment's row (see :meth:`list_products`) with its clip's files under the
+        names :meth:`get_clip` uses (``path``, ``srt_path``, ``thumb_path``, ``start``/``end`` the
+        clip's); None when the tenant has no such segment or it has no clip."""
+        t = product_segments_table.c
+        q = sa.select(product_segments_table).where(t.id == segment_id)
+        if tenant is not None:
+            q = q.where(t.tenant == tenant)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None or not row.clip_path:
+            return None
+        out = _row(row)
+        out.update(segment_id=out["id"], path=out["clip_path"], segment_start=out["start"], segment_end=out["end"],
+                   start=out["clip_start"], end=out["clip_end"])
+        return out
+
+    # ------------------------------------------------------------------ a tenant's settings
+
+    @_converted("reading the tenant's setting")
+    def get_tenant_setting(self, tenant: str, key: str, default: Any = None) -> Any:
+        """The tenant's value of ``key`` (any JSON), or ``default`` when it has none."""
+        t = tenant_settings_table.c
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.value).where((t.tenant == tenant) & (t.key == key))).first()
+        return default if row is None else row.value
+
+    @_converted("saving the tenant's setting")
+    def set_tenant_setting(self, tenant: str, key: str, value: Any) -> None:
+        """Keep ``value`` (any JSON) as the tenant's ``key``; None removes it (back to the default)."""
+        if not tenant or not key or len(key) > 64:
+            raise ValueError("a tenant setting needs a tenant and a key of 1-64 characters")
+        t = tenant_settings_table
+        with self._write() as conn:
+            if value is None:
+                conn.execute(sa.delete(t).where((t.c.tenant == tenant) & (t.c.key == key)))
+                return
+            stmt = self._insert(t)
+            stmt = stmt.on_conflict_do_update(index_elements=[t.c.tenant, t.c.key],
+                                              set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
+            conn.execute(stmt, [{"tenant": tenant, "key": key, "value": value, "updated_at": _now()}])
+
+    def ad_words_for(self, tenant: str, default: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The ad-wording phrases to check ``tenant``'s shows with: its own list (``PUT
+        /settings/ad-words``; an empty list turns the check off) when it keeps one, else ``default``
+        (the ``ad_words`` setting), else :data:`ace.products.adwords.DEFAULT_AD_WORDS`."""
+        from ace.products.adwords import DEFAULT_AD_WORDS
+
+        own = self.get_tenant_setting(tenant, AD_WORDS_KEY)
+        if isinstance(own, list) and all(isinstance(x, str) for x in own):
+            return tuple(own)
+        return tuple(DEFAULT_AD_WORDS if default is None else default)
 
     # ------------------------------------------------------------------ API tokens
 
@@ -812,3 +1114,23 @@ def token_hash(token: str) -> str:
 
 def _iso_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _iso(v) for k, v in row.items()}
+
+
+def _mid(h: AdWordHit) -> float:
+    return (float(h.start) + float(h.end)) / 2
+
+
+def _hit_id(show_id: str, h: AdWordHit) -> str:
+    """A hit's stable id: the same show, phrase and time give the same id on every save."""
+    import hashlib
+
+    return hashlib.sha1(f"{show_id}:{h.phrase}:{float(h.start):.2f}:{float(h.end):.2f}".encode()).hexdigest()[:16]
+
+
+def _hit_dict(h: AdWordHit) -> dict[str, Any]:
+    return {"phrase": h.phrase, "start": float(h.start), "end": float(h.end), "text": h.text or ""}
+
+
+def _hits_between(hits: list[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
+    """The hits (dicts) said inside ``[start, end]``, by their middle (as :func:`ace.products.adwords.hits_in`)."""
+    return [dict(h) for h in hits if start <= (h["start"] + h["end"]) / 2 <= end]

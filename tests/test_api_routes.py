@@ -41,6 +41,10 @@ ROUTES = {
     ("get", "/clips/{mid}/captions"): ["moments and clips"], ("get", "/clips/{mid}/thumbnail"): ["moments and clips"],
     ("post", "/clips/{mid}/review"): ["moments and clips"],
     ("post", "/jobs"): ["batch jobs"], ("get", "/jobs"): ["batch jobs"], ("get", "/jobs/{jid}"): ["batch jobs"],
+    ("get", "/streams/{sid}/products"): ["products"], ("get", "/products/{seg}/video"): ["products"],
+    ("get", "/products/{seg}/captions"): ["products"], ("get", "/products/{seg}/thumbnail"): ["products"],
+    ("get", "/settings/ad-words"): ["settings"], ("put", "/settings/ad-words"): ["settings"],
+    ("delete", "/settings/ad-words"): ["settings"],
 }
 
 
@@ -126,16 +130,25 @@ def test_one_router_per_resource_and_every_route_where_it_was(office):
     from fastapi import APIRouter
 
     from ace.api import app as app_module
-    from ace.api.routes import ROUTERS, clips, jobs, session, streams
+    from ace.api.routes import (
+        ROUTERS,
+        clips,
+        jobs,
+        products,
+        session,
+        settings,
+        streams,
+    )
 
-    assert all(isinstance(m.router, APIRouter) for m in (session, streams, clips, jobs))
-    assert ROUTERS == (session.router, streams.router, clips.router, jobs.router)
+    assert all(isinstance(m.router, APIRouter) for m in (session, streams, clips, jobs, products, settings))
+    assert ROUTERS == (session.router, streams.router, clips.router, jobs.router, products.router, settings.router)
     assert app_module.srt_to_vtt("1\r\n00:00:01,500 --> 00:00:02,000\r\nhi\r\n") == "WEBVTT\n\n1\n00:00:01.500 --> 00:00:02.000\nhi\n"
     client, _backend, _auth = office
     spec = client.get("/openapi.json").json()
     got = {(m, p): op.get("tags") for p, ops in spec["paths"].items() for m, op in ops.items()}
     assert got == ROUTES
-    assert [t["name"] for t in spec["tags"]] == ["meta", "streams", "moments and clips", "ramp", "batch jobs"]
+    assert [t["name"] for t in spec["tags"]] == ["meta", "streams", "moments and clips", "ramp", "batch jobs", "products",
+                                                 "settings"]
     # the web page, its files and the docs, outside the schema
     assert client.get("/").headers["content-type"].startswith("text/html")
     assert client.get("/static/app.js").status_code == 200 and client.get("/static/nope.js").json() == {"error": "no such file"}
@@ -166,6 +179,9 @@ def test_openapi_names_a_response_model_for_every_json_answer(office):
     assert model("get", "/jobs/{jid}") == ("JobOut", "object")
     assert model("get", "/me") == ("TenantOut", "object") and model("post", "/session") == ("TenantOut", "object")
     assert model("get", "/healthz") == ("OkOut", "object")
+    assert model("get", "/streams/{sid}/products") == ("ProductsOut", "object")
+    assert model("get", "/settings/ad-words") == ("AdWordsOut", "object")
+    assert model("put", "/settings/ad-words") == ("AdWordsOut", "object")
     schemas = spec["components"]["schemas"]
     moment = schemas["MomentOut"]["properties"]
     assert moment["clip"]["anyOf"][0]["$ref"].endswith("/ClipView") and "review" in moment
@@ -232,7 +248,7 @@ def test_moments_clips_review_and_ramp_are_the_backends_answers(office, tmp_path
             "reasons", "created_at")
     _same(one, _as_sent({k: row.get(k) for k in keep} | {"video": f"/clips/{mids[0]}/video",
                                                           "captions": f"/clips/{mids[0]}/captions",
-                                                          "thumbnail": f"/clips/{mids[0]}/thumbnail"}))
+                                                          "thumbnail": f"/clips/{mids[0]}/thumbnail", "ad_words": []}))
     r = client.post(f"/clips/{mids[1]}/review", json={"verdict": "reject", "note": "meh"}, headers=acme)
     assert list(r.json()) == ["moment_id", "tenant", "verdict", "note", "updated_at"]
     assert r.json() | {"updated_at": None} == {"moment_id": mids[1], "tenant": "acme", "verdict": "reject", "note": "meh",

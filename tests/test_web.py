@@ -90,7 +90,7 @@ def site(ray_local, tmp_path_factory, short_show):
         show = done["items"][0]["show_id"]
         code, moments = _http(base, "GET", f"/streams/{show}/moments", acme)
         assert code == 200 and moments and any(m["clip"] for m in moments), moments
-        yield {"base": base, "tokens": tokens, "job": job["id"], "show": show, "stream": stream["id"]}
+        yield {"base": base, "tokens": tokens, "job": job["id"], "show": show, "stream": stream["id"], "backend": backend}
     finally:
         for tenant in tokens:
             try:
@@ -473,3 +473,60 @@ def test_text_from_the_data_is_escaped(page, site):
     page.wait_for_timeout(500)
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator('img[src="x"]').count() == 0
+
+
+def _clock(sec: float) -> str:
+    """Seconds as the page writes them (``m:ss.s``)."""
+    m, r = divmod(max(0.0, sec), 60)
+    return f"{int(m)}:{r:04.1f}"
+
+
+def test_product_rows_show_segments_their_clips_and_ad_word_flags(page, site):
+    from ace.types import AdWordHit, Clip, Product, ProductSegment
+
+    store, show = site["backend"].store, site["show"]
+    c = store.list_clips(show, tenant="acme")[0]
+    mug = ProductSegment(show, "mug-01", HOSTILE, 1, c["start"], c["end"], 82.4, ("travel mug",), ("name",))
+    lamp = ProductSegment(show, "lamp", "Desk lamp", 1, c["end"] + 2.0, c["end"] + 12.0, 40.0)
+    clip = Clip(mug.id, c["path"], c["start"], c["end"], c["mode"], srt_path=c["srt_path"], thumb_path=c["thumb_path"])
+    at = (c["start"] + c["end"]) / 2
+    hit = AdWordHit("最好", at, at + 0.5, HOSTILE)
+    store.save_products(show, [mug, lamp], {mug.id: clip}, [hit], tenant="acme",
+                        products=[Product("mug-01", HOSTILE), Product("lamp", "Desk lamp"), Product("pen", "Pen")])
+    try:
+        _sign_in(page, site, "acme")
+        _open_show(page, site)
+        rows = page.locator('[data-testid="product-row"]')
+        expect(rows).to_have_count(3)
+        assert rows.evaluate_all("els => els.map(e => e.dataset.product)") == ["mug-01", "lamp", "pen"]
+        row = page.locator('[data-testid="product-row"][data-product="mug-01"]')
+        expect(row.get_by_test_id("product-name")).to_have_text(HOSTILE)  # as text, not markup
+        expect(row.get_by_test_id("product-bar")).to_have_count(1)
+        expect(row.get_by_test_id("segment-confidence")).to_have_text("confidence 82/100")
+        expect(row.get_by_test_id("segment-time")).to_have_text(f"{_clock(c['start'])} – {_clock(c['end'])}")
+        flag = f"⚠ 最好 at {_clock(at)}"
+        expect(row.get_by_test_id("segment-ad-words").get_by_test_id("ad-word")).to_have_text(flag)
+        expect(row.get_by_test_id("product-flag")).to_have_count(1)
+        expect(row.get_by_test_id("product-clip-link")).to_have_attribute("href", f"/products/{mug.id}/video")
+        lamp_row = page.locator('[data-testid="product-row"][data-product="lamp"]')
+        expect(lamp_row.get_by_test_id("segment-confidence")).to_have_text("confidence 40/100")
+        expect(lamp_row.get_by_test_id("play-product")).to_have_count(0)  # not cut
+        expect(page.locator('[data-testid="product-row"][data-product="pen"]')).to_contain_text("Not pitched yet.")
+        # the clip the phrase was heard in carries the flag too
+        card = page.locator(f'#clips [data-testid="clip"][data-moment="{c["moment_id"]}"]')
+        expect(card.get_by_test_id("clip-ad-words").get_by_test_id("ad-word")).to_have_text(flag)
+        expect(card.get_by_test_id("clip-ad-words").get_by_test_id("ad-word")).to_have_attribute("title", f"heard: {HOSTILE}")
+        # the product clip plays in the page
+        row.get_by_test_id("play-product").click()
+        video = page.get_by_test_id("product-video")
+        expect(video).to_have_attribute("src", f"/products/{mug.id}/video")
+        video.scroll_into_view_if_needed()
+        page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=video.element_handle(), timeout=TIMEOUT_MS)
+        page.wait_for_timeout(3500)  # a refresh keeps the player (the rows are redrawn only when they change)
+        assert video.evaluate("v => v.isConnected && v.error === null")
+        assert page.evaluate("typeof window.__pwned") == "undefined" and page.locator('img[src="x"]').count() == 0
+        # another tenant sees none of it
+        assert page.evaluate(f"fetch('/products/{mug.id}/video').then(r => r.status)") in (200, 206)
+        assert _http(site["base"], "GET", f"/streams/{show}/products", site["tokens"]["globex"])[0] == 404
+    finally:
+        store.save_products(show, [], {}, [], tenant="acme", products=[])

@@ -65,7 +65,7 @@ class RayStreamControl:
     # -- the protocol -----------------------------------------------------------------------------
 
     async def submit(self, tenant: str, url: CheckedURL, *, name: str = "", events: CheckedURL | None = None,
-                     products: list[str] | None = None, category: str = "other", budget: float | None = None,
+                     products: list[dict | str] | None = None, category: str = "other", budget: float | None = None,
                      max_live: int | None = None) -> str:
         return await self._call("submit", url, name=name, tenant=tenant, events=events, products=products or [],
                                 category=category, budget=budget, max_live=max_live)

@@ -283,14 +283,16 @@ class LiveController:
     # -- streams ---------------------------------------------------------------------------------------
 
     def submit(self, url: str | CheckedURL, name: str = "", tenant: str = "default",
-               events: str | CheckedURL | None = None, products: Sequence[str] = (), stream_id: str | None = None,
+               events: str | CheckedURL | None = None, products: Sequence[dict | str] = (), stream_id: str | None = None,
                ingest_options: dict | None = None, category: str = "other", budget: float | None = None,
                max_live: int | None = None) -> str:
         """Start following ``url``; returns the stream id once the stream is in the store. A URL the
         back office checked comes as a :class:`~ace.netguard.CheckedURL` and is not checked again; a
         plain string (``ace live``: a URL or the operator's own local file) is checked here.
         :class:`~ace.errors.Refused` for a refused URL or a bad option. ``category`` and ``budget``
-        (promoted impressions in total) are for the ramp policy. With ``max_live``, a tenant already
+        (promoted impressions in total) are for the ramp policy. ``products`` is the stream's product
+        list (``ace.products.catalog`` objects as dicts, or names); it is checked here and handed on as
+        dicts (a bad one is :class:`~ace.errors.Refused`, naming the item and field). With ``max_live``, a tenant already
         running that many streams gets :class:`~ace.errors.TooManyStreams` (checked and recorded
         under one lock, so a burst cannot overshoot)."""
         from ace.netguard import check_url
@@ -302,6 +304,12 @@ class LiveController:
                 url = check_url(url, allow=allow)
             if events and not isinstance(events, CheckedURL) and _is_url(events):
                 events = check_url(events, allow=allow)
+        except InputError as e:
+            raise Refused(str(e)) from None
+        from ace.products.catalog import parse_products, product_to_dict
+
+        try:
+            products = [product_to_dict(p) for p in parse_products(list(products or ()), "products")]
         except InputError as e:
             raise Refused(str(e)) from None
         url = url.url if isinstance(url, CheckedURL) else url

@@ -425,25 +425,22 @@ class StreamWorker:
             return
         self.store.save_results(self.spec.stream_id, sorted(self._moments.values(), key=lambda m: m.start),
                                 list(self._clips.values()), self._shash, tenant=self.spec.tenant)
-        if hasattr(self.store, "save_products") and (self._segments or self._hits or self.products):
+        if self._segments or self._hits or self.products:
             self.store.save_products(self.spec.stream_id, sorted(self._segments.values(), key=lambda g: g.start),
                                      dict(self._product_clips), list(self._hits), tenant=self.spec.tenant,
                                      products=self.products)
 
     def _ad_words(self) -> tuple[str, ...] | None:
         """The tenant's own ad-wording list when it keeps one, else the setting's."""
-        default = tuple(getattr(self.settings, "ad_words", ()) or ())
-        if hasattr(self.store, "ad_words_for"):
-            try:
-                return tuple(self.store.ad_words_for(self.spec.tenant, default or None))
-            except Exception:
-                log.exception("stream %s: reading the tenant's ad-wording list failed; using the setting", self.spec.stream_id)
-        return default or None
+        default = tuple(self.settings.ad_words)
+        try:
+            return tuple(self.store.ad_words_for(self.spec.tenant, default))
+        except Exception:
+            log.exception("stream %s: reading the tenant's ad-wording list failed; using the setting", self.spec.stream_id)
+        return default
 
     def _load_products(self) -> None:
         """Segments, their clips and ad-wording hits saved before a restart (so a save does not lose them)."""
-        if not hasattr(self.store, "list_products"):
-            return
         doc = self.store.list_products(self.spec.stream_id, tenant=self.spec.tenant) or {}
         for row in doc.get("segments", []):
             try:

@@ -52,6 +52,9 @@ TAGS = [
     {"name": "moments and clips", "description": "highlight moments, their clips (video, captions, thumbnail) and reviews"},
     {"name": "ramp", "description": "the traffic-ramp policy's level and decisions for a stream"},
     {"name": "batch jobs", "description": "reprocessing of recorded shows"},
+    {"name": "products", "description": "a stream's products: their segments (where the host explains each), the segments' "
+                                        "clips and the ad-wording phrases heard"},
+    {"name": "settings", "description": "the tenant's own settings: its ad-wording list"},
 ]
 
 
@@ -90,7 +93,8 @@ def build_app(backend: Backend) -> FastAPI:
     s = backend.settings
     # the docs pages' Swagger/ReDoc assets are served from the package, not a CDN (works offline)
     app = FastAPIOffline(title="ACE back office", version="0.1.0", openapi_tags=TAGS,
-                         description="Live streams, highlight moments and clips, batch jobs and ramp decisions, per tenant.")
+                         description="Live streams, highlight moments and clips, product segments and ad-wording checks, batch jobs and "
+                                     "ramp decisions, per tenant.")
     app.state.backend = backend
     app.state.limiter = RateLimiter(s.api_rate, 2 * s.api_rate)
 
@@ -138,7 +142,7 @@ def build_app(backend: Backend) -> FastAPI:
     # -- body size: refuse before reading (a plain ASGI middleware: cheap on the hot path) --------
     app.add_middleware(BodyLimit, limit=s.api_max_body)
 
-    # -- the routes: meta and the web page, streams (events, ramp), moments and clips, batch jobs --
+    # -- the routes: meta and the web page, streams (events, ramp), moments and clips, batch jobs, products, settings --
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -101,11 +101,16 @@ class Backend:
 
     # ------------------------------------------------------------------ streams
 
-    async def submit_stream(self, tenant: str, url: str, name: str = "", products: list[str] | None = None,
+    async def submit_stream(self, tenant: str, url: str, name: str = "", products: list[dict | str] | None = None,
                             events: str | None = None, category: str = "other", budget: float | None = None) -> dict:
+        """Start a stream. ``products``: product objects (dicts) or names, checked here
+        (:func:`~ace.products.catalog.parse_products`: :class:`Refused` naming the item and field)
+        and handed on as ``product_to_dict`` dicts."""
         from ace.netguard import check_url
+        from ace.products.catalog import parse_products, product_to_dict
 
         try:  # once, here: the controller takes the checked value as it is
+            checked_products = [product_to_dict(p) for p in parse_products(list(products or []), "products")]
             checked = await asyncio.to_thread(check_url, url, self.settings.url_allowlist)
             checked_events = await asyncio.to_thread(check_url, events, self.settings.url_allowlist) if events else None
         except InputError as e:
@@ -115,7 +120,7 @@ class Backend:
         except asyncio.TimeoutError:
             raise Busy("too many stream submissions at once; try again shortly", 2.0) from None
         try:
-            sid = await self.control.submit(tenant, checked, name=name, events=checked_events, products=products or [],
+            sid = await self.control.submit(tenant, checked, name=name, events=checked_events, products=checked_products,
                                             category=category, budget=budget, max_live=self.settings.api_max_streams)
         finally:
             self._submits.release()
@@ -156,7 +161,8 @@ class Backend:
     async def moments(self, tenant: str, sid: str, min_score: float | None = None, start: float | None = None,
                       end: float | None = None, min_confidence: float | None = None, order: str = "time") -> list[dict]:
         """The stream's moments with their clips and reviews, in time order or (``order="rank"``)
-        best first; ``rank`` (1 = best, 0 = not ranked), ``confidence`` (0-100) and ``strong`` each."""
+        best first; ``rank`` (1 = best, 0 = not ranked), ``confidence`` (0-100) and ``strong`` each,
+        and ``ad_words``: the ad-wording phrases heard inside the clip (the moment before it is cut)."""
         await self._require(sid, tenant)
         rows = await self._db(self.store.list_moments, sid, tenant, min_score, min_confidence=min_confidence, order=order)
         clips = {c["moment_id"]: c for c in await self._db(self.store.list_clips, sid, tenant)}
@@ -170,7 +176,8 @@ class Backend:
             out.append({"id": m["id"], "stream_id": sid, "start": m["start"], "end": m["end"], "score": m["score"],
                         "rank": int(m["rank"]), "confidence": float(m["confidence"]), "strong": bool(m["strong"]),
                         "peak": m["peak"], "reasons": m["reasons"], "transcript": m["transcript"],
-                        "clip": _clip_view(c) if c else None, "review": r["verdict"] if r else None})
+                        "clip": _clip_view(c) if c else None, "review": r["verdict"] if r else None,
+                        "ad_words": m.get("ad_words") or []})
         return out
 
     async def clip(self, tenant: str, moment_id: str) -> dict:
@@ -178,6 +185,54 @@ class Backend:
         if row is None:
             raise NotFound(f"no clip {moment_id!r}")
         return row
+
+    # ------------------------------------------------------------------ products and ad-wording
+
+    async def products(self, tenant: str, sid: str) -> dict:
+        """The stream's (or recorded show's) product list, its product segments in time order (each
+        with its clip's links when cut, and the ad-wording phrases heard inside it) and every
+        ad-wording phrase heard (with the segment and the moment's clip it was said in)."""
+        await self._require(sid, tenant)
+        doc = await self._db(self.store.list_products, sid, tenant)
+        segments = [{"id": g["id"], "stream_id": sid, "product": g["product"], "name": g["name"], "n": int(g["n"]),
+                     "start": g["start"], "end": g["end"], "confidence": float(g["confidence"]),
+                     "heard": list(g.get("heard") or []), "evidence": list(g.get("evidence") or []),
+                     "ad_words": list(g.get("ad_words") or []), "clip": _product_clip_view(g) if g.get("clip_path") else None}
+                    for g in doc["segments"]]
+        hits = [{"phrase": h["phrase"], "start": h["start"], "end": h["end"], "text": h["text"],
+                 "segment_id": h["segment_id"], "moment_id": h["moment_id"]} for h in doc["ad_words"]]
+        return {"stream_id": sid, "products": doc["products"], "segments": segments, "ad_words": hits}
+
+    async def product_clip(self, tenant: str, segment_id: str) -> dict:
+        """A product segment's clip row (``path``, ``srt_path``, ``thumb_path``: see :meth:`clip_file`)."""
+        row = await self._db(self.store.get_product_clip, segment_id, tenant)
+        if row is None:
+            raise NotFound(f"no product clip {segment_id!r}")
+        return row
+
+    async def ad_words(self, tenant: str) -> dict:
+        """The tenant's ad-wording list (``source: "tenant"``), or the server's (``"default"``)."""
+        from ace.store import AD_WORDS_KEY
+
+        own = await self._db(self.store.get_tenant_setting, tenant, AD_WORDS_KEY)
+        if isinstance(own, list):
+            return {"ad_words": [str(x) for x in own], "source": "tenant"}
+        return {"ad_words": list(self.settings.ad_words), "source": "default"}
+
+    async def set_ad_words(self, tenant: str, phrases: list | None) -> dict:
+        """Keep the tenant's own ad-wording list (checked: :class:`Refused` naming the bad phrase), or
+        with None go back to the server's."""
+        from ace.products.adwords import parse_ad_words
+        from ace.store import AD_WORDS_KEY
+
+        value = None
+        if phrases is not None:
+            try:
+                value = list(parse_ad_words(phrases, "ad_words"))
+            except InputError as e:
+                raise Refused(str(e)) from None
+        await self._db(self.store.set_tenant_setting, tenant, AD_WORDS_KEY, value)
+        return await self.ad_words(tenant)
 
     @property
     def storage(self):
@@ -274,4 +329,11 @@ def _clip_view(c: dict) -> dict:
     mid = c["moment_id"]
     return {"moment_id": mid, "start": c["start"], "end": c["end"], "mode": c["mode"], "seconds": c.get("seconds"),
             "video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions" if c.get("srt_path") else None,
-            "thumbnail": f"/clips/{mid}/thumbnail" if c.get("thumb_path") else None}
+            "thumbnail": f"/clips/{mid}/thumbnail" if c.get("thumb_path") else None, "ad_words": c.get("ad_words") or []}
+
+
+def _product_clip_view(g: dict) -> dict:
+    sid = g["id"]
+    return {"segment_id": sid, "start": g["clip_start"], "end": g["clip_end"], "mode": g.get("mode") or None,
+            "video": f"/products/{sid}/video", "captions": f"/products/{sid}/captions" if g.get("srt_path") else None,
+            "thumbnail": f"/products/{sid}/thumbnail" if g.get("thumb_path") else None}

@@ -129,6 +129,13 @@ def _mid(mid: str) -> str:
     return mid
 
 
+def _segid(seg: str) -> str:
+    """A product segment's id as given in a path; an id of another shape is no product clip (404)."""
+    if not _MOMENT_ID.fullmatch(seg):
+        raise NotFound(f"no product clip {seg[:80]!r}")
+    return seg
+
+
 # ----------------------------------------------------------------------------------- OpenAPI
 
 

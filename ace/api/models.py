@@ -16,17 +16,53 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from ace.policy.state import CATEGORIES
 
+#: a JSON number as the backend gives it: an integer stays an integer (``12``, not ``12.0``)
+Number = Annotated[float | int, WithJsonSchema({"type": "number"})]
+
 # ----------------------------------------------------------------------------------- requests
+
+
+class ProductIn(BaseModel):
+    """One product the stream sells: ``id`` and ``name`` are required; ``aliases`` are other names
+    the host may use; ``price`` is what the host will say aloud."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(max_length=64, description="the seller's own id: 1-64 letters, digits, '.', '-', '_' or ':'")
+    name: str = Field(max_length=200)
+    aliases: list[str] = Field(default_factory=list, max_length=20, description="other names the host may use")
+    price: Number | None = Field(None, description="the price the host will say aloud")
+    sku: str = Field("", max_length=200)
+    image: str = Field("", max_length=2000, description="an http(s) URL of the product's picture")
 
 
 class StreamIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=1, max_length=2048, description="http(s) HLS / HTTP-FLV, rtmp(s) or rtsp(s) URL")
     name: str = Field("", max_length=100)
-    products: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+    products: list[str | ProductIn] = Field(default_factory=list, max_length=200,
+                                            description="the products the stream sells: product objects, or names")
     events: str | None = Field(None, max_length=2048, description="an http(s) JSONL events source, optional")
     category: str = Field("other", description=f"one of {', '.join(CATEGORIES)}")
     budget: float | None = Field(None, ge=0, strict=True, description="promoted impressions the room may receive in total")
+
+    @field_validator("products", mode="before")
+    @classmethod
+    def _products(cls, v):
+        """Checked as a product list is everywhere (``parse_products``): one message naming the item
+        and the field (``products[2]: 'price' must be a number >= 0``), ids made unique."""
+        from ace.errors import InputError
+        from ace.products.catalog import parse_products, product_to_dict
+
+        if v is None:
+            return []
+        try:
+            return [product_to_dict(p) for p in parse_products(v, "products")]
+        except InputError as e:
+            raise ValueError(str(e)) from None
+
+    def product_dicts(self) -> list[dict]:
+        """The products as the cluster takes them (``product_to_dict``'s form)."""
+        return [p if isinstance(p, str) else p.model_dump(exclude_defaults=True) for p in self.products]
 
     @field_validator("category")
     @classmethod
@@ -67,10 +103,14 @@ class SessionIn(BaseModel):
     token: str = Field(min_length=1, max_length=200)
 
 
+class AdWordsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ad_words: list = Field(max_length=500, description="the phrases to flag ('phrase!exception' spares a longer word); "
+                                                      "an empty list turns the check off")
+
+
 # ----------------------------------------------------------------------------------- answers
 
-#: a JSON number as the backend gives it: an integer stays an integer (``12``, not ``12.0``)
-Number = Annotated[float | int, WithJsonSchema({"type": "number"})]
 
 
 class _Out(BaseModel):
@@ -155,6 +195,17 @@ class RampOut(_Out):
 # -- moments and clips --------------------------------------------------------------------------
 
 
+class AdWordHitOut(_Out):
+    """An ad-wording phrase heard: the listed phrase, when (seconds of the stream) and the sentence."""
+
+    phrase: str
+    start: Number
+    end: Number
+    text: str = ""
+    segment_id: str | None = Field(None, description="the product segment it was said in (the products answer only)")
+    moment_id: str | None = Field(None, description="the moment whose clip it was said in (the products answer only)")
+
+
 class Reason(_Out):
     """Why a moment was chosen: one source's peak contribution inside it."""
 
@@ -174,6 +225,7 @@ class ClipView(_Out):
     video: str = Field(description="the MP4's path on this server")
     captions: str | None = Field(None, description="the captions' path (WebVTT; ?format=srt), null without captions")
     thumbnail: str | None = Field(None, description="the thumbnail's path, null without one")
+    ad_words: list[AdWordHitOut] = Field(default_factory=list, description="ad-wording phrases heard inside the clip")
 
 
 class MomentOut(_Out):
@@ -192,6 +244,8 @@ class MomentOut(_Out):
     transcript: str | None = None
     clip: ClipView | None = None
     review: str | None = Field(None, description="approve, reject, or null")
+    ad_words: list[AdWordHitOut] = Field(default_factory=list,
+                                         description="ad-wording phrases heard inside the clip (inside the moment before it is cut)")
 
 
 class StreamClip(ClipView):
@@ -223,6 +277,7 @@ class ClipOut(_Out):
     video: str
     captions: str
     thumbnail: str
+    ad_words: list[AdWordHitOut] = Field(default_factory=list, description="ad-wording phrases heard inside the clip")
 
 
 class ReviewOut(_Out):
@@ -272,3 +327,63 @@ class JobOut(_Out):
     items: list[JobItemOut] = Field(default_factory=list)
     submitted_at: Number | None = Field(None, description="Unix time")
     finished_at: Number | None = Field(None, description="Unix time, null while running")
+
+
+# -- products and ad-wording --------------------------------------------------------------------
+
+
+class ProductOut(_Out):
+    """One product of the stream's list, as it was given."""
+
+    id: str
+    name: str
+    aliases: list[str] | None = None
+    price: Number | None = None
+    sku: str | None = None
+    image: str | None = None
+
+
+class ProductClipView(_Out):
+    """A product segment's clip: its interval and links to its files."""
+
+    segment_id: str
+    start: Number
+    end: Number
+    mode: str | None = None
+    video: str = Field(description="the MP4's path on this server")
+    captions: str | None = Field(None, description="the captions' path (WebVTT; ?format=srt), null without captions")
+    thumbnail: str | None = Field(None, description="the thumbnail's path, null without one")
+
+
+class ProductSegmentOut(_Out):
+    """Where the host explains one product (a 看点): its ``n``-th segment, how sure, what was heard."""
+
+    id: str
+    stream_id: str
+    product: str = Field(description="the product's id")
+    name: str
+    n: int = Field(description="1 for the product's first segment, 2 for the next, ...")
+    start: Number
+    end: Number
+    confidence: Number = Field(description="0-100")
+    heard: list[str] = Field(default_factory=list, description="what was recognised: the name, the price said, a link call")
+    evidence: list[str] = Field(default_factory=list, description="kinds of evidence: name, price, link, visual, cart, order")
+    ad_words: list[AdWordHitOut] = Field(default_factory=list, description="ad-wording phrases heard inside the segment")
+    clip: ProductClipView | None = None
+
+
+class ProductsOut(_Out):
+    """A stream's (or recorded show's) product list, product segments in time order and every
+    ad-wording phrase heard."""
+
+    stream_id: str
+    products: list[ProductOut] = Field(default_factory=list)
+    segments: list[ProductSegmentOut] = Field(default_factory=list)
+    ad_words: list[AdWordHitOut] = Field(default_factory=list)
+
+
+class AdWordsOut(_Out):
+    """The tenant's ad-wording list: its own (``source: tenant``) or the server's default."""
+
+    ad_words: list[str]
+    source: Literal["tenant", "default"]

@@ -151,7 +151,7 @@ from ace.fusion import FusionOptions, find_moments, join_words
 from ace.live.chat import RoomChat, echoes
 from ace.live.decode import SegmentTimes, decode_segment, segment_times
 from ace.pipeline import fusion_options, product_clip_name
-from ace.products.adwords import DEFAULT_AD_WORDS, AdWordChecker
+from ace.products.adwords import AdWordChecker
 from ace.products.segments import PitchTracker
 from ace.signals import AudioDetector, InteractionDetector, SpeechDetector, VisualDetector
 from ace.signals.interaction import InteractionOptions
@@ -615,7 +615,7 @@ class LiveAnalyzer:
         self._late_events = 0
         # product pitches (ace.products.segments) and ad-wording checks over the finished sentences
         self._pitches = PitchTracker(stream_id, products) if products else None
-        self._ad_words = AdWordChecker(getattr(settings, "ad_words", DEFAULT_AD_WORDS) if ad_words is None else ad_words)
+        self._ad_words = AdWordChecker(settings.ad_words if ad_words is None else ad_words)
         self._closed_pitches: list[ProductSegment] = []
         self._new_hits: list[AdWordHit] = []
 

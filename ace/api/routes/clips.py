@@ -1,5 +1,6 @@
 """A stream's moments and clips, one clip's details and files (video with HTTP Range, captions,
-thumbnail) and its review (tag ``moments and clips``)."""
+thumbnail) and its review (tag ``moments and clips``). Each moment and clip carries ``ad_words``:
+the ad-wording phrases heard inside the clip."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ async def clip(mid: str, who: Tenant, backend: BackendDep) -> dict:
     keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "score", "rank", "confidence", "strong", "transcript",
             "reasons", "created_at")
     return {k: row.get(k) for k in keep} | {"video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions",
-                                             "thumbnail": f"/clips/{mid}/thumbnail"}
+                                             "thumbnail": f"/clips/{mid}/thumbnail", "ad_words": row.get("ad_words") or []}
 
 
 @router.get("/clips/{mid}/video", response_class=Response, responses=_media("video/mp4", ranges=True))

@@ -28,7 +28,11 @@ router = APIRouter(responses=errors(401, 429, 503))
 @router.post("/streams", status_code=201, tags=["streams"], response_model=StreamAccepted,
              response_model_exclude_unset=True, responses=errors(422))
 async def submit_stream(body: StreamIn, who: Tenant, backend: BackendDep) -> dict:
-    return await backend.submit_stream(who, body.url, body.name, body.products, body.events, body.category, body.budget)
+    """Start following a stream. ``products`` lists what it sells: product objects (``id``, ``name``,
+    optional ``aliases``, ``price``, ``sku``, ``image``) or plain names; a bad one is refused (422)
+    naming the item and the field."""
+    return await backend.submit_stream(who, body.url, body.name, body.product_dicts(), body.events, body.category,
+                                       body.budget)
 
 
 @router.get("/streams", tags=["streams"], response_model=list[StreamStatus], response_model_exclude_unset=True)

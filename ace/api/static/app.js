@@ -31,6 +31,8 @@
     cards: new Map(),      // moment id -> {li, key}
     mark: null,            // selected moment id
     reviewed: new Map(),   // moment id -> {verdict, at}: a review made here wins over an older read
+    productsSig: "",       // the product rows drawn last (redrawn only when they change)
+    playing: null,         // the product segment id in the product player
   };
 
   // ------------------------------------------------------------------ helpers
@@ -346,11 +348,21 @@
     ev.preventDefault();
     setText("stream-error", "");
     setText("stream-ok", "");
+    const raw = $("stream-products").value.trim();
+    let products;
+    if (raw.startsWith("[")) {  // a JSON list of products ({"id", "name", "aliases", "price", ...} or names)
+      try { products = JSON.parse(raw); } catch (e) {
+        setText("stream-error", `Products: not a valid JSON list (${e.message})`);
+        return;
+      }
+    } else {
+      products = raw.split(",").map((p) => p.trim()).filter(Boolean);
+    }
     const body = {
       url: $("stream-url").value.trim(),
       name: $("stream-name").value.trim(),
       category: $("stream-category").value,
-      products: $("stream-products").value.split(",").map((p) => p.trim()).filter(Boolean),
+      products,
     };
     const events = $("stream-events").value.trim();
     if (events) body.events = events;
@@ -439,6 +451,7 @@
       $("clips").replaceChildren();
       $("timeline").replaceChildren();
       $("ramp").replaceChildren();
+      clearProducts();
     }
     $("detail").hidden = false;
     setText("detail-title", sel.name === sel.id ? sel.id : `${sel.name} (${sel.id})`);
@@ -455,17 +468,19 @@
     $("clips").replaceChildren();
     $("timeline").replaceChildren();
     $("ramp").replaceChildren();
+    clearProducts();
   }
 
   async function loadDetail() {
     const sel = state.selected;
     if (!sel) return;
-    let moments, ramp = null;
+    let moments, ramp = null, products = null;
     const asked = Date.now();
     try {
-      [moments, ramp] = await Promise.all([
+      [moments, ramp, products] = await Promise.all([
         api("GET", `/streams/${enc(sel.id)}/moments`),
         api("GET", `/streams/${enc(sel.id)}/ramp?limit=20`).catch((e) => { if (e.status === 401) throw e; return null; }),
+        api("GET", `/streams/${enc(sel.id)}/products`).catch((e) => { if (e.status === 401) throw e; return null; }),
       ]);
     } catch (e) {
       if (state.selected === sel) setText("detail-meta", `Could not load: ${e.message}`);
@@ -479,7 +494,9 @@
     }
     const live = state.streams.find((s) => s.id === sel.id);
     const ends = state.moments.map((m) => m.end);
-    const duration = Math.max(1, (live && live.analysed_until) || sel.duration || 0, ...ends);
+    const segs = products && Array.isArray(products.segments) ? products.segments : [];
+    const duration = Math.max(1, (live && live.analysed_until) || sel.duration || 0, ...ends,
+                              ...segs.map((g) => Number(g.end) || 0));
     sel.span = duration;
     setText("detail-meta", live
       ? `${live.status} · analysed ${clock(live.analysed_until)}${isLive(live) ? ` · lag ${num(live.lag_s, 1, " s")}` : ""}`
@@ -488,7 +505,119 @@
     setText("axis-end", clock(duration));
     renderRamp(ramp);
     renderTimeline(duration);
+    renderProducts(products, duration);
     renderClips();
+  }
+
+  // ------------------------------------------------------------------ products: one timeline row each, ad-wording flags
+
+  // "⚠ 最好 at 12:03.5": an ad-wording phrase heard, as a badge (the sentence in its title)
+  function adWordBadge(h) {
+    return el("span", { class: "adword", "data-testid": "ad-word", "data-phrase": h.phrase, "data-start": h.start,
+                        title: h.text ? `heard: ${h.text}` : "ad-wording phrase heard",
+                        text: `⚠ ${h.phrase} at ${clock(h.start)}` });
+  }
+
+  function adWordList(hits, testid) {
+    const list = Array.isArray(hits) ? hits : [];
+    const box = el("div", { class: "adwords", "data-testid": testid, role: list.length ? "note" : null,
+                            "aria-label": list.length ? `${list.length} ad-wording phrase(s) heard` : null },
+                   ...list.map(adWordBadge));
+    box.hidden = !list.length;
+    return box;
+  }
+
+  function clearProducts() {
+    state.productsSig = "";
+    state.playing = null;
+    $("products").replaceChildren();
+    $("products-box").hidden = true;
+  }
+
+  function renderProducts(doc, duration) {
+    const catalog = doc && Array.isArray(doc.products) ? doc.products : [];
+    const segs = doc && Array.isArray(doc.segments) ? doc.segments : [];
+    const hits = doc && Array.isArray(doc.ad_words) ? doc.ad_words : [];
+    const sig = JSON.stringify([catalog, segs, hits, Math.round(duration)]);
+    if (sig === state.productsSig) return;  // unchanged: keep the rows (and the player) as they are
+    state.productsSig = sig;
+    $("products-box").hidden = !catalog.length && !segs.length && !hits.length;
+    // one row per product of the list, in its order; a segment of a product not in the list gets a row too
+    const rows = catalog.map((p) => ({ id: String(p.id), name: String(p.name || p.id), segs: [] }));
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const g of segs) {
+      let r = byId.get(String(g.product));
+      if (!r) { r = { id: String(g.product), name: String(g.name || g.product), segs: [] }; byId.set(r.id, r); rows.push(r); }
+      r.segs.push(g);
+    }
+    const pct = (t) => `${Math.min(100, Math.max(0, (100 * (Number(t) || 0)) / duration)).toFixed(3)}%`;
+    const out = rows.map((r) => {
+      const track = el("div", { class: "ptrack", "data-testid": "product-track" });
+      const chips = el("ul", { class: "psegs", "data-testid": "product-segments" });
+      for (const g of r.segs) {
+        const label = `${r.name} #${g.n}, ${clock(g.start)} to ${clock(g.end)}, ${confidenceText(g)}`;
+        const bar = el("button", { type: "button", class: "pseg", "data-testid": "product-bar", "data-segment": g.id,
+                                   "aria-label": label, title: label,
+                                   onclick: () => playSegment(g, r.name) });
+        bar.style.left = pct(g.start);
+        bar.style.width = `max(3px, ${pct(Math.max(0, g.end - g.start))})`;
+        bar.style.opacity = String(0.45 + 0.55 * Math.min(1, Math.max(0, (Number(g.confidence) || 0) / 100)));
+        if ((g.ad_words || []).length) bar.classList.add("flagged");
+        track.append(bar);
+        const video = g.clip && localPath(g.clip.video);
+        chips.append(el("li", { class: "pseg-item", "data-testid": "product-segment", "data-segment": g.id },
+          el("strong", { text: `#${g.n}` }), " ",
+          el("span", { "data-testid": "segment-time", text: `${clock(g.start)} – ${clock(g.end)}` }), " · ",
+          el("span", { "data-testid": "segment-confidence", text: confidenceText(g) }),
+          (g.heard || []).length ? el("span", { class: "muted small", text: ` · heard: ${(g.heard || []).join(", ")}` }) : null,
+          " ",
+          video ? el("button", { type: "button", class: "link", "data-testid": "play-product", onclick: () => playSegment(g, r.name) },
+                     "▶ play") : el("span", { class: "muted small", text: "no clip yet" }),
+          video ? " · " : null,
+          video ? el("a", { href: video, target: "_blank", rel: "noopener", "data-testid": "product-clip-link" }, "open clip") : null,
+          adWordList(g.ad_words, "segment-ad-words")));
+      }
+      for (const h of hits) {
+        if (!r.segs.some((g) => g.id === h.segment_id)) continue;
+        const flag = el("span", { class: "pflag", "data-testid": "product-flag", title: `⚠ ${h.phrase} at ${clock(h.start)}` });
+        flag.style.left = pct((Number(h.start) + Number(h.end)) / 2);
+        track.append(flag);
+      }
+      return el("li", { class: "prow", "data-testid": "product-row", "data-product": r.id },
+        el("div", { class: "pname", "data-testid": "product-name", title: r.name, text: r.name }),
+        el("div", null, track, r.segs.length ? chips : el("p", { class: "muted small", text: "Not pitched yet." })));
+    });
+    // phrases heard outside every product segment (still worth a look)
+    const loose = hits.filter((h) => !h.segment_id);
+    const player = el("div", { id: "product-player", "data-testid": "product-player", hidden: true });
+    $("products").replaceChildren(el("ol", { class: "prows", "data-testid": "product-rows" }, ...out),
+      loose.length ? el("div", { class: "loose" }, el("span", { class: "muted small", text: "Outside product segments: " }),
+                        adWordList(loose, "loose-ad-words")) : null,
+      player);
+    const again = state.playing && segs.find((g) => g.id === state.playing);
+    if (again) playSegment(again, (byId.get(String(again.product)) || {}).name || again.name);
+  }
+
+  function playSegment(g, name) {
+    const player = $("product-player");
+    const video = g.clip && localPath(g.clip.video);
+    if (!player) return;
+    state.playing = g.id;
+    for (const b of $("products").querySelectorAll(".pseg")) b.classList.toggle("selected", b.dataset.segment === g.id);
+    if (!video) {
+      player.replaceChildren(el("p", { class: "muted small", text: `${name} #${g.n}: no clip yet.` }));
+      player.hidden = false;
+      return;
+    }
+    const current = player.querySelector("video");
+    if (current && current.getAttribute("src") === video) { player.hidden = false; return; }
+    const v = el("video", { controls: true, preload: "metadata", src: video, "data-testid": "product-video",
+                            "aria-label": `${name} #${g.n}, ${clock(g.start)} to ${clock(g.end)}` });
+    const captions = localPath(g.clip.captions);
+    if (captions) v.append(el("track", { kind: "captions", src: captions, srclang: "zh", label: "Captions", default: true }));
+    player.replaceChildren(el("p", { class: "small" }, el("strong", { text: `${name} #${g.n}` }),
+                                  ` · ${clock(g.start)} – ${clock(g.end)} · ${confidenceText(g)}`), v);
+    player.hidden = false;
   }
 
   function renderRamp(ramp) {
@@ -614,7 +743,8 @@
         el("div", { class: "when" }, el("span", { "data-testid": "clip-time", text: `${clock(m.start)} – ${clock(m.end)}` }),
            " · score ", el("strong", { "data-testid": "clip-score", class: "score" })),
         el("ul", { class: "reasons", "data-testid": "reasons" }),
-        el("blockquote", { class: "transcript", "data-testid": "transcript" })));
+        el("blockquote", { class: "transcript", "data-testid": "transcript" }),
+        adWordList([], "clip-ad-words")));
     li.append(head);
     if (video) {
       const v = el("video", { controls: true, preload: "metadata", src: video, "data-testid": "video",
@@ -650,6 +780,12 @@
     const tq = li.querySelector('[data-testid="transcript"]');
     tq.textContent = m.transcript || "";
     tq.hidden = !m.transcript;
+    const hits = (m.clip && Array.isArray(m.clip.ad_words) ? m.clip.ad_words : m.ad_words) || [];
+    const box = li.querySelector('[data-testid="clip-ad-words"]');
+    const hsig = JSON.stringify(hits);
+    if (box.dataset.sig !== hsig) { box.replaceWith(adWordList(hits, "clip-ad-words")); }
+    li.querySelector('[data-testid="clip-ad-words"]').dataset.sig = hsig;
+    li.dataset.adWords = String(hits.length);
     showVerdict(li, m.review);
   }
 
