@@ -4,9 +4,10 @@
 name                        what it is
 ==========================  ======================================================================
 :func:`make_sample_show`    generates (once, then reuses) a live-commerce / game stream with
-                            planted highlights and decoys: ``video`` (MP4), ``events`` (ACE JSONL)
-                            and ``truth`` (JSON)
-:class:`SampleShow`         the three paths it returns
+                            planted highlights, decoys and product pitches, in English or Mandarin:
+                            ``video`` (MP4), ``events`` (ACE JSONL), ``truth`` (JSON) and
+                            ``products`` (the product list, JSON)
+:class:`SampleShow`         the paths it returns
 :data:`TRUTH_SCHEMA`        the truth file's fields
 ==========================  ======================================================================
 

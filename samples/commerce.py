@@ -72,7 +72,8 @@ CATALOG: dict[str, tuple[Item, ...]] = {
                 "The handle folds away when you do not need it.",
                 "It is easy to clean, the lid comes apart in two pieces.",
             ),
-            ad_lines=("Honestly, this is the best ever mug for your commute.",
+            # lines the English recogniser hears as said: espeak's "best ever" comes out as "best time" or "mass tanver"
+            ad_lines=("This is the lowest price ever for a mug like this.",
                       "People call it the number one mug for long trips."),
             price_line="It is usually forty nine dollars, today only twenty nine.",
             price_ad_line="",
@@ -125,7 +126,7 @@ CATALOG: dict[str, tuple[Item, ...]] = {
                 "The light does not flicker, so it is easy on the eyes.",
                 "There is a small clip on the base for your phone cable.",
             ),
-            ad_lines=("Honestly, it is the best ever light for your bedside table.",),
+            ad_lines=("Honestly, it is the number one light for your bedside table.",),
             price_line="It is usually thirty five dollars, today only twenty four.",
             price_ad_line="It is usually thirty five dollars, today only twenty four, the lowest price ever.",
             link_line="The link for it is in the shop below.",

@@ -68,7 +68,7 @@ from samples.commerce import CATALOG, Item, ad_phrases
 log = logging.getLogger("ace.samples")
 
 #: Bump when the generator's output changes, so cached shows are not reused across versions.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 SAMPLE_RATE = 48_000
 #: libx264 options on top of ``-preset veryfast``: a fixed IBBP pattern and no frame lookahead, as
 #: low-latency live encoders run (and a third less CPU than veryfast's default lookahead).

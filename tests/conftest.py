@@ -12,6 +12,27 @@ from ace.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: the Mandarin sample show the tests share: long enough for one product to be pitched twice
+ZH_DURATION, ZH_SEED = 300.0, 5
+
+
+@pytest.fixture(scope="session")
+def zh_show(tmp_path_factory):
+    """A 300 s, 640x360 Mandarin sample show with product pitches (made once; needs the zh voice)."""
+    import shutil
+
+    from samples.show import make_sample_show
+    from samples.voice_zh import available
+
+    why = available()
+    if why:
+        pytest.skip(why)
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("needs ffmpeg and ffprobe")
+    return make_sample_show(tmp_path_factory.mktemp("zh_show"), duration=ZH_DURATION, seed=ZH_SEED, size=(640, 360), fps=30,
+                            lang="zh", cache_dir=tmp_path_factory.mktemp("voices"))
+
+
 @pytest.fixture(scope="session")
 def eval_data() -> Path:
     """The public recordings with ground truth (``ACE_EVAL_DATA``, default ../shared/data)."""

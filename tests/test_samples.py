@@ -250,7 +250,7 @@ def test_bad_parameters(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ product pitches
 
-ZH_DURATION, ZH_SEED = 300.0, 5
+from tests.conftest import ZH_DURATION  # noqa: E402  (the shared Mandarin show)
 
 
 def _zh_voice_or_skip() -> None:
@@ -388,15 +388,6 @@ def test_sample_show_pitches_products(show, truth) -> None:
     assert truth["lang"] == "en" and "lang" not in truth["params"]  # English keeps its key
     assert show.products == show.video.with_name(show.video.name.replace(".mp4", ".products.json"))
     _check_pitches(show, truth, 1)
-
-
-@pytest.fixture(scope="module")
-def zh_show(tmp_path_factory: pytest.TempPathFactory):
-    _zh_voice_or_skip()
-    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
-        pytest.skip("needs ffmpeg and ffprobe")
-    return make_sample_show(tmp_path_factory.mktemp("zh_show"), duration=ZH_DURATION, seed=ZH_SEED, size=SIZE, fps=FPS,
-                            lang="zh", cache_dir=tmp_path_factory.mktemp("voices"))
 
 
 @pytest.mark.slow

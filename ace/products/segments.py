@@ -32,10 +32,16 @@ from ace.types import Event, Product, ProductSegment, Sentence
 
 #: a pitch closes this long after its last evidence
 IDLE_S = 40.0
-#: after the last evidence, sentences that follow within this pause still belong to the pitch
-TAIL_GAP_S = 1.6
-#: and at most this much of them
-TAIL_MAX_S = 12.0
+#: after the last evidence, sentences that follow within this pause still belong to the pitch ("go,
+#: grab it!") ...
+TAIL_GAP_S = 1.0
+#: ... up to this long after it: the recogniser's sentence times often leave no pause between the
+#: pitch's last line and the chatter after it, so the tail is bounded by time as well
+TAIL_MAX_S = 6.0
+#: a recognised "sentence" longer than this is read clause by clause (the recogniser may run
+#: chatter and the next product's introduction into one unpunctuated segment)
+CLAUSE_SPLIT_S = 8.0
+_CLAUSE_END = (",", "，", "、", ";", "；", ":", "：")
 #: a scene cut this close before the first mention starts the segment
 CUT_BEFORE_S = 8.0
 #: carts and orders count for a pitch up to this long after it
@@ -82,7 +88,7 @@ class PitchTracker:
     def feed(self, sentences: Iterable[Sentence]) -> list[ProductSegment]:
         """Final sentences in time order; returns the segments closed by them."""
         out: list[ProductSegment] = []
-        for s in sentences:
+        for s in (c for whole in sentences for c in clauses(whole)):
             out.extend(self._close_if_idle(s.start))
             text = s.text.strip()
             if not text:
@@ -181,6 +187,23 @@ class PitchTracker:
             confidence=round(100 * score, 1), heard=tuple(dict.fromkeys(p.heard)),
             evidence=tuple(k for k in order if k in ev),
         )]
+
+
+def clauses(s: Sentence) -> list[Sentence]:
+    """``s`` itself, or its clauses (split after words ending in a comma) when it is long."""
+    if s.end - s.start <= CLAUSE_SPLIT_S or len(s.words) < 2:
+        return [s]
+    from ace.fusion import join_words
+
+    out, cur = [], []
+    for w in s.words:
+        cur.append(w)
+        if w.text.endswith(_CLAUSE_END):
+            out.append(Sentence(cur[0].start, cur[-1].end, join_words(cur), tuple(cur)))
+            cur = []
+    if cur:
+        out.append(Sentence(cur[0].start, cur[-1].end, join_words(cur), tuple(cur)))
+    return out
 
 
 def find_segments(show_id: str, products: Sequence[Product], sentences: Sequence[Sentence], cuts: Iterable[float] = (),

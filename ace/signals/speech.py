@@ -49,7 +49,7 @@ class KeywordMatcher:
         self._cjk = []
         for k in self.keywords:
             if _is_cjk(k):
-                self._cjk.append((k, k))
+                self._cjk.append((k, _simplified(k)))
             else:
                 norm = normalise(k)
                 if norm:
@@ -58,8 +58,16 @@ class KeywordMatcher:
     def find(self, text: str) -> list[str]:
         norm = normalise(text)
         hits = [k for k, rx in self._latin if rx.search(norm)]
-        hits += [k for k, sub in self._cjk if sub in text]
+        if self._cjk and _is_cjk(text):
+            flat = _simplified(text)  # the recogniser writes traditional characters as often as simplified
+            hits += [k for k, sub in self._cjk if sub in flat]
         return hits
+
+
+def _simplified(text: str) -> str:
+    from ace.products.adwords import simplified
+
+    return simplified(text)
 
 
 @dataclass(frozen=True)
