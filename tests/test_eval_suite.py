@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from ace.config import Settings
 from ace.errors import InputError
 from ace.evaluation.suite import FLOORS, TARGETS, broken_floors, check, run_eval, tables
 
@@ -93,11 +94,12 @@ def test_cli_missing_data_is_exit_2_with_a_message(tmp_path):
 
 
 def test_ace_eval_on_the_public_recordings_meets_the_floors(eval_data, short_show, tmp_path):
-    """The whole command, as CI runs it: every part, every installed model, floors enforced."""
+    """The whole command, as CI runs it: every part but products (its own test below: it makes two
+    6-minute sample shows), every installed model, floors enforced."""
     env = {**os.environ, "ACE_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.run(
         [sys.executable, "-m", "commands", "eval", "--data", str(eval_data), "--sample", str(short_show.video),
-         "--json", "--check"],
+         "--parts", "speech,captions,scenes,boundaries,chat", "--json", "--check"],
         capture_output=True, text=True, timeout=1500, env=env,
     )
     assert proc.stdout.strip(), proc.stderr[-3000:]
@@ -114,3 +116,23 @@ def test_ace_eval_on_the_public_recordings_meets_the_floors(eval_data, short_sho
     tiny = next(m for m in report["speech"]["models"] if m["model"] == "tiny.en")
     assert tiny["sets"]["en"]["clips"] >= 11 and not math.isnan(tiny["sets"]["en"]["whole"])
     assert report["boundaries"]["summary"]["clips"] > 0
+
+
+def test_the_products_part_reports_every_key_the_targets_read(tmp_path, monkeypatch):
+    """``ace eval --parts products`` on a short English sample show (the full run makes both
+    6-minute shows; its figures are in the README)."""
+    import ace.evaluation.products as products
+    from ace.evaluation.suite import TARGETS, check
+
+    settings = Settings(data_dir=tmp_path / "data", cpu_threads=2, speech_workers=1)
+    monkeypatch.setattr(products, "SHOWS", (("en", "tiny.en", None),))
+    report = {"products": products.evaluate_products(settings, tmp_path / "eval", duration=150.0)}
+    show = report["products"]["shows"][0]
+    assert "error" not in show, show
+    for key in ("planted", "found", "recall", "precision", "start_error_med_s", "end_error_med_s"):
+        assert key in show["segments"]
+    for key in ("planted", "flagged", "recall", "precision"):
+        assert key in show["ad_words"]
+    assert show["segments"]["planted"] >= 1 and show["realtime"] > 0
+    rows = [c for c in check(report, TARGETS) if c["check"].startswith("products/")]
+    assert len(rows) == 6 and all(c["value"] is not None for c in rows), rows

@@ -207,3 +207,17 @@ def test_live_a_segment_is_emitted_once_its_end_is_certain():
     idle = t.advance(78.0 + 41)
     assert [s.product for s in idle] == ["lamp-02"]
     assert t.finish() == []
+
+
+def test_a_long_unpunctuated_recognised_sentence_is_read_clause_by_clause():
+    from ace.products.segments import clauses
+
+    words = [Word(128.1 + i, 128.9 + i, w) for i, w in enumerate(["今天外面下雨,", "大家在家里看直播吧,", "背景音乐是歌单,"])]
+    words += [Word(143.5, 144.5, "下面这款是"), Word(144.5, 145.8, "云朵雨荣府。")]
+    long = Sentence(128.1, 145.8, "今天外面下雨,大家在家里看直播吧,背景音乐是歌单,下面这款是云朵雨荣府。", tuple(words))
+    parts = clauses(long)
+    assert [p.start for p in parts] == [128.1, 129.1, 130.1, 143.5]
+    jacket = Product("jacket", "云朵羽绒服", ("羽绒服",), 299.0)
+    segs = find_segments("zh", [jacket], [long, S(146, 150, "原价三百九十九，今天只要二百九十九元")])
+    assert [(s.start, s.end) for s in segs] == [(143.5, 150)]
+    assert clauses(S(0, 3, "short, and plain")) == [S(0, 3, "short, and plain")]
