@@ -193,17 +193,9 @@ def clauses(s: Sentence) -> list[Sentence]:
     """``s`` itself, or its clauses (split after words ending in a comma) when it is long."""
     if s.end - s.start <= CLAUSE_SPLIT_S or len(s.words) < 2:
         return [s]
-    from ace.fusion import join_words
+    from ace.signals.speech import split_sentences
 
-    out, cur = [], []
-    for w in s.words:
-        cur.append(w)
-        if w.text.endswith(_CLAUSE_END):
-            out.append(Sentence(cur[0].start, cur[-1].end, join_words(cur), tuple(cur)))
-            cur = []
-    if cur:
-        out.append(Sentence(cur[0].start, cur[-1].end, join_words(cur), tuple(cur)))
-    return out
+    return split_sentences(s.words, ends=_CLAUSE_END + (".", "!", "?", "。", "！", "？", "…"))
 
 
 def find_segments(show_id: str, products: Sequence[Product], sentences: Sequence[Sentence], cuts: Iterable[float] = (),

@@ -437,16 +437,17 @@ def quiet_splits(audio: np.ndarray, every: float = 60.0, search: float = 4.0, sp
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
 
 
-def split_sentences(words: Sequence[Word]) -> list[Sentence]:
+def split_sentences(words: Sequence[Word], ends: tuple[str, ...] = _SENTENCE_END) -> list[Sentence]:
     """Split one recognised segment into sentences at words that end one (whisper often runs
-    several sentences into one segment); the text keeps the words' own punctuation."""
+    several sentences into one segment; ``ends``: the punctuation that ends one); the text keeps
+    the words' own punctuation."""
     from ace.fusion import join_words
 
     out: list[Sentence] = []
     current: list[Word] = []
     for w in words:
         current.append(w)
-        if w.text.endswith(_SENTENCE_END):
+        if w.text.endswith(ends):
             out.append(Sentence(current[0].start, current[-1].end, join_words(current), tuple(current)))
             current = []
     if current:

@@ -73,12 +73,7 @@ async def clip_video(mid: str, who: Tenant, request: Request, backend: BackendDe
             responses=_media("text/vtt", also=("application/x-subrip",)))
 async def clip_captions(mid: str, who: Tenant, backend: BackendDep,
                         format: Annotated[Literal["vtt", "srt"], Query()] = "vtt"):
-    where = backend.clip_file(await backend.clip(who, _mid(mid)), "captions")
-    text = (where.read_bytes() if isinstance(where, Path) else await asyncio.to_thread(_read_all, backend, where)
-            ).decode("utf-8", errors="replace")
-    if format == "srt":
-        return Response(text, media_type="application/x-subrip")
-    return Response(srt_to_vtt(text), media_type="text/vtt")
+    return await captions_response(backend, backend.clip_file(await backend.clip(who, _mid(mid)), "captions"), format)
 
 
 @router.get("/clips/{mid}/thumbnail", response_class=Response, responses=_media("image/jpeg", ranges=True))
@@ -93,6 +88,15 @@ async def review(mid: str, body: ReviewIn, who: Tenant, backend: BackendDep) -> 
 
 
 # ----------------------------------------------------------------------------------- files
+
+
+async def captions_response(backend: Backend, where: Path | str, format: str) -> Response:
+    """A clip's captions as WebVTT (for a browser's <track>) or as the SRT file itself."""
+    text = (where.read_bytes() if isinstance(where, Path) else await asyncio.to_thread(_read_all, backend, where)
+            ).decode("utf-8", errors="replace")
+    if format == "srt":
+        return Response(text, media_type="application/x-subrip")
+    return Response(srt_to_vtt(text), media_type="text/vtt")
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _CHUNK = 256 << 10

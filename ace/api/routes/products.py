@@ -4,8 +4,6 @@ phrases heard (tag ``products``)."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -13,7 +11,7 @@ from fastapi.responses import Response
 
 from ace.api.deps import BackendDep, Tenant, _segid, _sid, errors
 from ace.api.models import ProductsOut
-from ace.api.routes.clips import _media, _read_all, _stored_file, srt_to_vtt
+from ace.api.routes.clips import _media, _stored_file, captions_response
 
 TAG = "products"
 
@@ -39,12 +37,7 @@ async def product_video(seg: str, who: Tenant, request: Request, backend: Backen
             responses=_media("text/vtt", also=("application/x-subrip",)))
 async def product_captions(seg: str, who: Tenant, backend: BackendDep,
                            format: Annotated[Literal["vtt", "srt"], Query()] = "vtt"):
-    where = backend.clip_file(await backend.product_clip(who, _segid(seg)), "captions")
-    text = (where.read_bytes() if isinstance(where, Path) else await asyncio.to_thread(_read_all, backend, where)
-            ).decode("utf-8", errors="replace")
-    if format == "srt":
-        return Response(text, media_type="application/x-subrip")
-    return Response(srt_to_vtt(text), media_type="text/vtt")
+    return await captions_response(backend, backend.clip_file(await backend.product_clip(who, _segid(seg)), "captions"), format)
 
 
 @router.get("/products/{seg}/thumbnail", response_class=Response, responses=_media("image/jpeg", ranges=True))
