@@ -118,6 +118,28 @@ def real_text_flags(eval_data: Path | None) -> dict[str, Any] | None:
     return {"lines": len(texts), "flags": len(hits), "flagged": [f"{h.phrase}: {h.text[:60]}" for h in hits][:20]}
 
 
+def real_media_false_pitches(settings: Any, eval_data: Path | None, products: Sequence[Any]) -> list[dict] | None:
+    """The public recordings with sound (a film clip, a dialogue scene: nothing sold in them),
+    processed with a product list: every segment found there is a false one."""
+    from ace.pipeline import ShowPipeline
+
+    if eval_data is None or not Path(eval_data).is_dir() or not products:
+        return None
+    out = []
+    pipe = ShowPipeline(settings.model_copy(update={"model": "tiny.en", "language": None}))
+    for f in sorted(Path(eval_data).glob("video/*")):
+        if f.suffix.lower() not in (".mp4", ".webm", ".mkv", ".mov"):
+            continue
+        try:
+            an = pipe.analyse(f, products=products)
+        except Exception as e:  # a file without sound is not a test of this
+            out.append({"file": f.name, "skipped": f"{type(e).__name__}: {str(e)[:120]}"})
+            continue
+        out.append({"file": f.name, "duration": round(an.info.duration, 1), "sentences": len(an.sentences),
+                    "false_segments": len(an.segments), "ad_words_flagged": len(an.ad_words)})
+    return out
+
+
 def evaluate_products(settings: Any, data_dir: Path, langs: Sequence[str] = ("en", "zh"), duration: float = 360.0,
                       progress: Callable[[str], None] | None = None, eval_data: Path | None = None) -> dict[str, Any]:
     """Both sample shows, made once (cached) and processed with their product lists; and the
@@ -148,6 +170,14 @@ def evaluate_products(settings: Any, data_dir: Path, langs: Sequence[str] = ("en
                "seconds": round(time.perf_counter() - t0, 1), "process_seconds": round(result.seconds, 1),
                "realtime": round(result.realtime, 1)}
         shows.append(row)
+    en_products = []
+    for lang, _m, _l in SHOWS:
+        if lang == "en":
+            try:
+                en_products = parse_products(make_sample_show(Path(settings.data_dir) / "samples", duration=duration,
+                                                              lang="en").load_truth().get("products", []), "products")
+            except Exception:
+                en_products = []
     ok = [s for s in shows if "segments" in s]
     planted = sum(s["segments"]["planted"] for s in ok)
     found = sum(s["segments"]["found"] for s in ok)
@@ -157,6 +187,7 @@ def evaluate_products(settings: Any, data_dir: Path, langs: Sequence[str] = ("en
     return {
         "shows": shows,
         "real_text": real_text_flags(eval_data),
+        "real_media": real_media_false_pitches(settings, eval_data, en_products),
         "summary": {
             "recall": round(matched / planted, 3) if planted else None,
             "precision": round(matched / found, 3) if found else None,
