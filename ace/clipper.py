@@ -91,11 +91,18 @@ def render_clip(
     sentences: Sequence[Sentence] = (),
     thumb_at: float | None = None,
     name: str | None = None,
+    *,
+    fmt: str = "source",
+    burn_captions: bool = False,
 ) -> Clip:
     """Cut ``plan`` from ``src`` into ``out_dir/<moment_id>.mp4`` (``<name>.mp4`` when given: a
     plain file name without a folder) with ``.srt`` captions from
     ``sentences`` (an empty file when nobody speaks) and a ``.jpg`` thumbnail of the source frame at
     ``thumb_at`` (default: the middle of the clip; none for audio-only sources).
+
+    ``fmt`` ``"vertical"`` or ``"square"`` reframes the cut around its subject and
+    ``burn_captions`` burns word-timed captions into the picture (:func:`ace.reframe.reframe_clip`);
+    the thumbnail then shows the reframed picture.
 
     Returns the :class:`Clip` with the interval actually cut (``exact`` snaps to frames, ``fast``
     starts at a keyframe) and the wall time spent in ``seconds``. ffmpeg failures raise
@@ -103,6 +110,11 @@ def render_clip(
     """
     began = time.perf_counter()
     _check_mode(plan.mode)
+    reshape = fmt != "source" or burn_captions
+    if reshape:
+        from ace.reframe import check_format
+
+        check_format(fmt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = name or plan.moment_id
@@ -111,13 +123,24 @@ def render_clip(
     final = {ext: out_dir / f"{stem}{ext}" for ext in (".mp4", ".srt", ".jpg")}
     tag = f".{plan.moment_id}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
     tmp = {ext: out_dir / f"{tag}{ext}" for ext in final}
+    if reshape:
+        tmp[".cut.mp4"] = out_dir / f"{tag}.cut.mp4"
     try:
         cut = media.cut_exact if plan.mode == "exact" else media.cut_fast
-        start, end = cut(src, plan.start, plan.end, tmp[".mp4"])
+        if reshape:
+            from ace.reframe import reframe_clip
+
+            start, end = cut(src, plan.start, plan.end, tmp[".cut.mp4"])
+            reframe_clip(tmp[".cut.mp4"], tmp[".mp4"], fmt, sentences, clip_start=start, burn_captions=burn_captions)
+        else:
+            start, end = cut(src, plan.start, plan.end, tmp[".mp4"])
         write_srt(sentences, start, end, tmp[".srt"])
         at = (start + end) / 2 if thumb_at is None else min(max(thumb_at, start), end)
         try:
-            media.thumbnail(src, at, tmp[".jpg"])
+            if reshape:  # the picture as it will be posted
+                media.thumbnail(tmp[".mp4"], at - start, tmp[".jpg"])
+            else:
+                media.thumbnail(src, at, tmp[".jpg"])
             has_thumb = True
         except NoStreamError:
             has_thumb = False
@@ -131,7 +154,8 @@ def render_clip(
         for path in tmp.values():
             path.unlink(missing_ok=True)
     seconds = time.perf_counter() - began
-    log.info("clip %s (%s) %.3f-%.3f written in %.2fs", plan.moment_id, plan.mode, start, end, seconds)
+    log.info("clip %s (%s, %s%s) %.3f-%.3f written in %.2fs", plan.moment_id, plan.mode, fmt,
+             ", captions burned" if burn_captions else "", start, end, seconds)
     return Clip(
         moment_id=plan.moment_id,
         path=str(final[".mp4"]),
@@ -141,6 +165,8 @@ def render_clip(
         srt_path=str(final[".srt"]),
         thumb_path=str(final[".jpg"]) if has_thumb else "",
         seconds=seconds,
+        format=fmt,
+        burned=burn_captions,
     )
 
 

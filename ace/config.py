@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     clip_min: float = Field(8.0, gt=0, description="Shortest clip, seconds.")
     clip_max: float = Field(60.0, gt=0, description="Longest clip, seconds.")
     clip_mode: str = Field("exact", description="exact (frame-accurate smart cut) or fast (stream copy from the keyframe before).")
+    clip_format: str = Field("source", description="Shape of the clips: source (the stream's own frame), vertical (9:16, following the subject) or square (1:1, following the subject); a stream or job may ask for its own.")
+    burn_captions: bool = Field(False, description="Burn word-timed captions into the clips' pictures (the .srt sidecar is written either way).")
     threshold: float = Field(0.45, gt=0, lt=1, description="Fused score a moment of a show without chat must reach to count as strong (with chat, the highlight model's learned confidence threshold applies).")
     top: int | None = Field(None, ge=0, le=1000, description="Fewest moments a recorded show returns, strong or not; None: one per 5 minutes of show, at least 1.")
     scorer: str = Field("default", description="Highlight model for chat: 'default' (the one ACE ships) or a file written by `ace train`.")
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
     api_max_streams: int = Field(50, ge=1, description="Most live streams one tenant may run at once.")
     api_max_submits: int = Field(8, ge=1, description="Stream submissions handled at once; more wait briefly, then get 503 with Retry-After.")
     ray_address: str | None = Field(None, description="Existing Ray cluster to join; None starts a local one.")
+
+    @field_validator("clip_format")
+    @classmethod
+    def _clip_format(cls, v: str) -> str:
+        from ace.reframe.path import check_format
+
+        return check_format(str(v).strip().lower())
 
     @field_validator("ad_words", mode="before")
     @classmethod

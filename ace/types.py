@@ -219,6 +219,9 @@ class Clip:
     srt_path: str = ""
     thumb_path: str = ""
     seconds: float = 0.0  # wall time spent cutting
+    #: the clip's shape (``source``, ``vertical`` or ``square``) and whether captions are burned in
+    format: str = "source"
+    burned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beam-size", type=int, dest="beam_size", help="speech beam size (1 = greedy, fastest)")
     g.add_argument("--language", help="spoken language code (default: detect; English-only models use en)")
     g.add_argument("--mode", dest="clip_mode", choices=["exact", "fast"], help="exact: frame-accurate smart cut (default); fast: stream copy from the keyframe before")
+    g.add_argument("--format", dest="clip_format", choices=["source", "vertical", "square"],
+                   help="clip shape: source (the stream's frame, default), vertical (9:16) or square, following the subject")
+    g.add_argument("--burn-captions", dest="burn_captions", action="store_true", default=None,
+                   help="burn word-timed captions into the clips' pictures")
     g.add_argument("--clip-min", type=float, dest="clip_min", help="shortest clip in seconds (default 8)")
     g.add_argument("--clip-max", type=float, dest="clip_max", help="longest clip in seconds (default 60)")
     g.add_argument("--threshold", type=float, help="fused score that makes a moment strong on its own when a show has no chat, 0-1 (default 0.45)")
@@ -28,7 +32,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_min", "clip_max", "threshold", "data_dir", "top", "scorer")
+    keys = ("model", "device", "beam_size", "language", "clip_mode", "clip_format", "burn_captions", "clip_min", "clip_max", "threshold", "data_dir", "top", "scorer")
     s = get_settings(**{k: getattr(args, k, None) for k in keys})
     if s.clip_min >= s.clip_max:
         raise SystemExit(f"ace: --clip-min ({s.clip_min}) must be shorter than --clip-max ({s.clip_max})")

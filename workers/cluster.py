@@ -154,7 +154,7 @@ def actor_settings(settings) -> dict:
     cluster-wide ones, not this node's own (``local_dir`` is each node's, from its environment)."""
     keep = ("data_dir", "database_url", "url_allowlist", "media_root", "api_rate", "api_max_body", "api_max_events",
             "api_max_streams", "api_max_submits", "speech_pool", "model", "device", "compute_type", "beam_size", "language",
-            "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "threshold", "top", "scorer", "keywords",
+            "analysis_fps", "analysis_width", "clip_min", "clip_max", "clip_mode", "clip_format", "burn_captions", "threshold", "top", "scorer", "keywords",
             "ramp_tick_s", "ramp_pool", "ramp_sink", "clip_storage", "s3_endpoint")
     d = {k: getattr(settings, k) for k in keep}
     d["data_dir"] = str(Path(settings.data_dir).absolute())

@@ -1163,7 +1163,8 @@ class LiveAnalyzer:
             base = join_segments(segs, joined)
             plan = ClipPlan(moment_id=clip_id or m.id, start=max(0.0, start - base), end=end - base, mode=self.settings.clip_mode)
             local = [_shift_sentence(s, -base) for s in sentences if s.end >= start - 1 and s.start <= end + 1]
-            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=min(max(m.peak, start), end) - base, name=name)
+            clip = render_clip(str(joined), plan, out_dir, local, thumb_at=min(max(m.peak, start), end) - base, name=name,
+                               fmt=self.settings.clip_format, burn_captions=self.settings.burn_captions)
         clip = dataclasses.replace(clip, start=round(clip.start + base, 6), end=round(clip.end + base, 6))
         return clip, time.perf_counter() - began
 

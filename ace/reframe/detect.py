@@ -1,0 +1,180 @@
+"""What a reframed clip follows: faces found in sampled frames, and the shot changes inside the clip.
+
+Faces come from dlib's frontal face detector (a HOG + linear SVM model compiled into dlib itself, so
+nothing is downloaded). Frames are sampled at :data:`DETECT_FPS` and scaled to :data:`DETECT_WIDTH`
+pixels wide; with one upsampling step the smallest face found is about 40 px there, a twelfth of the
+frame's width. The same grey frames give the shot changes: a large jump of the frame difference
+between two samples marks a cut somewhere between them, and a short full-rate read of that gap finds
+the exact frame.
+
+Boxes are returned in source pixels (the clip's stored frame size), times in seconds from the clip's
+start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ace import media
+
+log = logging.getLogger("ace.reframe")
+
+#: Frames per second searched for faces.
+DETECT_FPS = 4.0
+#: Width (pixels) of the frames searched for faces.
+DETECT_WIDTH = 480
+#: Upsampling steps of the face detector (1 finds faces down to ~40 px at DETECT_WIDTH).
+UPSAMPLE = 1
+#: Detector scores below this are ignored (dlib's scores: 0 is its decision boundary).
+MIN_SCORE = 0.0
+#: Width of the tiny frames compared to find cuts.
+CUT_WIDTH = 64
+#: Mean absolute difference (0-255) of two tiny frames taken as a cut, and the ratio to the
+#: usual difference it must also exceed.
+CUT_DIFF = 28.0
+CUT_RATIO = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A face: its rectangle in source pixels and the detector's confidence."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 0.0
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The faces found in the frame shown at ``t``."""
+
+    t: float
+    boxes: tuple[Box, ...] = ()
+
+
+@dataclass(slots=True)
+class Scan:
+    """What :func:`scan` saw in a clip."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float
+    samples: list[Sample] = field(default_factory=list)
+    cuts: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+_DETECTOR = None
+_DETECTOR_LOCK = threading.Lock()
+
+
+def _detector():
+    """dlib's frontal face detector, built once per process (dlib is imported only here)."""
+    global _DETECTOR
+    with _DETECTOR_LOCK:
+        if _DETECTOR is None:
+            import dlib
+
+            _DETECTOR = dlib.get_frontal_face_detector()
+        return _DETECTOR
+
+
+def find_faces(grey: np.ndarray, scale: float = 1.0, upsample: int = UPSAMPLE) -> tuple[Box, ...]:
+    """Faces in a grey ``uint8`` frame, boxes multiplied by ``scale`` (to source pixels), the most
+    confident first."""
+    det = _detector()
+    rects, scores, _ = det.run(np.ascontiguousarray(grey), upsample, MIN_SCORE)
+    boxes = [Box(r.left() * scale, r.top() * scale, r.right() * scale, r.bottom() * scale, float(s))
+             for r, s in zip(rects, scores)]
+    boxes.sort(key=lambda b: -b.score)
+    return tuple(boxes)
+
+
+def _tiny(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    return cv2.resize(frame, (CUT_WIDTH, max(2, round(CUT_WIDTH * h / w))), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _refine_cut(path: str, a: float, b: float, fps: float) -> float:
+    """The time of the first frame of the new shot between samples ``a`` and ``b``: the largest
+    difference between consecutive frames there, read at the clip's own rate."""
+    a = math.floor(a * fps + 1e-6) / fps  # on the frame grid, so that times name frames
+    frames = [(round(t * fps) / fps, _tiny(f))
+              for t, f in media.iter_frames(path, fps=fps, width=CUT_WIDTH, skip_bidir=False,
+                                            start=a, duration=b - a + 1.5 / fps)]
+    best, at = -1.0, b
+    for (_, f0), (t1, f1) in zip(frames, frames[1:]):
+        d = float(np.mean(np.abs(f1 - f0)))
+        if d > best:
+            best, at = d, t1
+    return at
+
+
+def find_cuts(diffs: Sequence[float]) -> list[int]:
+    """Indexes ``i`` of the jumps ``diffs[i]`` (difference between sample ``i`` and ``i + 1``) that
+    are cuts: above :data:`CUT_DIFF` and :data:`CUT_RATIO` times the median difference around."""
+    out = []
+    d = np.asarray(diffs, dtype=float)
+    for i, v in enumerate(d):
+        around = np.concatenate([d[max(0, i - 6):i], d[i + 1:i + 7]])
+        usual = float(np.median(around)) if around.size else 0.0
+        if v >= CUT_DIFF and v >= CUT_RATIO * max(usual, 1.0):
+            out.append(i)
+    return out
+
+
+def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: bool = True) -> Scan:
+    """Sample ``path`` (a short clip) at ``fps``: faces in each sample and the cuts between shots.
+
+    ``faces=False`` finds only the cuts (for a clip that is only fitted, never tracked).
+    """
+    import time
+
+    began = time.perf_counter()
+    info = media.probe(path)
+    if not info.has_video:
+        from ace.errors import NoStreamError
+
+        raise NoStreamError(f"no video stream in {path}")
+    src_w, src_h = info.width, info.height
+    w = min(width, src_w) if src_w else width
+    w -= w % 2
+    out = Scan(width=src_w, height=src_h, fps=info.fps or 30.0, duration=info.duration)
+    tiny: list[np.ndarray] = []
+    for t, frame in media.iter_frames(path, fps=fps, width=w):
+        scale = src_w / frame.shape[1] if src_w else 1.0
+        out.samples.append(Sample(t, find_faces(frame, scale) if faces else ()))
+        tiny.append(_tiny(frame))
+    if not src_w and tiny:
+        out.width, out.height = w, round(w * tiny[0].shape[0] / tiny[0].shape[1])
+    diffs = [float(np.mean(np.abs(b - a))) for a, b in zip(tiny, tiny[1:])]
+    for i in find_cuts(diffs):
+        a, b = out.samples[i].t, out.samples[i + 1].t
+        try:
+            out.cuts.append(round(_refine_cut(path, a, b, out.fps), 6))
+        except Exception as e:  # a clip that breaks off: the sample after the jump will do
+            log.info("could not read the cut between %.2f and %.2f s of %s: %s", a, b, path, e)
+            out.cuts.append(b)
+    out.seconds = time.perf_counter() - began
+    log.debug("scanned %s: %d samples, %d with faces, cuts %s in %.2fs", path, len(out.samples),
+              sum(1 for s in out.samples if s.boxes), out.cuts, out.seconds)
+    return out
