@@ -176,6 +176,17 @@ def run_bench(
                 row["first_frame_offset"] = first
                 row["last_frame_offset"] = last
             cuts[mode] = row
+        # the same 30 s as a publish-ready short: 9:16 following the subject, then with burned captions
+        from ace.clipper import render_clip
+        from ace.types import ClipPlan
+
+        for key, burn in (("vertical", False), ("vertical+captions", True)):
+            clip, secs, _ = _timed(render_clip, input_path, ClipPlan("bench", start, end, "exact"), Path(tmp) / key,
+                                   sentences, fmt="vertical", burn_captions=burn)
+            out = media.probe(clip.path)
+            cuts[key] = {"seconds": round(secs, 3), "start": round(clip.start, 3), "end": round(clip.end, 3),
+                         "planned": [round(start, 3), round(end, 3)], "size": f"{out.width}x{out.height}",
+                         "over_exact": round(secs / max(cuts["exact"]["seconds"], 1e-9), 2)}
         report["cuts"] = cuts
     report["targets"] = {
         "pipeline_realtime>=20": report["pipeline"]["realtime"] >= 20,
@@ -203,6 +214,8 @@ def print_report(r: dict, console) -> None:
         note = f"planned {c['planned'][0]:.2f}–{c['planned'][1]:.2f}, got {c['start']:.2f}–{c['end']:.2f}"
         if "first_frame_offset" in c:
             note += f"; edges off by {c['first_frame_offset']} / {c['last_frame_offset']} frames"
+        if "size" in c:
+            note += f"; {c['size']}, {c['over_exact']:.1f}× the exact cut's time"
         t.add_row(f"30 s clip, {mode}", f"{c['seconds']:.2f}", "", "", note)
     t.print(console)
     for k, ok in r["targets"].items():

@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="measure quality on real recordings with ground truth, next to reference tools")
     e.add_argument("--data", help="folder of recordings with ground truth (default: ACE_EVAL_DATA or ../shared/data)")
     e.add_argument("--models", help="speech models to measure, comma-separated (default: every installed bundled model)")
-    e.add_argument("--parts", help="comma-separated subset of speech,captions,scenes,boundaries,chat,products (default: all)")
+    e.add_argument("--parts", help="comma-separated subset of speech,captions,scenes,boundaries,chat,products,reframe (default: all)")
     e.add_argument("--sample", help="sample show for the clip-boundary check (default: the demo's sample show, made once)")
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     e.add_argument("--check", action="store_true", help="exit 1 when a quality floor is broken (for CI)")

@@ -21,7 +21,7 @@ from ace.errors import InputError
 
 log = logging.getLogger("ace.evaluation.suite")
 
-PARTS = ("speech", "captions", "scenes", "boundaries", "chat", "products")
+PARTS = ("speech", "captions", "scenes", "boundaries", "chat", "products", "reframe")
 
 
 def _get(report: dict, path: str) -> Any:
@@ -56,6 +56,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("products/summary/max_end_error_med_s", "<=", 5.0, "product segment end error, median seconds"),
     ("products/summary/ad_words_recall", ">=", 1.0, "planted ad-wording phrases flagged"),
     ("products/summary/min_ad_words_precision", ">=", 0.9, "... flags that were planted"),
+    ("reframe/summary/min_inside", ">=", 0.95, "vertical crop keeps the subject's box inside, each video"),
+    ("reframe/summary/test_jitter_still_px", "<=", 2.0, "crop jitter on a still subject, pixels per frame"),
+    ("reframe/summary/max_vertical_over_exact", "<=", 2.0, "vertical clip time over a plain exact cut (CPU)"),
 ]
 
 FLOORS: list[tuple[str, str, float, str]] = [
@@ -77,6 +80,9 @@ FLOORS: list[tuple[str, str, float, str]] = [
     ("products/summary/recall", ">=", 0.75, "product segments found on the sample shows (target 0.9 each)"),
     ("products/summary/precision", ">=", 0.75, "product segments right on the sample shows (target 0.9 each)"),
     ("products/summary/ad_words_recall", ">=", 0.75, "planted ad-wording phrases flagged (target 1.0)"),
+    ("reframe/summary/test_inside", ">=", 0.9, "test video: subject inside the vertical crop (target 0.95)"),
+    ("reframe/summary/test_jitter_still_px", "<=", 2.0, "test video: crop jitter on a still subject, px"),
+    ("reframe/summary/test_two_subject_fitted", ">=", 0.9, "test video: two far-apart subjects shown fitted"),
 ]
 
 
@@ -170,6 +176,12 @@ def _run_part(part: str, data: Path, models, sample_show, settings, out_dir) -> 
 
         s = settings or get_settings()
         return evaluate_products(s, Path(out_dir) if out_dir else Path(s.data_dir) / "eval", eval_data=data)
+    if part == "reframe":
+        from ace.config import get_settings
+        from ace.evaluation.reframe import evaluate_reframe
+
+        s = settings or get_settings()
+        return evaluate_reframe(data, Path(out_dir) if out_dir else Path(s.data_dir) / "eval")
     from ace.evaluation.boundaries import evaluate_boundaries
 
     return evaluate_boundaries(data, sample_show=Path(sample_show) if sample_show else None, settings=settings,
@@ -288,6 +300,20 @@ def tables(report: dict) -> list:
             t.add_row(sh["lang"], sh["model"], _f(g["planted"]), _f(g["found"]), _f(g["recall"]), _f(g["precision"]),
                       _f(g["start_error_med_s"], 1), _f(g["end_error_med_s"], 1), _f(a["planted"]), _f(a["flagged"]),
                       _f(a["recall"]), _f(a["precision"]), _f(sh["realtime"], 1))
+        out.append(t)
+    rf = report.get("reframe")
+    if rf:
+        t = Table(title="vertical reframing: subject inside the crop, jitter, time over a plain exact cut")
+        for col in ("video", "subject", "frames", "inside", "jitter px", "still jitter px", "fitted", "cuts",
+                    "exact s", "vertical s", "+captions s", "vertical / exact"):
+            t.add_column(col)
+        if "error" in rf:
+            t.add_row("error", rf["error"], *["-"] * 10)
+        for v in rf.get("videos", []):
+            vv, tm = v["vertical"], v.get("timing") or {}
+            t.add_row(v["video"], v["subject"], _f(vv["frames"]), _f(vv["inside"]), _f(vv["jitter_px"], 2),
+                      _f(vv["jitter_still_px"], 2), _f(vv["fitted_share"], 2), _f(len(v["cuts"])), _f(tm.get("exact_s"), 2),
+                      _f(tm.get("vertical_s"), 2), _f(tm.get("vertical_captions_s"), 2), _f(tm.get("vertical_over_exact"), 2))
         out.append(t)
     for key, title in (("targets", "targets"), ("floors", "floors (CI)")):
         t = Table(title=title)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +35,8 @@ DETECT_WIDTH = 480
 UPSAMPLE = 1
 #: Detector scores below this are ignored (dlib's scores: 0 is its decision boundary).
 MIN_SCORE = 0.0
+#: Threads searching frames for faces at once (at most one per core).
+DETECT_THREADS = 4
 #: Width of the tiny frames compared to find cuts.
 CUT_WIDTH = 64
 #: Mean absolute difference (0-255) of two tiny frames taken as a cut, and the ratio to the
@@ -81,19 +85,18 @@ class Scan:
     seconds: float = 0.0
 
 
-_DETECTOR = None
-_DETECTOR_LOCK = threading.Lock()
+_LOCAL = threading.local()
 
 
 def _detector():
-    """dlib's frontal face detector, built once per process (dlib is imported only here)."""
-    global _DETECTOR
-    with _DETECTOR_LOCK:
-        if _DETECTOR is None:
-            import dlib
+    """dlib's frontal face detector, one per thread (an instance is not safe to share while it
+    runs; dlib is imported only here)."""
+    det = getattr(_LOCAL, "detector", None)
+    if det is None:
+        import dlib
 
-            _DETECTOR = dlib.get_frontal_face_detector()
-        return _DETECTOR
+        det = _LOCAL.detector = dlib.get_frontal_face_detector()
+    return det
 
 
 def find_faces(grey: np.ndarray, scale: float = 1.0, upsample: int = UPSAMPLE) -> tuple[Box, ...]:
@@ -160,10 +163,17 @@ def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: b
     w -= w % 2
     out = Scan(width=src_w, height=src_h, fps=info.fps or 30.0, duration=info.duration)
     tiny: list[np.ndarray] = []
-    for t, frame in media.iter_frames(path, fps=fps, width=w):
-        scale = src_w / frame.shape[1] if src_w else 1.0
-        out.samples.append(Sample(t, find_faces(frame, scale) if faces else ()))
-        tiny.append(_tiny(frame))
+    pending = []
+    # dlib lets go of the GIL while it searches, so frames are searched on every core while
+    # ffmpeg decodes the next ones
+    with ThreadPoolExecutor(max(1, min(DETECT_THREADS, os.cpu_count() or 1)), thread_name_prefix="ace-faces") as pool:
+        # every frame decoded: skipping B-frames would pick a frame up to a few earlier, and not
+        # always the same one from run to run
+        for t, frame in media.iter_frames(path, fps=fps, width=w, skip_bidir=False):
+            scale = src_w / frame.shape[1] if src_w else 1.0
+            pending.append((t, pool.submit(find_faces, frame, scale) if faces else None))
+            tiny.append(_tiny(frame))
+        out.samples = [Sample(t, fut.result() if fut is not None else ()) for t, fut in pending]
     if not src_w and tiny:
         out.width, out.height = w, round(w * tiny[0].shape[0] / tiny[0].shape[1])
     diffs = [float(np.mean(np.abs(b - a))) for a, b in zip(tiny, tiny[1:])]

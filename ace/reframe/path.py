@@ -44,6 +44,14 @@ SETTLE = 0.03
 #: samples with faces than :data:`SPLIT_SHARE` have subjects too far apart for one window.
 MIN_FACE_SHARE = 0.3
 SPLIT_SHARE = 0.4
+#: Seconds either side of a frame whose faces still count in it (see :func:`_remembered`).
+MEMORY_S = 1.0
+#: Largest ratio of widths of two boxes taken for the same face.
+SIZE_RATIO = 1.35
+#: Other samples within MEMORY_S that must show a face too for it to count.
+MIN_SUPPORT = 2
+#: How fast (face widths per second) a face may move and still be taken for the same face.
+FACE_SPEED = 1.5
 #: Faces narrower than this share of the widest one in the frame are background faces.
 MINOR_FACE = 0.45
 #: Subjects fit together when their span is at most this share of the window's width.
@@ -95,7 +103,8 @@ class CropPlan:
 
 
 def _subject(boxes: Sequence[Box], crop_w: float) -> tuple[Box | None, bool]:
-    """The box to follow in one frame and whether its subjects are too far apart for one window."""
+    """The box to follow in one frame and whether its subjects are too far apart for one window
+    (then the surest face is followed while the shot is being judged)."""
     if not boxes:
         return None, False
     widest = max(b.width for b in boxes)
@@ -103,7 +112,47 @@ def _subject(boxes: Sequence[Box], crop_w: float) -> tuple[Box | None, bool]:
     x0, x1 = min(b.x0 for b in main), max(b.x1 for b in main)
     if x1 - x0 <= GROUP_SPAN * crop_w:
         return Box(x0, min(b.y0 for b in main), x1, max(b.y1 for b in main)), False
-    return max(main, key=lambda b: b.width), True
+    return max(main, key=lambda b: b.score), True
+
+
+def _same_face(a: Box, ta: float, b: Box, tb: float) -> bool:
+    """Whether ``a`` seen at ``ta`` and ``b`` seen at ``tb`` may be the same face: no further apart
+    than a face moves in the time between (:data:`FACE_SPEED`), and of about the same size."""
+    big, small = max(a.width, b.width), max(min(a.width, b.width), 1e-6)
+    return big / small <= SIZE_RATIO and abs(a.cx - b.cx) <= max(0.5, FACE_SPEED * abs(ta - tb)) * big
+
+
+def _supported(samples: Sequence[Sample]) -> list[Sample]:
+    """``samples`` without the faces not seen again in :data:`MIN_SUPPORT` other samples within
+    :data:`MEMORY_S` (a face is found again in the next samples; a false detection on the
+    background mostly is not)."""
+    out = []
+    if not samples:
+        return out
+    first, last = samples[0].t, samples[-1].t
+    for s in samples:
+        near = [o for o in samples if o is not s and abs(o.t - s.t) <= MEMORY_S]
+        # near the shot's edges half the window is missing: one sighting more is enough there
+        need = MIN_SUPPORT if first + MEMORY_S <= s.t <= last - MEMORY_S else 1
+        keep = tuple(b for b in s.boxes
+                     if sum(any(_same_face(b, s.t, ob, o.t) for ob in o.boxes) for o in near) >= need)
+        out.append(Sample(s.t, keep))
+    return out
+
+
+def _remembered(samples: Sequence[Sample], k: int) -> list[Box]:
+    """The faces of sample ``k`` with those seen within :data:`MEMORY_S` of it in the same shot
+    (nearest in time first) that are not the same face: people who talk in turn, or turn away,
+    are found one at a time but stay in the picture."""
+    t = samples[k].t
+    near = sorted((s for s in samples if abs(s.t - t) <= MEMORY_S), key=lambda s: abs(s.t - t))
+    kept: list[tuple[float, Box]] = [(t, b) for b in samples[k].boxes]
+    for s in near:
+        for box in s.boxes:
+            # the same face if it is no further than a face may move in the time between
+            if not any(_same_face(box, s.t, o, to) for to, o in kept):
+                kept.append((s.t, box))
+    return [b for _, b in kept]
 
 
 def _follow(times: np.ndarray, centre: np.ndarray, lo: np.ndarray, hi: np.ndarray, fps: float,
@@ -163,8 +212,8 @@ def plan_crop(scan: Scan, fmt: str) -> CropPlan:
         i0, i1 = int(round(a * fps)), min(n_frames, int(round(b * fps)))
         if i1 <= i0:
             continue
-        samples = [s for s in scan.samples if a <= s.t < b]
-        picked = [(s.t, *_subject(s.boxes, crop_w)) for s in samples]
+        samples = _supported([s for s in scan.samples if a <= s.t < b])
+        picked = [(s.t, *_subject(_remembered(samples, k), crop_w)) for k, s in enumerate(samples)]
         found = [(t, box) for t, box, _ in picked if box is not None]
         split = sum(1 for _, box, far in picked if box is not None and far)
         mode = "track"
