@@ -125,3 +125,16 @@ class Settings(BaseSettings):
 def get_settings(**overrides) -> Settings:
     """Settings from the environment, with keyword overrides (``None`` values are ignored)."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def clip_settings(settings: Settings, clip_format: str | None = None, burn_captions: bool | None = None) -> Settings:
+    """``settings`` with a stream's or job's own clip shape and captions (unset ones keep the
+    settings' values); ValueError for an unknown shape."""
+    from ace.reframe import check_format
+
+    update: dict = {}
+    if clip_format:
+        update["clip_format"] = check_format(str(clip_format).strip().lower())
+    if burn_captions is not None:
+        update["burn_captions"] = bool(burn_captions)
+    return settings.model_copy(update=update) if update else settings

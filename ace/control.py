@@ -19,10 +19,13 @@ from ace.netguard import CheckedURL
 class StreamControl(Protocol):
     async def submit(self, tenant: str, url: CheckedURL, *, name: str = "", events: CheckedURL | None = None,
                      products: list[dict | str] | None = None, category: str = "other", budget: float | None = None,
-                     max_live: int | None = None) -> str:
+                     max_live: int | None = None, clip_format: str | None = None,
+                     burn_captions: bool | None = None) -> str:
         """Start following a checked URL; returns the stream id once the stream is recorded.
         ``products`` is the stream's product list, checked (``ace.products.catalog.product_to_dict``
-        dicts; a plain string is a product's name)."""
+        dicts; a plain string is a product's name). ``clip_format`` (``source``, ``vertical``,
+        ``square``) and ``burn_captions`` are the stream's own clip shape and captions; the back office
+        passes them only when the request sets them."""
         ...
 
     async def status(self, tenant: str, stream_id: str | None = None) -> Any:
@@ -44,8 +47,10 @@ class StreamControl(Protocol):
         """The stream's ramp level and recent decisions."""
         ...
 
-    async def submit_job(self, tenant: str, items: list[dict], name: str = "") -> dict:
-        """Reprocess recorded shows (``{"path": checked absolute path}`` or ``{"url": checked URL}`` each)."""
+    async def submit_job(self, tenant: str, items: list[dict], name: str = "", clip_format: str | None = None,
+                         burn_captions: bool | None = None) -> dict:
+        """Reprocess recorded shows (``{"path": checked absolute path}`` or ``{"url": checked URL}`` each);
+        ``clip_format`` and ``burn_captions`` as for :meth:`submit`."""
         ...
 
     async def jobs(self, tenant: str) -> list[dict]:

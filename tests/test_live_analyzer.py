@@ -28,7 +28,7 @@ from ace.live.analyzer import (
     speech_reach,
 )
 from ace.signals.interaction import InteractionOptions
-from ace.types import Moment, Segment, Signal
+from ace.types import Moment, Segment, Sentence, Signal, Word
 
 
 def sig(source, t0, t1, score=1.0):
@@ -710,3 +710,23 @@ def test_live_cuts_each_product_pitch_once_its_end_is_certain(live_run, short_sh
         assert t >= g.end  # never before the pitch is over
         assert clip is not None and Path(clip.path).name == f"{g.product}-{g.n}.mp4" and Path(clip.path).is_file()
         assert abs(clip.start - g.start) < 0.5 and abs(clip.end - g.end) < 0.5
+
+
+def test_a_stream_asking_for_vertical_clips_gets_them_with_captions(segments, tmp_path):
+    """A stream's own clip shape (``StreamSpec.clip_format``, through ``clip_settings``) reaches the
+    live cut: a 9:16 picture from the 16:9 stream, captions burned in, the sidecar kept."""
+    from ace.config import clip_settings
+
+    s = clip_settings(Settings(), "vertical", True)
+    assert (s.clip_format, s.burn_captions) == ("vertical", True)
+    assert clip_settings(s, None, None) is s
+    with pytest.raises(ValueError, match="clip format"):
+        clip_settings(s, "wide", None)
+    an = LiveAnalyzer("sample", s, None, tmp_path / "clips", segments_for=lambda t0, t1: segments)
+    words = [Word(22.0 + 0.4 * i, 22.3 + 0.4 * i, w) for i, w in enumerate("link is up now".split())]
+    clip = an._cut(Moment("sample", 20.0, 30.0, 0.9, 25.0), [Sentence(22.0, 23.6, "link is up now", words=words)])
+    info = media.probe(clip.path)
+    assert (clip.format, clip.burned) == ("vertical", True)
+    assert info.height == 360 and info.width == 202 and info.duration == pytest.approx(10.0, abs=0.05)
+    assert "link is up now" in Path(clip.srt_path).read_text()
+    an.close()

@@ -66,9 +66,11 @@ class RayStreamControl:
 
     async def submit(self, tenant: str, url: CheckedURL, *, name: str = "", events: CheckedURL | None = None,
                      products: list[dict | str] | None = None, category: str = "other", budget: float | None = None,
-                     max_live: int | None = None) -> str:
+                     max_live: int | None = None, clip_format: str | None = None,
+                     burn_captions: bool | None = None) -> str:
         return await self._call("submit", url, name=name, tenant=tenant, events=events, products=products or [],
-                                category=category, budget=budget, max_live=max_live)
+                                category=category, budget=budget, max_live=max_live, clip_format=clip_format,
+                                burn_captions=burn_captions)
 
     async def status(self, tenant: str, stream_id: str | None = None) -> Any:
         return await self._call("status", stream_id, tenant=tenant)
@@ -79,8 +81,10 @@ class RayStreamControl:
     async def ramp(self, tenant: str, stream_id: str, limit: int = 100) -> dict:
         return await self._call("ramp", stream_id, tenant=tenant, limit=limit)
 
-    async def submit_job(self, tenant: str, items: list[dict], name: str = "") -> dict:
-        return await self._call("submit_job", items, tenant=tenant, name=name)
+    async def submit_job(self, tenant: str, items: list[dict], name: str = "", clip_format: str | None = None,
+                         burn_captions: bool | None = None) -> dict:
+        return await self._call("submit_job", items, tenant=tenant, name=name, clip_format=clip_format,
+                                burn_captions=burn_captions)
 
     async def jobs(self, tenant: str) -> list[dict]:
         return await self._call("jobs", tenant=tenant)

@@ -29,7 +29,7 @@ from typing import Any
 
 import ray
 
-from ace.config import Settings
+from ace.config import Settings, clip_settings
 from ace.controlplane import LEASE_S, ControlPlane
 from ace.errors import InputError, NotFound, Refused, StreamFinished, TooManyStreams
 from ace.netguard import CheckedURL
@@ -285,7 +285,7 @@ class LiveController:
     def submit(self, url: str | CheckedURL, name: str = "", tenant: str = "default",
                events: str | CheckedURL | None = None, products: Sequence[dict | str] = (), stream_id: str | None = None,
                ingest_options: dict | None = None, category: str = "other", budget: float | None = None,
-               max_live: int | None = None) -> str:
+               max_live: int | None = None, clip_format: str | None = None, burn_captions: bool | None = None) -> str:
         """Start following ``url``; returns the stream id once the stream is in the store. A URL the
         back office checked comes as a :class:`~ace.netguard.CheckedURL` and is not checked again; a
         plain string (``ace live``: a URL or the operator's own local file) is checked here.
@@ -294,7 +294,8 @@ class LiveController:
         list (``ace.products.catalog`` objects as dicts, or names); it is checked here and handed on as
         dicts (a bad one is :class:`~ace.errors.Refused`, naming the item and field). With ``max_live``, a tenant already
         running that many streams gets :class:`~ace.errors.TooManyStreams` (checked and recorded
-        under one lock, so a burst cannot overshoot)."""
+        under one lock, so a burst cannot overshoot). ``clip_format`` and ``burn_captions`` give the
+        stream's clips their own shape and captions (None: the cluster's settings)."""
         from ace.netguard import check_url
         from ace.policy.state import CATEGORIES
 
@@ -320,8 +321,16 @@ class LiveController:
             raise Refused(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
         if budget is not None and not (float(budget) >= 0):
             raise Refused(f"budget must be a number >= 0, got {budget!r}")
+        if clip_format:
+            from ace.reframe import check_format
+
+            try:
+                clip_format = check_format(str(clip_format).strip().lower())
+            except ValueError as e:
+                raise Refused(str(e)) from None
         spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
-                          budget=None if budget is None else float(budget))
+                          budget=None if budget is None else float(budget), clip_format=clip_format or "",
+                          burn_captions=None if burn_captions is None else bool(burn_captions))
         with self._submit_lock:
             if max_live is not None:
                 live = self._live_count(tenant)
@@ -521,12 +530,24 @@ class LiveController:
 
     # -- batch jobs (the back office's reprocessing of recorded shows) ---------------------------
 
-    def submit_job(self, items: list[dict], tenant: str = "default", name: str = "") -> dict:
+    def submit_job(self, items: list[dict], tenant: str = "default", name: str = "",
+                   clip_format: str | None = None, burn_captions: bool | None = None) -> dict:
         """Reprocess recorded shows: ``items`` are ``{"path": checked absolute path}`` or
         ``{"url": checked http(s) URL}`` (the caller has checked them). The job and its items are
-        stored first; then one Ray task per item, each the tenant's show ``<job id>-<n>``."""
+        stored first; then one Ray task per item, each the tenant's show ``<job id>-<n>``.
+        ``clip_format`` and ``burn_captions`` give the job's clips their own shape and captions
+        (kept with each item, so a resumed item keeps them)."""
         if not items:
             raise Refused("a job needs at least one item")
+        if clip_format:
+            from ace.reframe import check_format
+
+            try:
+                clip_format = check_format(str(clip_format).strip().lower())
+            except ValueError as e:
+                raise Refused(str(e)) from None
+        extra = {k: v for k, v in (("format", clip_format), ("burn_captions", burn_captions)) if v not in (None, "")}
+        items = [dict(it) | extra for it in items]
         jid = new_stream_id(name or "job")
         keys = [f"{jid}-{i}" for i in range(len(items))]
         self.cp.add_job(jid, tenant, name or jid, list(zip(keys, items)))
@@ -545,7 +566,8 @@ class LiveController:
         refs = {}
         for idx, key, item in todo:
             self.cp.set_item(jid, idx, "running", attempt=True)
-            refs[idx] = task.remote(item, key, str(out_root), s, board, tenant, key)
+            item_settings = clip_settings(s, item.get("format"), item.get("burn_captions"))
+            refs[idx] = task.remote(item, key, str(out_root), item_settings, board, tenant, key)
         with self._lock:
             self._jobs[jid] = {"id": jid, "tenant": tenant, "keys": {i: k for i, k, _ in todo}, "refs": refs,
                                "board": board}

@@ -35,7 +35,7 @@ from typing import Any
 
 import ray
 
-from ace.config import Settings
+from ace.config import Settings, clip_settings
 from ace.events import iter_jsonl_lines
 from ace.live.ingest import FINAL_STATUSES, Ingest, IngestOptions, redact, source_kind
 from ace.live.journal import EventJournal
@@ -100,6 +100,10 @@ class StreamSpec:
     category: str = "other"
     #: promoted impressions the room may receive in total; None for no budget of its own
     budget: float | None = None
+    #: the clips' shape (``source``, ``vertical``, ``square``) and burned captions; empty / None:
+    #: the cluster's settings
+    clip_format: str = ""
+    burn_captions: bool | None = None
 
 
 class EventTail:
@@ -216,6 +220,7 @@ class StreamWorker:
         self.products = parse_products(list(self.spec.products or []), "products")  # InputError naming item and field
         source_kind(self.spec.url)  # InputError for a refused URL, before anything starts
         s = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
+        s = clip_settings(s, self.spec.clip_format, self.spec.burn_captions)
         self.settings = s
         # this node's own folder (ACE_LOCAL_DIR on each node of a cluster whose data folder is shared)
         self.folder = Path(s.work_dir).absolute() / "live" / self.spec.stream_id

@@ -28,7 +28,7 @@ from ace import media
 log = logging.getLogger("ace.reframe")
 
 #: Frames per second searched for faces.
-DETECT_FPS = 4.0
+DETECT_FPS = 3.0
 #: Width (pixels) of the frames searched for faces.
 DETECT_WIDTH = 480
 #: Upsampling steps of the face detector (1 finds faces down to ~40 px at DETECT_WIDTH).
