@@ -167,8 +167,8 @@ def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: b
     # dlib lets go of the GIL while it searches, so frames are searched on every core while
     # ffmpeg decodes the next ones
     with ThreadPoolExecutor(max(1, min(DETECT_THREADS, os.cpu_count() or 1)), thread_name_prefix="ace-faces") as pool:
-        # every frame decoded: skipping B-frames would pick a frame up to a few earlier, and not
-        # always the same one from run to run
+        # every frame decoded: with B-frames skipped a sample may show a frame a few before its
+        # time, and on real footage (friday.mp4) that loses faces the camera should keep
         for t, frame in media.iter_frames(path, fps=fps, width=w, skip_bidir=False):
             scale = src_w / frame.shape[1] if src_w else 1.0
             pending.append((t, pool.submit(find_faces, frame, scale) if faces else None))

@@ -27,8 +27,8 @@ from ace.reframe.path import CropPlan
 
 log = logging.getLogger("ace.reframe")
 
-#: x264 settings of reframed clips (every frame is re-encoded).
-PRESET = "veryfast"
+#: x264 settings of reframed clips (every frame is re-encoded; the preset of exact cuts' edges).
+PRESET = media.EXACT_PRESET
 CRF = 20
 #: Blur of the fitted shots' background: drawn at 1/BLUR_SCALE of the output's size.
 BLUR_SCALE = 4
