@@ -240,8 +240,11 @@ def cmd_live(args: argparse.Namespace) -> int:
             events = str(Path(events).absolute())
         products = lists[0] if len(lists) == 1 else lists[i] if i < len(lists) else []
         try:
+            # the stream keeps its own clip shape even on a cluster started with other settings
             sid = ray.get(controller.submit.remote(url, name=args.name or "", events=events, products=products,
-                                                   category=args.category, budget=args.budget))
+                                                   category=args.category, budget=args.budget,
+                                                   clip_format=getattr(args, "clip_format", None),
+                                                   burn_captions=getattr(args, "burn_captions", None)))
         except ray.exceptions.RayTaskError as e:
             err.print(f"[red]refused[/] {escape(url)}: {escape(str(e.cause if hasattr(e, 'cause') else e))}", soft_wrap=True)
             continue
