@@ -14,12 +14,14 @@ Three videos:
 For each: the share of frames whose subject box lies wholly inside the crop (a shot shown fitted
 counts as inside: the whole frame is visible), the crop's jitter (mean absolute movement from frame
 to frame, pixels; on the test video over its still spans), and the time of ``render_clip`` in
-vertical format (+ burned captions) against the same clip cut plainly, measured side by side.
+vertical format (+ burned captions) against the same clip cut plainly (an exact cut copies the
+whole GOPs inside it) and against a plain re-encode of every frame, measured side by side.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ TRUTH_FPS = 10.0
 def _timed_cuts(path: str, out: Path, start: float, end: float, repeats: int = 2) -> dict[str, Any]:
     """Seconds for a plain exact cut, a vertical one and a vertical one with burned captions of
     ``[start, end]``, interleaved and repeated (the minimum of each is kept)."""
+    from ace import media
     from ace.clipper import render_clip
     from ace.types import ClipPlan, Sentence, Word
 
@@ -45,14 +48,21 @@ def _timed_cuts(path: str, out: Path, start: float, end: float, repeats: int = 2
              for i, w in enumerate("here is the deal of the day only for the next ten minutes".split())]
     sentences = [Sentence(words[0].start, words[-1].end, " ".join(w.text for w in words), words=words)]
     plan = ClipPlan("timing", start, end, "exact")
-    best = {"exact": float("inf"), "vertical": float("inf"), "vertical_captions": float("inf")}
+    best = {"exact": float("inf"), "reencode": float("inf"), "vertical": float("inf"), "vertical_captions": float("inf")}
     for _ in range(repeats):
-        for key, fmt, burn in (("exact", "source", False), ("vertical", "vertical", False),
+        for key, fmt, burn in (("exact", "source", False), ("reencode", None, False), ("vertical", "vertical", False),
                                ("vertical_captions", "vertical", True)):
             t0 = time.perf_counter()
-            render_clip(path, plan, out, sentences, fmt=fmt, burn_captions=burn, name=key)
+            if fmt is None:  # every frame re-encoded, nothing else: what any change of the picture costs
+                subprocess.run([media.ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-ss", f"{start:.6f}", "-i", path,
+                                "-t", f"{end - start:.6f}", "-c:v", "libx264", "-preset", media.EXACT_PRESET, "-crf", "20",
+                                "-c:a", "aac", str(out / "reencode.mp4")], check=True, capture_output=True)
+            else:
+                render_clip(path, plan, out, sentences, fmt=fmt, burn_captions=burn, name=key)
             best[key] = min(best[key], time.perf_counter() - t0)
-    return {"clip_s": round(end - start, 2), "exact_s": round(best["exact"], 3), "vertical_s": round(best["vertical"], 3),
+    return {"clip_s": round(end - start, 2), "exact_s": round(best["exact"], 3), "reencode_s": round(best["reencode"], 3),
+            "vertical_over_reencode": round(best["vertical"] / best["reencode"], 2),
+            "vertical_s": round(best["vertical"], 3),
             "vertical_captions_s": round(best["vertical_captions"], 3),
             "vertical_over_exact": round(best["vertical"] / best["exact"], 2),
             "vertical_captions_over_exact": round(best["vertical_captions"] / best["exact"], 2)}
@@ -157,6 +167,8 @@ def evaluate_reframe(eval_data: Path | None, work_dir: Path, progress: Callable[
         "max_vertical_over_exact": max(ratios) if ratios else None,
         "median_vertical_over_exact": round(statistics.median(ratios), 2) if ratios else None,
         "max_vertical_captions_over_exact": max(ratios_c) if ratios_c else None,
+        "max_vertical_over_reencode": max((v["timing"]["vertical_over_reencode"] for v in videos if "timing" in v),
+                                          default=None),
     }
     out: dict[str, Any] = {"videos": videos, "summary": summary}
     if skipped:

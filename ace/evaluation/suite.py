@@ -305,14 +305,14 @@ def tables(report: dict) -> list:
     if rf:
         t = Table(title="vertical reframing: subject inside the crop, jitter, time over a plain exact cut")
         for col in ("video", "subject", "frames", "inside", "jitter px", "still jitter px", "fitted", "cuts",
-                    "exact s", "vertical s", "+captions s", "vertical / exact"):
+                    "exact s", "re-encode s", "vertical s", "+captions s", "vertical / exact"):
             t.add_column(col)
         if "error" in rf:
-            t.add_row("error", rf["error"], *["-"] * 10)
+            t.add_row("error", rf["error"], *["-"] * 11)
         for v in rf.get("videos", []):
             vv, tm = v["vertical"], v.get("timing") or {}
             t.add_row(v["video"], v["subject"], _f(vv["frames"]), _f(vv["inside"]), _f(vv["jitter_px"], 2),
-                      _f(vv["jitter_still_px"], 2), _f(vv["fitted_share"], 2), _f(len(v["cuts"])), _f(tm.get("exact_s"), 2),
+                      _f(vv["jitter_still_px"], 2), _f(vv["fitted_share"], 2), _f(len(v["cuts"])), _f(tm.get("exact_s"), 2), _f(tm.get("reencode_s"), 2),
                       _f(tm.get("vertical_s"), 2), _f(tm.get("vertical_captions_s"), 2), _f(tm.get("vertical_over_exact"), 2))
         out.append(t)
     for key, title in (("targets", "targets"), ("floors", "floors (CI)")):
