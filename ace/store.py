@@ -28,7 +28,13 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
              start, end, text, segment_id (the product segment it was said in, or NULL), moment_id
              (the moment whose clip it was said in, or NULL), created_at
     tenant_settings  (tenant, key) PK, value (JSON), updated_at: a tenant's own settings, such as
-             its ad-wording list (:meth:`Store.ad_words_for`)
+             its ad-wording list (:meth:`Store.ad_words_for`) and its publish webhook
+    publications  id PK, (clip_id, tenant) unique, show_id, status (pending | sent | failed),
+             attempts, last_error, response_status, remote_id (the receiver's id), target (the
+             webhook's origin and path), created_at, updated_at, sent_at: a clip sent to the tenant's
+             webhook (:meth:`Store.claim_publication`)
+    clip_audience  (clip_id, tenant, kind, user) PK, created_at: the distinct users the platform
+             reported viewing (``view``) or clicking through (``click``) a published clip
 
 ``shows.products`` (JSON, NULL when none was given) keeps the show's product list as
 :func:`ace.products.catalog.product_to_dict` writes it.
@@ -239,6 +245,46 @@ tenant_settings_table = sa.Table(
 
 #: the key of a tenant's ad-wording list in ``tenant_settings``
 AD_WORDS_KEY = "ad_words"
+#: the key of a tenant's publish webhook (``{"url": ..., "secret": ...}``) in ``tenant_settings``
+PUBLISH_KEY = "publish"
+
+#: A publication's life: pending (being delivered) -> sent | failed.
+PUBLICATION_STATUSES: tuple[str, ...] = ("pending", "sent", "failed")
+#: What the platform reports of a published clip's audience.
+AUDIENCE_KINDS: tuple[str, ...] = ("view", "click")
+
+#: clips sent to the tenant's publish webhook, one row per clip and tenant
+publications_table = sa.Table(
+    "publications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("clip_id", sa.String, nullable=False),
+    sa.Column("tenant", sa.String, nullable=False, index=True),
+    sa.Column("show_id", sa.String, nullable=False, server_default="", index=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("remote_id", sa.String(200), nullable=True),
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("clip_id", "tenant", name="uq_publications_clip_tenant"),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_publications_status"),
+)
+
+#: the distinct users who viewed or clicked a published clip, as the platform reported them
+clip_audience_table = sa.Table(
+    "clip_audience",
+    metadata,
+    sa.Column("clip_id", sa.String, primary_key=True),
+    sa.Column("tenant", sa.String, primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("user", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('view', 'click')", name="ck_clip_audience_kind"),
+)
 
 #: what an API token looks like: ``ace_`` + 8 hex (its id) + ``_`` + 43 url-safe characters
 TOKEN_PREFIX = "ace_"
@@ -547,7 +593,8 @@ class Store:
 
     @_converted("deleting the show")
     def delete_show(self, show_id: str, tenant: str | None = None) -> bool:
-        """Delete a show with its moments, clips, ramp decisions, product segments and ad-wording hits; False when there was none (for ``tenant``)."""
+        """Delete a show with its moments, clips, ramp decisions, product segments, ad-wording hits and
+        publications; False when there was none (for ``tenant``)."""
         with self._write() as conn:
             cond = shows_table.c.id == show_id
             if tenant is not None:
@@ -559,6 +606,8 @@ class Store:
             conn.execute(sa.delete(ad_word_hits_table).where(ad_word_hits_table.c.show_id == show_id))
             conn.execute(sa.delete(product_segments_table).where(product_segments_table.c.show_id == show_id))
             ids = sa.select(moments_table.c.id).where(moments_table.c.show_id == show_id)
+            conn.execute(sa.delete(clip_audience_table).where(clip_audience_table.c.clip_id.in_(ids)))
+            conn.execute(sa.delete(publications_table).where(publications_table.c.show_id == show_id))
             conn.execute(sa.delete(reviews_table).where(reviews_table.c.moment_id.in_(ids)))
             conn.execute(sa.delete(moments_table).where(moments_table.c.show_id == show_id))
             conn.execute(sa.delete(shows_table).where(shows_table.c.id == show_id))
@@ -998,6 +1047,137 @@ class Store:
         if isinstance(own, list) and all(isinstance(x, str) for x in own):
             return tuple(own)
         return tuple(DEFAULT_AD_WORDS if default is None else default)
+
+    # ------------------------------------------------------------------ publications
+
+    #: a pending publication not updated for this long (its process died) may be claimed again
+    PUBLICATION_STALE_S = 600.0
+
+    @staticmethod
+    def _publication(conn: Connection, clip_id: str, tenant: str) -> dict[str, Any] | None:
+        p = publications_table.c
+        row = conn.execute(sa.select(publications_table).where((p.clip_id == clip_id) & (p.tenant == tenant))).first()
+        return _row(row) if row is not None else None
+
+    @_converted("publishing the clip")
+    def claim_publication(self, clip_id: str, tenant: str, *, show_id: str = "", target: str = "",
+                          force: bool = False) -> tuple[dict[str, Any] | None, bool]:
+        """The clip's publication for ``tenant``, made when there is none: ``(row, start)``, where
+        ``start`` says the caller should deliver it now. Publishing is idempotent by clip: a clip
+        published before keeps its row and is not delivered again, unless ``force`` and it is not
+        being delivered right now (``pending`` and updated within :attr:`PUBLICATION_STALE_S`);
+        then its row goes back to ``pending`` with no attempts. ``(None, False)`` when the tenant
+        has no such clip. Safe against concurrent calls: only one of them gets ``start``."""
+        from datetime import timedelta
+
+        c, p = clips_table.c, publications_table.c
+        now = _now()
+        with self._write() as conn:
+            owned = conn.execute(sa.select(c.show_id).where((c.moment_id == clip_id) & (c.tenant == tenant))).first()
+            if owned is None:
+                return None, False
+            stmt = (self._insert(publications_table)
+                    .values(clip_id=clip_id, tenant=tenant, show_id=show_id or owned.show_id, status="pending", attempts=0,
+                            last_error="", target=target[:2048], created_at=now, updated_at=now)
+                    .on_conflict_do_nothing(index_elements=[p.clip_id, p.tenant]).returning(p.id))
+            if conn.execute(stmt).first() is not None:  # made now (RETURNING: no row when it was there)
+                return self._publication(conn, clip_id, tenant), True
+            start = False
+            if force:
+                stale = now - timedelta(seconds=self.PUBLICATION_STALE_S)
+                res = conn.execute(
+                    sa.update(publications_table)
+                    .where((p.clip_id == clip_id) & (p.tenant == tenant) & ((p.status != "pending") | (p.updated_at < stale)))
+                    .values(status="pending", attempts=0, last_error="", response_status=None, target=target[:2048],
+                            updated_at=now))
+                start = res.rowcount > 0
+            return self._publication(conn, clip_id, tenant), start
+
+    @_converted("saving the publication")
+    def update_publication(self, clip_id: str, tenant: str, **values: Any) -> dict[str, Any] | None:
+        """Change a publication's ``status``, ``attempts``, ``last_error``, ``response_status`` or
+        ``remote_id`` (``sent_at`` is set when the status becomes ``sent``); None when the tenant has none."""
+        allowed = {"status", "attempts", "last_error", "response_status", "remote_id"}
+        bad = set(values) - allowed
+        if bad:
+            raise ValueError(f"a publication has no field(s) {', '.join(sorted(bad))} to change")
+        if "status" in values and values["status"] not in PUBLICATION_STATUSES:
+            raise ValueError(f"unknown status {values['status']!r}; expected one of: {', '.join(PUBLICATION_STATUSES)}")
+        if "last_error" in values:
+            values["last_error"] = str(values["last_error"] or "")[:2000]
+        now = _now()
+        values["updated_at"] = now
+        if values.get("status") == "sent":
+            values["sent_at"] = now
+        p = publications_table.c
+        with self._write() as conn:
+            res = conn.execute(sa.update(publications_table).where((p.clip_id == clip_id) & (p.tenant == tenant)).values(**values))
+            if not res.rowcount:
+                return None
+            return self._publication(conn, clip_id, tenant)
+
+    @_converted("reading the publication")
+    def get_publication(self, clip_id: str, tenant: str) -> dict[str, Any] | None:
+        """The clip's publication for ``tenant`` with its audience (``viewers``, ``clickers``: the
+        distinct users the platform reported), or None when it was never published (or is another's)."""
+        with self._read() as conn:
+            row = self._publication(conn, clip_id, tenant)
+            if row is None:
+                return None
+            row.update(self._audience(conn, tenant, [clip_id]).get(clip_id, {"viewers": 0, "clickers": 0}))
+        return row
+
+    @_converted("listing publications")
+    def list_publications(self, tenant: str, show_id: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's publications, newest first (one show's with ``show_id``), each with its audience."""
+        p = publications_table.c
+        q = sa.select(publications_table).where(p.tenant == tenant).order_by(p.created_at.desc(), p.id.desc())
+        if show_id is not None:
+            q = q.where(p.show_id == show_id)
+        with self._read() as conn:
+            rows = [_row(r) for r in conn.execute(q)]
+            counts = self._audience(conn, tenant, [r["clip_id"] for r in rows]) if rows else {}
+        for r in rows:
+            r.update(counts.get(r["clip_id"], {"viewers": 0, "clickers": 0}))
+        return rows
+
+    @staticmethod
+    def _audience(conn: Connection, tenant: str, clip_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        a = clip_audience_table.c
+        out: dict[str, dict[str, int]] = {}
+        for chunk in _chunks(sorted(set(clip_ids))):
+            q = (sa.select(a.clip_id, a.kind, sa.func.count()).where((a.tenant == tenant) & a.clip_id.in_(chunk))
+                 .group_by(a.clip_id, a.kind))
+            for clip_id, kind, n in conn.execute(q):
+                out.setdefault(clip_id, {"viewers": 0, "clickers": 0})["viewers" if kind == "view" else "clickers"] = int(n)
+        return out
+
+    @_converted("recording the clips' audience")
+    def record_clip_audience(self, tenant: str, items: Iterable[tuple[str, str, str]]) -> int:
+        """Note ``(clip id, kind, user)`` triples (kind ``view`` or ``click``) for the tenant's
+        published clips: each user counts once per clip and kind, however often it is reported
+        (a retried batch changes nothing). Triples of clips the tenant has not published, without a
+        user, or of another kind are skipped. Returns how many new ones were noted."""
+        wanted = {(str(c), k, str(u)[:200]) for c, k, u in items if c and u and k in AUDIENCE_KINDS}
+        if not wanted:
+            return 0
+        p = publications_table.c
+        with self._write() as conn:
+            published: set[str] = set()
+            for chunk in _chunks(sorted({c for c, _k, _u in wanted})):
+                published.update(conn.execute(sa.select(p.clip_id).where((p.tenant == tenant) & p.clip_id.in_(chunk))).scalars())
+            now = _now()
+            rows = [{"clip_id": c, "tenant": tenant, "kind": k, "user": u, "created_at": now}
+                    for c, k, u in sorted(wanted) if c in published]
+            if not rows:
+                return 0
+            a = clip_audience_table.c
+            added = 0
+            for chunk in _chunks(rows, 100):
+                stmt = (self._insert(clip_audience_table).values(list(chunk))
+                        .on_conflict_do_nothing(index_elements=[a.clip_id, a.tenant, a.kind, a.user]).returning(a.clip_id))
+                added += len(conn.execute(stmt).all())
+            return added
 
     # ------------------------------------------------------------------ API tokens
 

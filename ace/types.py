@@ -28,6 +28,9 @@ EVENT_KINDS: tuple[str, ...] = (
     "entry",
     "watch",
     "cancel",
+    # a published clip's audience, reported by the platform (the clip's id in ``text``)
+    "clip_view",
+    "clip_click",
 )
 
 
@@ -85,7 +88,9 @@ class Event:
     viewer count for ``viewers``, the number of impressions for ``impression`` and the seconds
     watched for ``watch`` (sent when a viewer leaves). ``promoted`` marks the platform's
     attribution of the user (or impressions) to promoted traffic; ``trusted`` marks a user the
-    platform trusts (history, verified, not flagged). Both only matter to the ramp policy."""
+    platform trusts (history, verified, not flagged). Both only matter to the ramp policy.
+    ``clip_view`` and ``clip_click`` report a user watching a published clip of the room and
+    clicking through from it to the room; ``text`` carries the clip's id."""
 
     t: float
     kind: str

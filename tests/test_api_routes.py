@@ -45,6 +45,9 @@ ROUTES = {
     ("get", "/products/{seg}/captions"): ["products"], ("get", "/products/{seg}/thumbnail"): ["products"],
     ("get", "/settings/ad-words"): ["settings"], ("put", "/settings/ad-words"): ["settings"],
     ("delete", "/settings/ad-words"): ["settings"],
+    ("post", "/clips/{mid}/publish"): ["moments and clips"], ("get", "/clips/{mid}/publication"): ["moments and clips"],
+    ("get", "/settings/publish"): ["settings"], ("put", "/settings/publish"): ["settings"],
+    ("delete", "/settings/publish"): ["settings"],
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -24,7 +25,11 @@ log = logging.getLogger("ace.api")
 
 #: the names the app's error handlers use
 Finished = StreamFinished
-__all__ = ["Backend", "Busy", "Finished", "NotFound", "Refused", "media_path"]
+#: clip deliveries to webhooks at once (threads), and the most queued or running in one process
+PUBLISH_THREADS, PUBLISH_QUEUE = 4, 256
+#: what a publish webhook's secret may look like when the tenant chooses it
+_SECRET_CHARS = frozenset(chr(c) for c in range(33, 127))
+__all__ = ["Backend", "Busy", "Finished", "NoWebhook", "NotFound", "Refused", "media_path"]
 
 
 class _TTLCache:
@@ -63,6 +68,12 @@ class Backend:
         self._owners = _TTLCache(ttl_s=300.0)
         self._submits = asyncio.Semaphore(self.settings.api_max_submits)
         self._storage: Any = False  # made when first needed
+        from ace.publish import RetryPolicy
+
+        #: how hard a clip's delivery to the tenant's webhook tries (tests make it quick)
+        self.publish_retry = RetryPolicy()
+        self._publisher: Any = None  # a thread pool, made when first needed
+        self._publish_slots = threading.BoundedSemaphore(PUBLISH_QUEUE)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -150,7 +161,15 @@ class Backend:
         the fast path); whatever the path, an id the tenant does not own answers
         :class:`~ace.errors.NotFound` ``no stream 'ID'``, and a finished stream ``StreamFinished``."""
         owned = await self.owns(sid, tenant)  # False: another tenant's, none, or submitted a moment ago
-        return await self.control.push_events(tenant, sid, events, batch_id, owned=owned)
+        n = await self.control.push_events(tenant, sid, events, batch_id, owned=owned)
+        seen = [(e.text.strip(), "view" if e.kind == "clip_view" else "click", e.user)
+                for e in events if e.kind in ("clip_view", "clip_click") and e.user and e.text.strip()]
+        if seen:  # the published clips' audience (distinct users; a retried batch counts once)
+            try:
+                await self._db(self.store.record_clip_audience, tenant, seen)
+            except Exception:  # the events are in; the counters are a convenience
+                log.warning("could not record the audience of %d clip events", len(seen), exc_info=True)
+        return n
 
     async def ramp(self, tenant: str, sid: str, limit: int = 100) -> dict:
         await self._require(sid, tenant)
@@ -233,6 +252,140 @@ class Backend:
                 raise Refused(str(e)) from None
         await self._db(self.store.set_tenant_setting, tenant, AD_WORDS_KEY, value)
         return await self.ad_words(tenant)
+
+    # ------------------------------------------------------------------ publishing clips
+
+    async def publish_settings(self, tenant: str) -> dict:
+        """The tenant's publish webhook: ``url`` (None when none is set) and ``secret_set``; never the secret."""
+        from ace.store import PUBLISH_KEY
+
+        own = await self._db(self.store.get_tenant_setting, tenant, PUBLISH_KEY)
+        if not isinstance(own, dict) or not own.get("url"):
+            return {"url": None, "secret_set": False}
+        return {"url": str(own["url"]), "secret_set": bool(own.get("secret"))}
+
+    async def set_publish_settings(self, tenant: str, url: str | None, secret: str | None = None,
+                                   rotate_secret: bool = False) -> dict:
+        """Keep the tenant's publish webhook ``url`` (checked by the URL guard: :class:`Refused`
+        when it is not an http(s) URL whose host is public or allowlisted) with ``secret``; without
+        one, the secret kept before stays, or a new one is made (also with ``rotate_secret``), and
+        the answer carries it, once. With ``url`` None the webhook is forgotten."""
+        from ace.publish import check_webhook, new_secret
+        from ace.store import PUBLISH_KEY
+
+        if url is None:
+            await self._db(self.store.set_tenant_setting, tenant, PUBLISH_KEY, None)
+            return await self.publish_settings(tenant)
+        try:
+            await asyncio.to_thread(check_webhook, url, self.settings.url_allowlist)
+        except InputError as e:
+            raise Refused(f"url: {e}") from None
+        if secret is not None and (not 16 <= len(secret) <= 256 or not set(secret) <= _SECRET_CHARS):
+            raise Refused("secret: 16-256 printable ASCII characters without spaces")
+        old = await self._db(self.store.get_tenant_setting, tenant, PUBLISH_KEY)
+        kept = old.get("secret") if isinstance(old, dict) and isinstance(old.get("secret"), str) else None
+        made = None
+        if secret is None and (rotate_secret or not kept):
+            secret = made = new_secret()
+        await self._db(self.store.set_tenant_setting, tenant, PUBLISH_KEY, {"url": url, "secret": secret or kept})
+        out = await self.publish_settings(tenant)
+        if made is not None:
+            out["secret"] = made
+        return out
+
+    async def publish(self, tenant: str, clip_id: str, force: bool = False) -> dict:
+        """Send the clip to the tenant's publish webhook, in the background: its publication record
+        (``pending`` while it is delivered). A clip published before is not sent again (its record
+        answers as it is) unless ``force``, and never while a delivery of it is under way.
+        :class:`NotFound` for a clip the tenant does not have; :class:`Refused` ``no_webhook``
+        when the tenant keeps no webhook; :class:`Busy` when too many deliveries wait."""
+        from ace.publish import plain_url
+        from ace.store import PUBLISH_KEY
+
+        clip = await self.clip(tenant, clip_id)
+        conf = await self._db(self.store.get_tenant_setting, tenant, PUBLISH_KEY)
+        if not isinstance(conf, dict) or not conf.get("url") or not conf.get("secret"):
+            raise NoWebhook("no publish webhook is set for this tenant: PUT /settings/publish first")
+        url, secret = str(conf["url"]), str(conf["secret"])
+        where = plain_url(url) or ""
+        if not self._publish_slots.acquire(blocking=False):
+            raise Busy("too many clips are being published; try again shortly", 5.0)
+        try:
+            row, start = await self._db(self.store.claim_publication, clip_id, tenant, show_id=clip["show_id"], target=where,
+                                        force=force)
+        except BaseException:
+            self._publish_slots.release()
+            raise
+        if row is None:
+            self._publish_slots.release()
+            raise NotFound(f"no clip {clip_id!r}")
+        if not start:
+            self._publish_slots.release()
+            return _publication_view(await self._db(self.store.get_publication, clip_id, tenant) or row)
+        try:
+            body = await self._db(self._payload, tenant, clip)
+            self._executor().submit(self._deliver, tenant, clip_id, url, secret, body)
+        except BaseException as e:
+            self._publish_slots.release()
+            await self._db(self.store.update_publication, clip_id, tenant, status="failed",
+                           last_error=f"could not start the delivery ({type(e).__name__})")
+            raise
+        log.info("publishing clip %s of %s", clip_id, tenant)
+        return _publication_view(row)
+
+    async def publication(self, tenant: str, clip_id: str) -> dict:
+        """The clip's publication record; :class:`NotFound` when it was never published (or is another's)."""
+        row = await self._db(self.store.get_publication, clip_id, tenant)
+        if row is None:
+            await self.clip(tenant, clip_id)  # "no clip" when there is none
+            raise NotFound(f"clip {clip_id!r} has not been published")
+        return _publication_view(row)
+
+    def _executor(self):
+        if self._publisher is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._publisher = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="ace-publish")
+        return self._publisher
+
+    def _payload(self, tenant: str, clip: dict) -> bytes:
+        """The clip's publish payload (:func:`ace.publish.build_payload`) as the request body."""
+        from ace.publish import build_payload, encode
+
+        show = self.store.get_show(clip["show_id"], tenant)
+        mid = (float(clip["start"]) + float(clip["end"])) / 2
+        segs = self.store.list_products(clip["show_id"], tenant)["segments"]
+        product = next((g for g in segs if g["start"] <= mid <= g["end"]), None)
+        return encode(build_payload(clip, show, product=product))
+
+    def _deliver(self, tenant: str, clip_id: str, url: str, secret: str, body: bytes) -> None:
+        """Deliver one publication (in a thread of the pool) and keep its outcome in the store."""
+        from ace.publish import deliver, signed_headers
+
+        try:
+            def progress(n: int, error: str, status: int | None) -> None:
+                self.store.update_publication(clip_id, tenant, attempts=n, last_error=error, response_status=status)
+
+            out = deliver(url, body, lambda: signed_headers(secret, body, clip_id), allow=self.settings.url_allowlist,
+                          retry=self.publish_retry, on_attempt=progress)
+            self.store.update_publication(clip_id, tenant, status=out.status, attempts=out.attempts, last_error=out.error,
+                                          response_status=out.response_status, remote_id=out.remote_id)
+            log.info("clip %s of %s: %s after %d attempt(s)%s", clip_id, tenant, out.status, out.attempts,
+                     f" ({out.error})" if out.error else "")
+        except Exception as e:
+            log.exception("publishing clip %s failed", clip_id)
+            try:
+                self.store.update_publication(clip_id, tenant, status="failed", last_error=f"internal error ({type(e).__name__})")
+            except Exception:
+                log.exception("could not record the failure of clip %s's publication", clip_id)
+        finally:
+            self._publish_slots.release()
+
+    def close(self) -> None:
+        """Stop taking deliveries and wait for the ones under way."""
+        if self._publisher is not None:
+            self._publisher.shutdown(wait=True)
+            self._publisher = None
 
     @property
     def storage(self):
@@ -323,6 +476,18 @@ def media_path(settings: Settings, rel: str | None, what: str = "path") -> Path:
     if not p.is_file():
         raise Refused(f"{what}: no file {rel!r} in the media folder")
     return p
+
+
+class NoWebhook(Refused):
+    """The tenant keeps no publish webhook (the API answers 409)."""
+
+
+def _publication_view(row: dict) -> dict:
+    """A publication as the API shows it (no internal id, no tenant)."""
+    return {"clip_id": row["clip_id"], "stream_id": row["show_id"], "status": row["status"], "attempts": int(row["attempts"]),
+            "last_error": row["last_error"] or None, "response_status": row["response_status"], "remote_id": row["remote_id"],
+            "target": row.get("target") or None, "created_at": row["created_at"], "updated_at": row["updated_at"],
+            "sent_at": row.get("sent_at"), "viewers": int(row.get("viewers") or 0), "clickers": int(row.get("clickers") or 0)}
 
 
 def _clip_view(c: dict) -> dict:

@@ -109,6 +109,18 @@ class AdWordsIn(BaseModel):
                                                       "an empty list turns the check off")
 
 
+class PublishSettingsIn(BaseModel):
+    """The tenant's publish webhook: where ``POST /clips/{id}/publish`` sends clips, and the secret
+    that signs them."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2048, description="an http(s) URL whose host is public (or allowlisted)")
+    secret: str | None = Field(None, min_length=16, max_length=256,
+                               description="the signing secret (16-256 printable ASCII characters); omitted: the one "
+                                           "kept before, or a new one (answered once)")
+    rotate_secret: bool = Field(False, description="make a new secret (answered once) even if one is kept")
+
+
 # ----------------------------------------------------------------------------------- answers
 
 
@@ -387,3 +399,36 @@ class AdWordsOut(_Out):
 
     ad_words: list[str]
     source: Literal["tenant", "default"]
+
+
+# -- publishing ---------------------------------------------------------------------------------
+
+
+class PublishSettingsOut(_Out):
+    """The tenant's publish webhook (``url`` null when none is set); ``secret_set`` says whether a
+    secret is kept, never what it is. ``secret`` is there only in the answer to a ``PUT`` that made
+    a new one: keep it, it is not shown again."""
+
+    url: str | None = None
+    secret_set: bool
+    secret: str | None = Field(None, description="a secret just made (only in the answer to PUT)")
+
+
+class PublicationOut(_Out):
+    """A clip's publication to the tenant's webhook: ``pending`` while it is delivered (with
+    retries), then ``sent`` or ``failed``; ``viewers`` and ``clickers`` count the distinct users the
+    platform reported (``clip_view`` / ``clip_click`` events)."""
+
+    clip_id: str
+    stream_id: str
+    status: Literal["pending", "sent", "failed"]
+    attempts: int = Field(description="delivery attempts so far")
+    last_error: str | None = Field(None, description="why the last attempt failed")
+    response_status: int | None = Field(None, description="the webhook's last HTTP status")
+    remote_id: str | None = Field(None, description="the receiver's id for the clip (its JSON answer's 'id')")
+    target: str | None = Field(None, description="the webhook it went to (origin and path)")
+    created_at: str | None = None
+    updated_at: str | None = None
+    sent_at: str | None = None
+    viewers: int = 0
+    clickers: int = 0

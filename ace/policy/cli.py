@@ -6,6 +6,12 @@ metrics (mean and spread over seeds, targets checked for the ramp policy), and P
 time (about 35). The default day stays 4 h (about 10 s for 5 seeds); ``--hours 24`` is a full day
 (about 70 s and 3 GB of memory for 5 seeds on an idle core).
 
+The simulated days include the clip loop (moments published as clips whose views and clicks
+bring viewers back, and which the ramp policy counts as interest in the room); ``--no-clip-loop``
+turns it off. With the loop on and the ramp policy among those run, a second table shows what the
+loop changes: the ramp policy on the same seeds without the loop, with it but ignoring clip
+interest, and with it (``--json``: the ramp policy's object gets ``clip_loop``).
+
 ``register(subparsers)`` adds the ``policy`` command to the ``ace`` command's argparse
 subparsers; ``python -m ace.policy simulate ...`` runs the same thing standalone.
 """
@@ -22,8 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ace.policy import policy_names
-from ace.policy.metrics import METRICS, Summary, evaluate, summarize
-from ace.policy.simulator import ROOMS_PER_H, SimOptions, run_many
+from ace.policy.metrics import CLIP_LOOP_METRICS, METRICS, Summary, clip_loop_summary, evaluate, summarize
+from ace.policy.simulator import ROOMS_PER_H, SimOptions, run_clip_loop, run_many
 
 log = logging.getLogger("ace.policy")
 
@@ -55,6 +61,9 @@ def add_simulate(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     s.add_argument("--no-plots", action="store_true", help="do not write plots")
     s.add_argument("--json", action="store_true", help="print the table as JSON: one object per policy with its metrics by name")
     s.add_argument("--check", action="store_true", help="exit with status 1 when the ramp policy misses a target")
+    s.add_argument("--no-clip-loop", action="store_true",
+                   help="simulate days without the clip loop (published clips whose views and clicks bring viewers back; "
+                        "on by default) and skip the table of what it changes")
     s.set_defaults(func=simulate_command)
     return s
 
@@ -71,12 +80,16 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.rooms < 1 or args.hours <= 0:
         print("--seeds and --rooms must be at least 1 and --hours positive", file=sys.stderr)
         return 2
-    opts = replace(SimOptions(), rooms=int(args.rooms), hours=float(args.hours))
+    loop = not getattr(args, "no_clip_loop", False)
+    opts = replace(SimOptions(), rooms=int(args.rooms), hours=float(args.hours), clip_loop=loop)
     seeds = list(range(int(args.seed), int(args.seed) + int(args.seeds)))
     t0 = time.perf_counter()
     traces = _run(names, seeds, opts, quiet=bool(args.json))
     per_seed = evaluate(traces)
     summary = summarize(per_seed)
+    clips = None
+    if loop and "ramp" in names:
+        clips = clip_loop_summary(run_clip_loop(seeds, opts, with_loop=traces["ramp"]))
     elapsed = time.perf_counter() - t0
     files: list[Path] = []
     if not args.no_plots:
@@ -84,9 +97,11 @@ def simulate_command(args: argparse.Namespace) -> int:
 
         files = write_plots(traces, args.out)
     if args.json:
-        print(json.dumps(to_json(summary, seeds, opts), indent=2, ensure_ascii=False))
+        print(json.dumps(to_json(summary, seeds, opts, clips), indent=2, ensure_ascii=False))
     else:
         print_table(summary, seeds, opts, elapsed)
+        if clips is not None:
+            print_clip_loop(clips, seeds)
         for f in files:
             print(f"plot: {f}")
     missed = [m.name for m in METRICS if summary.get("ramp", {}).get(m.name) is not None and summary["ramp"][m.name].passed is False]
@@ -156,15 +171,32 @@ def print_table(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions,
     con.print(f"{elapsed:.1f} s")
 
 
+def print_clip_loop(clips: dict[str, dict[str, Summary]], seeds) -> None:
+    """What the clip loop changes, as a rich table: one row per metric, one column per run of the
+    ramp policy (without the loop, with it but ignoring clip interest, with it)."""
+    from rich.table import Table
+
+    table = Table(title=f"clip loop: the ramp policy on the same {len(seeds)} seeds — mean ± std over seeds",
+                  title_justify="left")
+    table.add_column("metric", style="bold")
+    for v in clips:
+        table.add_column(v, justify="right", style="cyan" if v == "with loop" else None)
+    for m in CLIP_LOOP_METRICS:
+        table.add_row(m.label, *[_cell(m, clips[v][m.name], len(seeds)) for v in clips])
+    _console().print(table)
+
+
 def _num(x: float) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def to_json(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions) -> list[dict]:
+def to_json(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions,
+            clips: dict[str, dict[str, Summary]] | None = None) -> list[dict]:
     """The table as JSON-ready objects: one per policy, ``metrics`` by name with ``mean``,
     ``std`` and per-seed ``values`` (non-finite numbers become null; a highlight never ramped
     counts as infinitely slow, so such means are null), plus ``target`` and ``met`` for the ramp
-    policy."""
+    policy; with ``clips`` (:func:`~ace.policy.metrics.clip_loop_summary`) the ramp policy's object
+    also has ``clip_loop``: each run's metrics in the same form."""
     out = []
     for name, per in summary.items():
         metrics = {}
@@ -175,7 +207,13 @@ def to_json(summary: dict[str, dict[str, Summary]], seeds, opts: SimOptions) -> 
                 entry["target"] = {"op": m.target[0], "value": m.target[1], "check": m.check}
                 entry["met"] = s.passed
             metrics[m.name] = entry
-        out.append({"policy": name, "seeds": list(seeds), "rooms": opts.rooms, "rooms_total": opts.total_rooms(), "hours": opts.hours, "metrics": metrics})
+        obj = {"policy": name, "seeds": list(seeds), "rooms": opts.rooms, "rooms_total": opts.total_rooms(), "hours": opts.hours,
+               "clip_loop_on": bool(opts.clip_loop), "metrics": metrics}
+        if name == "ramp" and clips is not None:
+            obj["clip_loop"] = {v: {m.name: {"mean": _num(per_v[m.name].mean), "std": _num(per_v[m.name].std),
+                                             "values": [_num(x) for x in per_v[m.name].values]} for m in CLIP_LOOP_METRICS}
+                                for v, per_v in clips.items()}
+        out.append(obj)
     return out
 
 

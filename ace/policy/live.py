@@ -23,7 +23,11 @@ event                        counts as
 ``like``, ``chat``           ``likes`` (+= value) / ``comments``; each user's likes + chat count at
                              most ``per_user_cap`` towards ``shallow_capped``
 ``viewers``                  ``viewers``: the last value seen
-any event with a user        ``users``; ``trusted_users`` when ``trusted``
+``clip_view`` / ``_click``   ``clip_views`` / ``clip_clicks``: a user's view (click) of one clip
+                             (its id in ``text``) counts once per ``horizon_s``, and each user's
+                             at most ``clip_view_cap`` views and ``clip_click_cap`` clicks per
+                             window; events without a user count nothing; not room ``users``
+any other event with a user  ``users``; ``trusted_users`` when ``trusted``
 ===========================  ======================================================================
 """
 
@@ -36,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ace.policy.state import RoomAggregate
+from ace.policy.state import CLIP_KINDS, RoomAggregate
 from ace.types import Event
 
 __all__ = ["RoomTally"]
@@ -53,19 +57,28 @@ class _Bucket:
     trusted: set[str] = field(default_factory=set)
     viewers: float | None = None
     anonymous_shallow: float = 0.0  # likes + chat without a user: never capped, never a user
+    clip_views: dict[str, float] = field(default_factory=dict)  # user -> new clip views this second
+    clip_clicks: dict[str, float] = field(default_factory=dict)  # user -> new clip clicks this second
 
 
 class RoomTally:
     """Counts one room's events by arrival second (thread-safe).
 
     ``horizon_s`` bounds how far back a window may reach; ``per_user_cap`` is the anti-gaming cap
-    on each user's shallow signals per window; ``clock`` gives arrival times (wall seconds)."""
+    on each user's shallow signals per window, ``clip_view_cap`` and ``clip_click_cap`` the caps on
+    each user's clip views and clicks per window; ``clock`` gives arrival times (wall seconds)."""
 
-    def __init__(self, horizon_s: float = 900.0, per_user_cap: int = 10, clock: Callable[[], float] = time.time):
+    #: the most (kind, user, clip) triples remembered to count each clip view or click once
+    MAX_CLIP_SEEN = 200_000
+
+    def __init__(self, horizon_s: float = 900.0, per_user_cap: int = 10, clock: Callable[[], float] = time.time,
+                 clip_view_cap: int = 3, clip_click_cap: int = 1):
         self.horizon_s = float(horizon_s)
         self.per_user_cap = int(per_user_cap)
+        self.clip_view_cap, self.clip_click_cap = int(clip_view_cap), int(clip_click_cap)
         self.clock = clock
         self._buckets: OrderedDict[int, _Bucket] = OrderedDict()
+        self._clip_seen: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # -> second first counted
         self._lock = threading.Lock()
         self._viewers = 0.0
         self.counted = 0  #: events counted since the tally was made
@@ -82,13 +95,32 @@ class RoomTally:
                 if stepped_back:  # the clock stepped backwards: keep the buckets in time order
                     self._buckets = OrderedDict(sorted(self._buckets.items()))
             for e in events:
-                _count(b, e)
+                if e.kind in CLIP_KINDS:
+                    self._count_clip(b, e, sec)
+                else:
+                    _count(b, e)
                 n += 1
             if b.viewers is not None:
                 self._viewers = b.viewers
             self.counted += n
             self._trim(sec)
         return n
+
+    def _count_clip(self, b: _Bucket, e: Event, sec: int) -> None:
+        """A clip view or click: counted when its user has not been counted for that clip (and
+        kind) within the horizon; anonymous ones are not counted (they cannot be capped)."""
+        if not e.user:
+            return
+        key = (e.kind, e.user, e.text.strip())
+        at = self._clip_seen.get(key)
+        if at is not None and sec - at < self.horizon_s:
+            return
+        self._clip_seen[key] = sec
+        self._clip_seen.move_to_end(key)
+        while len(self._clip_seen) > self.MAX_CLIP_SEEN:
+            self._clip_seen.popitem(last=False)
+        d = b.clip_views if e.kind == "clip_view" else b.clip_clicks
+        d[e.user] = d.get(e.user, 0.0) + 1.0
 
     def _trim(self, now_sec: int) -> None:
         oldest = now_sec - int(self.horizon_s)
@@ -97,6 +129,11 @@ class RoomTally:
             if k >= oldest:
                 break
             del self._buckets[k]
+        while self._clip_seen:
+            key, at = next(iter(self._clip_seen.items()))
+            if at >= oldest:
+                break
+            del self._clip_seen[key]
 
     def aggregate(self, stream_id: str, since: float, until: float, **room) -> RoomAggregate:
         """The room over the window ``[floor(since), floor(until))`` of arrival seconds. ``room``
@@ -109,6 +146,8 @@ class RoomTally:
         users: set[str] = set()
         trusted: set[str] = set()
         viewers = None
+        views: dict[str, float] = {}
+        clicks: dict[str, float] = {}
         with self._lock:
             for sec, b in self._buckets.items():
                 if sec < lo:
@@ -120,6 +159,10 @@ class RoomTally:
                 for u, v in b.shallow.items():
                     shallow[u] = shallow.get(u, 0.0) + v
                 anon += b.anonymous_shallow
+                for u, v in b.clip_views.items():
+                    views[u] = views.get(u, 0.0) + v
+                for u, v in b.clip_clicks.items():
+                    clicks[u] = clicks.get(u, 0.0) + v
                 users |= b.users
                 trusted |= b.trusted
                 if b.viewers is not None:
@@ -127,11 +170,15 @@ class RoomTally:
             if viewers is None:
                 viewers = self._viewers
         capped = sum(min(v, float(self.per_user_cap)) for v in shallow.values()) + anon
+        clip_views = sum(min(v, float(self.clip_view_cap)) for v in views.values())
+        clip_clicks = sum(min(v, float(self.clip_click_cap)) for v in clicks.values())
         return RoomAggregate(stream_id=stream_id, viewers=float(viewers), shallow_capped=float(capped),
-                             users=float(len(users)), trusted_users=float(len(trusted)), **sums, **room)
+                             users=float(len(users)), trusted_users=float(len(trusted)), clip_views=float(clip_views),
+                             clip_clicks=float(clip_clicks), **sums, **room)
 
 
 def _count(b: _Bucket, e: Event) -> None:
+    """One event that is not a clip event into its second's bucket (see the module docstring)."""
     k, v, s = e.kind, float(e.value), b.sums
     if k == "viewers":
         b.viewers = v

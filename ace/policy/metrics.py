@@ -35,6 +35,14 @@ Per trace (:func:`trace_metrics`):
   ``probe_share`` of the plan and half an even split over the live rooms) within 5 minutes of
   arriving.
 * ``tier_switches_per_room_hour`` — tier changes per live room-hour (NaN without tiers).
+
+The clip loop (:func:`clip_loop_metrics`, over :func:`~ace.policy.simulator.run_clip_loop`'s
+runs): promoted ``entries_per_1k``, ``orders_per_1k`` and ``gmv_per_1k`` (genuine orders times
+the room's order value) per 1,000 promoted impressions; ``good_clip_share``, the share of promoted
+impressions given to rooms whose clips draw the best click-through (the top quarter of rooms with
+clips); the ``clip_views`` and ``clip_clicks`` reported, the ``clip_entries`` (viewers the clips
+brought into their rooms) and their ``clip_orders`` and ``clip_gmv`` (0 without the loop); and
+``fake_pool_share`` as above.
 """
 
 from __future__ import annotations
@@ -275,3 +283,59 @@ def evaluate(traces: dict[str, list[Trace]]) -> dict[str, list[dict[str, float]]
     res = {name: [trace_metrics(t) for t in trs] for name, trs in traces.items()}
     relative_metrics(res)
     return res
+
+
+#: what :func:`clip_loop_metrics` measures, in the order the report shows it
+CLIP_LOOP_METRICS: tuple[Metric, ...] = (
+    Metric("entries_per_1k", "promoted entries / 1k imps", "{:.2f}"),
+    Metric("orders_per_1k", "orders / 1k promoted imps", "{:.3f}"),
+    Metric("gmv_per_1k", "GMV / 1k promoted imps", "{:.1f}"),
+    Metric("good_clip_share", "share to rooms with good clips", "{:.1%}"),
+    Metric("clip_views", "clip views reported", "{:,.0f}"),
+    Metric("clip_clicks", "clip click-throughs reported", "{:,.0f}"),
+    Metric("clip_entries", "viewers brought by clips", "{:,.0f}"),
+    Metric("clip_orders", "their orders", "{:,.0f}"),
+    Metric("clip_gmv", "their GMV", "{:,.0f}"),
+    Metric("fake_pool_share", "fake rooms: pool share", "{:.2%}"),
+)
+
+
+def clip_loop_metrics(tr: Trace) -> dict[str, float]:
+    """The clip loop's metrics of one trace (see the module docstring)."""
+    w = tr.world
+    a = tr.alloc
+    imps = float(a.sum())
+    per_1k = 1000.0 / imps if imps > 0 else 0.0
+    entries = tr.entries if tr.entries is not None else np.zeros_like(a)
+    has = np.isfinite(w.clip_ctr)
+    good = np.zeros(w.N, dtype=bool)
+    if has.any():
+        good = has & (np.nan_to_num(w.clip_ctr, nan=-1.0) >= np.quantile(w.clip_ctr[has], 0.75))
+    on = bool(tr.options.clip_loop)
+    live = w.live
+    return {
+        "entries_per_1k": float(entries.sum()) * per_1k,
+        "orders_per_1k": float(tr.orders.sum()) * per_1k,
+        "gmv_per_1k": float((tr.orders * w.basket[None, :]).sum()) * per_1k,
+        "good_clip_share": float(a[:, good].sum()) / imps if imps > 0 else 0.0,
+        "clip_views": float((w.clip_views * live).sum()) if on else 0.0,
+        "clip_clicks": float((w.clip_clicks * live).sum()) if on else 0.0,
+        "clip_entries": float(w.clip_entries.sum()) if on else 0.0,
+        "clip_orders": float(w.clip_orders.sum()) if on else 0.0,
+        "clip_gmv": float((w.clip_orders * w.basket[None, :]).sum()) if on else 0.0,
+        "fake_pool_share": float(a[:, w.fake].sum()) / imps if imps > 0 else 0.0,
+    }
+
+
+def clip_loop_summary(traces: dict[str, list[Trace]]) -> dict[str, dict[str, Summary]]:
+    """Mean and spread over seeds of :data:`CLIP_LOOP_METRICS` for each run of the clip loop."""
+    out: dict[str, dict[str, Summary]] = {}
+    for variant, trs in traces.items():
+        per = [clip_loop_metrics(t) for t in trs]
+        out[variant] = {}
+        for m in CLIP_LOOP_METRICS:
+            vals = tuple(float(r[m.name]) for r in per)
+            arr = np.asarray(vals, dtype=float)
+            std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+            out[variant][m.name] = Summary(float(arr.mean()) if arr.size else math.nan, std, vals)
+    return out

@@ -27,7 +27,12 @@ One tick of :meth:`RampPolicy.step`, in order:
 5. **Value**: orders per effective impression = entries/impression x orders/entry, each a Gamma
    posterior; the orders/entry prior scales with the room's watch time relative to its category
    (viewers who leave in seconds do not buy). PROBE, RAMP and COOL rooms use a (tempered)
-   Thompson sample, SUSTAIN rooms the posterior mean.
+   Thompson sample, SUSTAIN rooms the posterior mean. Interest in the room from its published
+   clips (``clip_click_weight`` 1 per click-through, a strong signal: a click brings a viewer to
+   the room; ``clip_view_weight`` 0.05 per view, a weak one; both already capped per user by the
+   tally) is smoothed with half-life ``clip_half_life_s`` into ``I`` and multiplies the value by
+   ``1 + clip_lift_max * I / (I + clip_interest_k)`` (at most x1.25), never for a flagged, frozen
+   or killed room. It changes no estimate, gate, tier rule or limit.
 6. **Prices**: each room's budget price ``mu`` rises by dual descent when the room spends ahead
    of its own pacing plan; the pool price is the water level found in step 9.
 7. **Tiers** move PROBE -> RAMP -> SUSTAIN -> COOL (and COOL -> RAMP) on the ratio of the room's
@@ -134,6 +139,12 @@ class RampOptions:
     min_trusted_users: float = 5.0  #: distinct trusted users needed to corroborate
     corroborate_z: float = 1.25  #: deep-lift z-score that corroborates a moment
     floor_s: float = 60.0  #: a corroborated highlight keeps the room at >= (1 + B) x its pre-highlight allocation this long
+    # published clips: interest from outside the room (clip_views, clip_clicks after the per-user caps)
+    clip_click_weight: float = 1.0  #: interest of one click-through from a clip (a viewer brought to the room)
+    clip_view_weight: float = 0.05  #: interest of one clip view (a weak signal: 20 views weigh as one click)
+    clip_half_life_s: float = 300.0  #: memory of clip interest (EWMA of interest per tick)
+    clip_interest_k: float = 10.0  #: interest per tick (click-equivalents) at which the clip lift is half its most
+    clip_lift_max: float = 0.25  #: clip interest multiplies a room's value by at most 1 + this
     # anti-gaming
     baseline_half_life_s: float = 900.0  #: audience baselines (EWMA)
     burst_z: float = 4.0  #: shallow-signal z-score of a burst
@@ -243,6 +254,8 @@ class RampPolicy(Policy):
             frozen_until=float(s.freeze_until[slot]),
             killed=bool(s.killed[slot]),
             tier_switches=int(s.tier_switches[slot]),
+            clip_interest=float(s.clip_interest[slot]),
+            clip_lift=float(self._clip_lift(s.clip_interest[slot : slot + 1])[0]),
         )
 
     # ------------------------------------------------------------------ estimates
@@ -274,6 +287,13 @@ class RampPolicy(Policy):
             "follow_rate": (pf * strength + s.ev_follows) / (strength + s.ev_entries),
             "cart_rate": (pc * strength + s.ev_carts) / (strength + s.ev_entries),
         }
+
+    def _clip_lift(self, interest: np.ndarray) -> np.ndarray:
+        """What clip interest (click-equivalents per tick) multiplies a room's value by:
+        ``1 + clip_lift_max * I / (I + clip_interest_k)``, from 1 up to ``1 + clip_lift_max``."""
+        o = self.options
+        i = np.maximum(interest, 0.0)
+        return 1.0 + o.clip_lift_max * i / (i + max(o.clip_interest_k, 1e-9))
 
     def _value(self, est: dict[str, np.ndarray], entry: np.ndarray, order: np.ndarray) -> np.ndarray:
         o = self.options
@@ -371,6 +391,10 @@ class RampPolicy(Policy):
             b[upd_ok] = upd[upd_ok]
         s.deep_z_prev[:] = s.deep_z
         s.deep_z[:] = deep_z
+        # interest from the room's published clips: clicks strong, views weak (both capped per user)
+        interest = o.clip_click_weight * np.maximum(obs.clip_clicks, 0.0) + o.clip_view_weight * np.maximum(obs.clip_views, 0.0)
+        gc = 0.5 ** (dt / o.clip_half_life_s)
+        s.clip_interest = np.where(live, gc * s.clip_interest + (1.0 - gc) * interest, s.clip_interest)
 
         # 3. promoted evidence, with held order credit ------------------------------------
         g = 0.5 ** (dt / o.half_life_s)
@@ -451,8 +475,10 @@ class RampPolicy(Policy):
         # 6. values and prices ------------------------------------------------------------
         mean_v, samp_v = self._values(est)
         v = np.where(s.tier == Tier.SUSTAIN, mean_v, samp_v)
+        # clip interest raises the value a little; never for a flagged, frozen or killed room
+        clip_mult = np.where(flagged | frozen | s.killed, 1.0, self._clip_lift(s.clip_interest))
         boost_mult = 1.0 + s.boost
-        v_b, sat_b = v * boost_mult, sat * boost_mult**o.boost_capacity
+        v_b, sat_b = v * boost_mult * clip_mult, sat * boost_mult**o.boost_capacity
         span = s.planned_end - s.first_seen
         paced = live & np.isfinite(s.budget) & np.isfinite(span) & (span > dt)
         if paced.any():  # room budget price: dual descent on the room's own pacing plan
@@ -468,7 +494,7 @@ class RampPolicy(Policy):
         caps = room_caps(plan, o.max_share, s.budget, s.spent, live & ~s.killed)
         probe = self.probe_size(plan, int(live.sum()))
         if self.price > 0 and math.isfinite(self.price):
-            desired = sat_b * np.log(np.maximum(mean_v * boost_mult, 1e-300) / (self.price * mult))
+            desired = sat_b * np.log(np.maximum(mean_v * boost_mult * clip_mult, 1e-300) / (self.price * mult))
             desired = np.clip(desired, 0.0, caps)
         else:
             desired = caps
@@ -611,6 +637,8 @@ class RampPolicy(Policy):
             "kill_code": s.kill_reason_code.copy(),
             "flags": s.flags.copy(),
             "boost_since": s.boost_since.copy(),
+            "clip_mult": clip_mult.copy(),
+            "clip_interest": s.clip_interest.copy(),
         }
         price, opts = self.price, o
 
@@ -672,6 +700,8 @@ def _explain(i: int, snap: dict, price: float, plan: float, t: float, o: RampOpt
             f"highlight boost x{1 + b:.2f} (moment corroborated{ago}: deep signals z={snap['dz'][i]:.1f}, "
             f"{snap['trusted'][i]:.0f} trusted users, measured lift x{snap['lift'][i]:.1f})"
         )
+    if snap["clip_mult"][i] > 1.005:
+        parts.append(f"clip interest x{snap['clip_mult'][i]:.2f} ({snap['clip_interest'][i]:.1f} click-equivalents a tick)")
     if price > 0:
         p = f"pool price {1000 * price:.2f}/1k"
         if snap["mu"][i] > 0.01:

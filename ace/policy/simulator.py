@@ -34,6 +34,16 @@ What it models, per room:
   counts, click-bait entries that leave within seconds, no real conversions, and like bursts that
   ACE reports as moments; half of them also "brush" fake orders from untrusted accounts that
   are cancelled minutes later.
+* **Published clips** (``clip_loop``, on by default): every moment ACE delivers is cut and
+  published at once. A clip's appeal follows what it shows (a real highlight with conversion lift
+  ``L``: ``0.3 + 0.3 (L - 1)``; a false moment 0.3; a fake room's like burst 0.15); it gets about
+  ``clip_reach x appeal`` views a tick, halving every ``clip_half_life_s``, while its room is live,
+  and click-throughs at ``clip_ctr x appeal x sqrt(room quality)`` of its views. ``clip_return`` of
+  the click-throughs enter the room: organic entries, viewers for about ``clip_stay_s``, and
+  organic orders at ``clip_intent`` times the room's rate. The platform reports the views and
+  clicks as ``clip_views`` / ``clip_clicks`` (a user counts once per clip); a fake room's bots
+  view and click its clips too, once per clip every 15 minutes each (what the live tally's
+  per-user caps let through). Without the loop the same clips are drawn but not published.
 
 :func:`run` plays one policy through one world and returns a :class:`Trace`; :func:`run_many`
 plays several policies over several seeds.
@@ -90,6 +100,13 @@ class SimOptions:
     false_moment_gap_s: float = 2400.0
     fake_burst_gap_s: float = 360.0
     budget_multiple: float = 4.0  #: room budget = this x an even share x planned session ticks
+    clip_loop: bool = True  #: moments are published as clips whose views and clicks bring viewers back
+    clip_reach: float = 150.0  #: views a tick of a fresh clip of appeal 1
+    clip_half_life_s: float = 1200.0  #: a clip's views halve every this long
+    clip_ctr: float = 0.05  #: click-through rate of a clip of appeal 1 from a room of quality 1
+    clip_return: float = 0.7  #: share of click-throughs that reach the room
+    clip_stay_s: float = 240.0  #: mean time a viewer brought by a clip stays
+    clip_intent: float = 1.5  #: viewers brought by a clip order this many times as often as organic ones
 
     def initial_rooms(self) -> int:
         """Rooms live when the day starts."""
@@ -133,6 +150,7 @@ class Trace:
     world: World
     seconds: float = 0.0  #: wall time of the policy's decisions
     reasons: dict[int, list[str]] = field(default_factory=dict)  #: room -> reason per tick (sample rooms only)
+    entries: np.ndarray | None = None  #: promoted entries
 
 
 class World:
@@ -255,6 +273,9 @@ class World:
         self.true_rate = self.entry_rate[None, :] * self.order_rate[None, :] * lift
         self.true_saturation = self.saturation[None, :] * self.cap_lift
         self._audience(np.random.default_rng([o.seed, 13]))
+        #: each room's mean order value (for GMV), from its own seeded stream
+        self.basket = np.exp(np.random.default_rng([o.seed, 19]).normal(math.log(40.0), 0.5, N))
+        self._clips(np.random.default_rng([o.seed, 17]))
 
     def _audience(self, rng: np.random.Generator) -> None:
         """What happens in every room regardless of promotion: organic entries and orders, likes
@@ -285,6 +306,52 @@ class World:
         self.fake_orders = rng.poisson(0.6 * live * self.brushing[None, :]).astype(float)
         self.fake_cancel = np.zeros((T + 64, N))
         self.fake_cancel[12 : 12 + T] = rng.binomial(self.fake_orders.astype(np.int64), 0.9)
+
+    def _clips(self, rng: np.random.Generator) -> None:
+        """Published clips and what they bring back (see the module docstring), all ``[tick, room]``:
+        ``clip_views`` and ``clip_clicks`` as the platform reports them (bots included),
+        ``clip_entries`` (viewers a clip brought into the room) and ``clip_orders`` (their orders).
+        Drawn whether or not the loop is on; only with it are they published and counted."""
+        o, T, N, dt = self.opts, self.T, self.N, self.dt
+        live = self.live.astype(float)
+        quality = np.where(self.fake, 0.0, self.quality)
+        horizon = int(math.ceil(5.0 * o.clip_half_life_s / dt))
+        decay = 0.5 ** (np.arange(horizon) * dt / o.clip_half_life_s)
+        views_lam, clicks_lam, active = np.zeros((T, N)), np.zeros((T, N)), np.zeros((T, N))
+        ctr_sum, n_clips = np.zeros(N), np.zeros(N)
+        for k, items in sorted(self.moments_by_tick.items()):
+            for i, m in items:
+                ks = min(max(int(m.start // dt), 0), T - 1)
+                appeal = 0.15 if self.fake[i] else float(min(0.3 + 0.3 * self.lift_excess[ks, i], 1.3))
+                ctr = float(min(o.clip_ctr * appeal * math.sqrt(quality[i]), 0.5))
+                span = decay[: T - k]
+                views_lam[k : k + span.size, i] += o.clip_reach * appeal * span
+                clicks_lam[k : k + span.size, i] += o.clip_reach * appeal * ctr * span
+                active[k : k + span.size, i] += 1.0
+                ctr_sum[i] += ctr
+                n_clips[i] += 1
+        #: each room's mean click-through rate of its clips (NaN: no clip)
+        self.clip_ctr = np.where(n_clips > 0, ctr_sum / np.maximum(n_clips, 1), np.nan)
+        views = rng.poisson(views_lam * live).astype(float)
+        p = np.divide(clicks_lam, views_lam, out=np.zeros_like(views_lam), where=views_lam > 0)
+        clicks = rng.binomial(views.astype(np.int64), np.clip(p, 0.0, 1.0)).astype(float)
+        bots = self.bots[None, :] * active * live * dt / 900.0  # each bot once per clip per 15 min
+        self.clip_views = views + np.round(bots)
+        self.clip_clicks = clicks + np.round(bots)
+        back = rng.binomial(clicks.astype(np.int64), o.clip_return).astype(float)
+        self.clip_entries = back
+        p_order = np.minimum(self.order_rate[None, :] * self.conv_lift * o.clip_intent, 1.0)
+        self.clip_orders = rng.binomial(back.astype(np.int64), p_order).astype(float)
+        if not o.clip_loop:
+            return
+        self.organic_entries = self.organic_entries + back
+        self.organic_orders = self.organic_orders + self.clip_orders
+        stay = 0.5 ** (dt / max(o.clip_stay_s * math.log(2.0), 1e-9))  # a mean stay of clip_stay_s
+        here = np.zeros((T, N))
+        for k in range(T):
+            here[k] = back[k] + (stay * here[k - 1] if k else 0.0)
+        self.viewers = self.viewers + here * live
+        self.reported_viewers = self.viewers * (1.0 + 3.0 * self.fake[None, :])
 
     def room_ids(self) -> list[str]:
         return [_room_id(i) for i in range(self.N)]
@@ -335,6 +402,8 @@ class _Responses:
             "shallow_capped": w.shallow_capped[k],
             "users": w.users[k],
             "trusted_users": w.trusted_users[k],
+            **({"clip_views": w.clip_views[k], "clip_clicks": w.clip_clicks[k]} if w.opts.clip_loop else {}),
+            "_entries": entries_f,
             "_genuine": orders,
             "_expected": lam_e * p,
             "_fake": fake,
@@ -355,6 +424,7 @@ def run(policy, options: SimOptions | None = None, world: World | None = None, s
     tier = np.full((T, N), -1, dtype=np.int8)
     kill = np.zeros((T, N), dtype=bool)
     orders = np.zeros((T, N))
+    entries = np.zeros((T, N))
     expected = np.zeros((T, N))
     fake_orders = np.zeros((T, N))
     price = np.zeros(T)
@@ -397,6 +467,7 @@ def run(policy, options: SimOptions | None = None, world: World | None = None, s
             reasons[i].append(a.reason(i) if w.live[k, i] else "")
         last = resp.tick(k, x)
         orders[k] = last["_genuine"]
+        entries[k] = last["_entries"]
         expected[k] = last["_expected"]
         fake_orders[k] = last["_fake"]
     return Trace(
@@ -416,6 +487,7 @@ def run(policy, options: SimOptions | None = None, world: World | None = None, s
         world=w,
         seconds=elapsed,
         reasons=reasons,
+        entries=entries,
     )
 
 
@@ -441,4 +513,41 @@ def run_many(
             if progress:
                 progress(name, int(seed))
             out[name].append(run(make(name, int(seed)), so, world))
+    return out
+
+
+#: the runs :func:`run_clip_loop` compares, in order
+CLIP_LOOP_VARIANTS: tuple[str, ...] = ("without loop", "loop, clips ignored", "with loop")
+
+
+def run_clip_loop(
+    seeds: Sequence[int],
+    options: SimOptions | None = None,
+    with_loop: Sequence[Trace] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, list[Trace]]:
+    """The ramp policy over ``seeds`` three ways (:data:`CLIP_LOOP_VARIANTS`): on days without
+    the clip loop; on days with it, the policy ignoring clip interest (``clip_lift_max=0``); and
+    with it, the policy counting it. ``with_loop`` reuses traces of the ramp policy already run on
+    the loop's days (one per seed, in order)."""
+    from dataclasses import replace
+
+    from ace.policy.ramp import RampPolicy
+
+    o = options or SimOptions()
+    out: dict[str, list[Trace]] = {v: [] for v in CLIP_LOOP_VARIANTS}
+    for n, seed in enumerate(seeds):
+        on, off = replace(o, seed=int(seed), clip_loop=True), replace(o, seed=int(seed), clip_loop=False)
+        world = World(on)
+        for variant in CLIP_LOOP_VARIANTS:
+            if progress:
+                progress(variant, int(seed))
+            if variant == "with loop" and with_loop is not None and n < len(with_loop):
+                out[variant].append(with_loop[n])
+            elif variant == "without loop":
+                out[variant].append(run(RampPolicy(seed=int(seed)), off, World(off)))
+            elif variant == "loop, clips ignored":
+                out[variant].append(run(RampPolicy(seed=int(seed), clip_lift_max=0.0), on, world))
+            else:
+                out[variant].append(run(RampPolicy(seed=int(seed)), on, world))
     return out

@@ -106,7 +106,9 @@ class RoomAggregate:
     Promoted counts (``impressions`` .. ``orders_cancelled``) are attributed by the platform to
     promoted traffic; the policy learns from those only. Audience counts (``likes`` ..
     ``trusted_users``, ``organic_*``) cover everyone in the room; they corroborate highlights and
-    reveal gaming but never feed the estimates.
+    reveal gaming but never feed the estimates. Clip counts (``clip_views``, ``clip_clicks``) are
+    the audience of the room's published clips outside it: interest in the room, which raises its
+    value a little (``RampOptions.clip_*``) but never its estimates.
     """
 
     stream_id: str
@@ -133,7 +135,14 @@ class RoomAggregate:
     shallow_capped: float = 0.0  #: likes + comments after the per-user cap (sum over users of min(n, cap))
     users: float = 0.0  #: distinct users who interacted
     trusted_users: float = 0.0  #: distinct users with a trusted account (history, verified, not flagged)
+    #: views of the room's published clips, after the per-user cap (``clip_view`` events)
+    clip_views: float = 0.0
+    #: click-throughs from the room's published clips to the room, after the per-user cap (``clip_click``)
+    clip_clicks: float = 0.0
 
+
+#: The event kinds of a published clip's audience (see :class:`RoomAggregate` ``clip_views``, ``clip_clicks``).
+CLIP_KINDS: frozenset[str] = frozenset({"clip_view", "clip_click"})
 
 #: Observation fields that hold one float per slot, in RoomAggregate order.
 ROOM_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RoomAggregate) if f.name not in ("stream_id", "category"))
@@ -144,21 +153,30 @@ def interaction_counts(
     *,
     trusted: Callable[[str], bool] | None = None,
     per_user_cap: int = 10,
+    clip_view_cap: int = 3,
+    clip_click_cap: int = 1,
 ) -> dict[str, float]:
     """Audience part of a :class:`RoomAggregate` from one tick's raw events.
 
     Counts likes and chat, follows, carts and orders (as organic orders), distinct users and
     distinct trusted users, and the per-user-capped shallow count (each user's likes + chat count
-    at most ``per_user_cap``). ``viewers`` events set ``viewers`` to the last value seen.
+    at most ``per_user_cap``). ``viewers`` events set ``viewers`` to the last value seen. Clip
+    events count once per user, clip and kind, and each user's at most ``clip_view_cap`` views
+    and ``clip_click_cap`` clicks (events without a user do not count); they are not room users.
     Returns keyword arguments for ``RoomAggregate`` (or ``dataclasses.replace``).
     """
     likes = comments = orders = 0.0
     per_user: dict[str, float] = {}
     users: set[str] = set()
     viewers: float | None = None
+    clip_seen: set[tuple[str, str, str]] = set()
     for e in events:
         if e.kind == "viewers":
             viewers = float(e.value)
+            continue
+        if e.kind in CLIP_KINDS:
+            if e.user:
+                clip_seen.add((e.kind, e.user, e.text.strip()))
             continue
         if e.user:
             users.add(e.user)
@@ -171,6 +189,11 @@ def interaction_counts(
         if e.kind in ("like", "chat"):
             per_user[e.user] = per_user.get(e.user, 0.0) + (e.value if e.kind == "like" else 1.0)
     capped = sum(min(n, float(per_user_cap)) if u else n for u, n in per_user.items())
+    views: dict[str, float] = {}
+    clicks: dict[str, float] = {}
+    for kind, user, _clip in clip_seen:
+        d = views if kind == "clip_view" else clicks
+        d[user] = d.get(user, 0.0) + 1.0
     out = {
         "likes": likes,
         "comments": comments,
@@ -178,6 +201,8 @@ def interaction_counts(
         "shallow_capped": float(capped),
         "users": float(len(users)),
         "trusted_users": float(sum(1 for u in users if trusted(u))) if trusted else 0.0,
+        "clip_views": float(sum(min(n, float(clip_view_cap)) for n in views.values())),
+        "clip_clicks": float(sum(min(n, float(clip_click_cap)) for n in clicks.values())),
     }
     if viewers is not None:
         out["viewers"] = viewers
@@ -218,6 +243,8 @@ class Observation:
     shallow_capped: np.ndarray
     users: np.ndarray
     trusted_users: np.ndarray
+    clip_views: np.ndarray
+    clip_clicks: np.ndarray
     moment_slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     moment_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
     moment_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -329,6 +356,8 @@ STATE_FIELDS: dict[str, tuple[type, float, str]] = {
     "hl_got": (float, 0.0, "trusted orders seen since the latest moment started"),
     "hl_exp": (float, 0.0, "orders expected over the same ticks without a highlight"),
     "lift": (float, 1.0, "estimated conversion lift of the current highlight"),
+    # published clips
+    "clip_interest": (float, 0.0, "clip clicks + weighted views per tick (EWMA, half-life RampOptions.clip_half_life_s)"),
     # anti-gaming
     "freeze_until": (float, -np.inf, "no ramp-up and no boost before this time"),
     "flags": (np.int64, 0, "gaming flags raised"),
@@ -417,6 +446,8 @@ class RoomState:
     frozen_until: float
     killed: bool
     tier_switches: int
+    clip_interest: float = 0.0  #: clip clicks + weighted views per tick (smoothed)
+    clip_lift: float = 1.0  #: what clip interest multiplies the room's value by
 
 
 class SlotMap:

@@ -1,6 +1,6 @@
 """A stream's moments and clips, one clip's details and files (video with HTTP Range, captions,
-thumbnail) and its review (tag ``moments and clips``). Each moment and clip carries ``ad_words``:
-the ad-wording phrases heard inside the clip."""
+thumbnail), its review and its publication to the tenant's webhook (tag ``moments and clips``).
+Each moment and clip carries ``ad_words``: the ad-wording phrases heard inside the clip."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ace.api.backend import Backend
-from ace.api.deps import BackendDep, Tenant, _mid, _sid, errors
-from ace.api.models import ClipOut, MomentOut, ReviewIn, ReviewOut, StreamClip
+from ace.api.backend import NoWebhook
+from ace.api.deps import ApiError, BackendDep, Tenant, _mid, _sid, errors
+from ace.api.models import ClipOut, MomentOut, PublicationOut, ReviewIn, ReviewOut, StreamClip
 
 TAG = "moments and clips"
 
@@ -85,6 +86,30 @@ async def clip_thumbnail(mid: str, who: Tenant, request: Request, backend: Backe
 @router.post("/clips/{mid}/review", response_model=ReviewOut, response_model_exclude_unset=True)
 async def review(mid: str, body: ReviewIn, who: Tenant, backend: BackendDep) -> dict:
     return await backend.review(who, _mid(mid), body.verdict, body.note)
+
+
+@router.post("/clips/{mid}/publish", status_code=202, response_model=PublicationOut, response_model_exclude_unset=True,
+             responses=errors(409, 503))
+async def publish(mid: str, who: Tenant, backend: BackendDep,
+                  force: Annotated[bool, Query(description="send it again although it was published before")] = False,
+                  ) -> dict:
+    """Send the clip to the tenant's publish webhook (``PUT /settings/publish``): its metadata and
+    a link back to the live room, signed (``X-ACE-Signature``), with ``Idempotency-Key: <clip id>``.
+    Delivery goes on in the background with retries; the answer (202) is the publication record,
+    ``pending`` until it is ``sent`` or ``failed`` (``GET /clips/{id}/publication``). A clip
+    published before is not sent again: its record answers as it is, unless ``force=true`` (never
+    while a delivery of it is under way). 409 when no webhook is set."""
+    try:
+        return await backend.publish(who, _mid(mid), force)
+    except NoWebhook as e:
+        raise ApiError(409, str(e)) from None
+
+
+@router.get("/clips/{mid}/publication", response_model=PublicationOut, response_model_exclude_unset=True)
+async def publication(mid: str, who: Tenant, backend: BackendDep) -> dict:
+    """The clip's publication: status, attempts, the webhook's last answer, the receiver's id, and
+    the distinct viewers and clickers the platform reported. 404 when it was never published."""
+    return await backend.publication(who, _mid(mid))
 
 
 # ----------------------------------------------------------------------------------- files
