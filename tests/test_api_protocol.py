@@ -36,10 +36,11 @@ class FakeControl:
         return st
 
     async def submit(self, tenant, url, *, name="", events=None, products=None, category="other", budget=None,
-                     max_live=None):
+                     max_live=None, **clip):
         self._raise()
         assert isinstance(url, CheckedURL) and (events is None or isinstance(events, CheckedURL))
         self.submitted.append(url)
+        self.clip_options = clip
         sid = f"s{len(self.streams) + 1}"
         self.streams[sid] = {"id": sid, "tenant": tenant, "name": name, "status": "live"}
         return sid
@@ -67,7 +68,8 @@ class FakeControl:
         self._own(tenant, stream_id)
         return {"stream_id": stream_id, "level": None, "share": None, "history": []}
 
-    async def submit_job(self, tenant, items, name=""):
+    async def submit_job(self, tenant, items, name="", **clip):
+        self.clip_options = clip
         return {"id": "job-1", "status": "running", "items": len(items)}
 
     async def jobs(self, tenant):
@@ -206,7 +208,9 @@ def test_malformed_submissions_say_what_is_wrong(office):
              ({"url": "http://127.0.0.1:1/x.m3u8", "budget": -5}, "budget"),
              ({"url": "http://127.0.0.1:1/x.m3u8", "budget": True}, "budget"),
              ({"url": "http://127.0.0.1:1/x.m3u8", "budget": "1e9"}, "budget"),
-             ({"url": "http://127.0.0.1:1/x.m3u8", "products": "not a list"}, "products")]
+             ({"url": "http://127.0.0.1:1/x.m3u8", "products": "not a list"}, "products"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "format": "tiktok"}, "format"),
+             ({"url": "http://127.0.0.1:1/x.m3u8", "burn_captions": "maybe"}, "burn_captions")]
     for body, word in cases:
         r = client.post("/streams", json=body, headers=auth["acme"])
         assert r.status_code == 422 and word in r.json()["error"], (body, r.text)
@@ -235,3 +239,17 @@ def test_media_paths_cannot_leave_the_media_folder(office, tmp_path):
     assert r.status_code == 422 and "exactly one" in r.json()["error"]
     r = client.post("/jobs", json={"items": [{"url": "http://169.254.169.254/show.mp4"}]}, headers=auth["acme"])
     assert r.status_code == 422
+
+
+def test_a_stream_or_job_may_ask_for_its_own_clip_shape_and_captions(office):
+    """``format`` and ``burn_captions`` reach the cluster only when the request sets them."""
+    client, control, auth = office
+    r = client.post("/streams", json={"url": "http://127.0.0.1:1/x.m3u8", "format": "vertical", "burn_captions": True},
+                    headers=auth["acme"])
+    assert r.status_code == 201 and control.clip_options == {"clip_format": "vertical", "burn_captions": True}
+    r = client.post("/streams", json={"url": "http://127.0.0.1:1/y.m3u8"}, headers=auth["acme"])
+    assert r.status_code == 201 and control.clip_options == {}
+    r = client.post("/jobs", json={"items": [{"path": "show.mp4"}], "format": "square"}, headers=auth["acme"])
+    assert r.status_code == 201 and control.clip_options == {"clip_format": "square"}
+    r = client.post("/jobs", json={"items": [{"path": "show.mp4"}], "format": "wide"}, headers=auth["acme"])
+    assert r.status_code == 422 and "format" in r.json()["error"]

@@ -113,7 +113,8 @@ class Backend:
     # ------------------------------------------------------------------ streams
 
     async def submit_stream(self, tenant: str, url: str, name: str = "", products: list[dict | str] | None = None,
-                            events: str | None = None, category: str = "other", budget: float | None = None) -> dict:
+                            events: str | None = None, category: str = "other", budget: float | None = None,
+                            clip_format: str | None = None, burn_captions: bool | None = None) -> dict:
         """Start a stream. ``products``: product objects (dicts) or names, checked here
         (:func:`~ace.products.catalog.parse_products`: :class:`Refused` naming the item and field)
         and handed on as ``product_to_dict`` dicts."""
@@ -132,7 +133,8 @@ class Backend:
             raise Busy("too many stream submissions at once; try again shortly", 2.0) from None
         try:
             sid = await self.control.submit(tenant, checked, name=name, events=checked_events, products=checked_products,
-                                            category=category, budget=budget, max_live=self.settings.api_max_streams)
+                                            category=category, budget=budget, max_live=self.settings.api_max_streams,
+                                            **_clip_options(clip_format, burn_captions))
         finally:
             self._submits.release()
         self._owners.put((sid, tenant), True)
@@ -434,7 +436,8 @@ class Backend:
 
     # ------------------------------------------------------------------ batch jobs
 
-    async def submit_job(self, tenant: str, items: list[dict], name: str = "") -> dict:
+    async def submit_job(self, tenant: str, items: list[dict], name: str = "", clip_format: str | None = None,
+                         burn_captions: bool | None = None) -> dict:
         from ace.netguard import check_url
 
         checked = []
@@ -448,13 +451,29 @@ class Backend:
                 checked.append({"url": it["url"]})
             else:
                 checked.append({"path": str(media_path(self.settings, src, what=f"item {i}"))})
-        return await self.control.submit_job(tenant, checked, name)
+        return await self.control.submit_job(tenant, checked, name, **_clip_options(clip_format, burn_captions))
 
     async def jobs(self, tenant: str) -> list[dict]:
         return await self.control.jobs(tenant)
 
     async def job(self, tenant: str, job_id: str) -> dict:
         return await self.control.job(tenant, job_id)
+
+
+def _clip_options(clip_format: str | None, burn_captions: bool | None) -> dict:
+    """The clip shape and captions a request asked for, checked; only those it set (so a
+    :class:`~ace.control.StreamControl` that knows nothing of them is called as before)."""
+    out: dict = {}
+    if clip_format:
+        from ace.reframe import check_format
+
+        try:
+            out["clip_format"] = check_format(clip_format)
+        except ValueError as e:
+            raise Refused(f"format: {e}") from None
+    if burn_captions is not None:
+        out["burn_captions"] = bool(burn_captions)
+    return out
 
 
 def media_path(settings: Settings, rel: str | None, what: str = "path") -> Path:

@@ -44,6 +44,10 @@ class StreamIn(BaseModel):
     events: str | None = Field(None, max_length=2048, description="an http(s) JSONL events source, optional")
     category: str = Field("other", description=f"one of {', '.join(CATEGORIES)}")
     budget: float | None = Field(None, ge=0, strict=True, description="promoted impressions the room may receive in total")
+    format: Literal["source", "vertical", "square"] | None = Field(
+        None, description="the clips' shape: source (the stream's frame), vertical (9:16) or square, following the "
+                          "subject; unset: the server's ACE_CLIP_FORMAT")
+    burn_captions: bool | None = Field(None, description="burn word-timed captions into the clips; unset: ACE_BURN_CAPTIONS")
 
     @field_validator("products", mode="before")
     @classmethod
@@ -96,6 +100,9 @@ class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("", max_length=100)
     items: list[JobItem] = Field(min_length=1, max_length=100)
+    format: Literal["source", "vertical", "square"] | None = Field(
+        None, description="the clips' shape for every item (see POST /streams); unset: ACE_CLIP_FORMAT")
+    burn_captions: bool | None = Field(None, description="burn word-timed captions into the clips; unset: ACE_BURN_CAPTIONS")
 
 
 class SessionIn(BaseModel):

@@ -21,7 +21,7 @@ async def submit_job(body: JobIn, who: Tenant, backend: BackendDep) -> dict:
         if bool(it.path) == bool(it.url):
             raise ApiError(422, f"items.{i}: give exactly one of 'path' or 'url'")
         items.append(it.model_dump(exclude_none=True))
-    return await backend.submit_job(who, items, body.name)
+    return await backend.submit_job(who, items, body.name, clip_format=body.format, burn_captions=body.burn_captions)
 
 
 @router.get("/jobs", response_model=list[JobOut], response_model_exclude_unset=True)

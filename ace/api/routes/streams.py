@@ -32,7 +32,7 @@ async def submit_stream(body: StreamIn, who: Tenant, backend: BackendDep) -> dic
     optional ``aliases``, ``price``, ``sku``, ``image``) or plain names; a bad one is refused (422)
     naming the item and the field."""
     return await backend.submit_stream(who, body.url, body.name, body.product_dicts(), body.events, body.category,
-                                       body.budget)
+                                       body.budget, clip_format=body.format, burn_captions=body.burn_captions)
 
 
 @router.get("/streams", tags=["streams"], response_model=list[StreamStatus], response_model_exclude_unset=True)
