@@ -1,11 +1,11 @@
 """What a reframed clip follows: faces found in sampled frames, and the shot changes inside the clip.
 
 Faces come from dlib's frontal face detector (a HOG + linear SVM model compiled into dlib itself, so
-nothing is downloaded). Frames are sampled at :data:`DETECT_FPS` and scaled to :data:`DETECT_WIDTH`
-pixels wide; with one upsampling step the smallest face found is about 40 px there, a twelfth of the
-frame's width. The same grey frames give the shot changes: a large jump of the frame difference
-between two samples marks a cut somewhere between them, and a short full-rate read of that gap finds
-the exact frame.
+nothing is downloaded). The clip is decoded once, every frame scaled to :data:`DETECT_WIDTH` pixels
+wide and grey; :data:`DETECT_FPS` frames a second are searched for faces (with one upsampling step
+the smallest face found is about 40 px there, a twelfth of the frame's width). Every frame, shrunk
+further, gives the shot changes: a jump of the difference between two consecutive frames well above
+the differences around it is a cut, on the frame where it happens.
 
 Boxes are returned in source pixels (the clip's stored frame size), times in seconds from the clip's
 start.
@@ -14,7 +14,6 @@ start.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,8 @@ CUT_WIDTH = 64
 #: usual difference it must also exceed.
 CUT_DIFF = 28.0
 CUT_RATIO = 3.0
+#: Shortest shot (seconds): a jump this soon after a cut is not another one.
+MIN_SHOT = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,23 +118,8 @@ def _tiny(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (CUT_WIDTH, max(2, round(CUT_WIDTH * h / w))), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _refine_cut(path: str, a: float, b: float, fps: float) -> float:
-    """The time of the first frame of the new shot between samples ``a`` and ``b``: the largest
-    difference between consecutive frames there, read at the clip's own rate."""
-    a = math.floor(a * fps + 1e-6) / fps  # on the frame grid, so that times name frames
-    frames = [(round(t * fps) / fps, _tiny(f))
-              for t, f in media.iter_frames(path, fps=fps, width=CUT_WIDTH, skip_bidir=False,
-                                            start=a, duration=b - a + 1.5 / fps)]
-    best, at = -1.0, b
-    for (_, f0), (t1, f1) in zip(frames, frames[1:]):
-        d = float(np.mean(np.abs(f1 - f0)))
-        if d > best:
-            best, at = d, t1
-    return at
-
-
 def find_cuts(diffs: Sequence[float]) -> list[int]:
-    """Indexes ``i`` of the jumps ``diffs[i]`` (difference between sample ``i`` and ``i + 1``) that
+    """Indexes ``i`` of the jumps ``diffs[i]`` (difference between frame ``i`` and ``i + 1``) that
     are cuts: above :data:`CUT_DIFF` and :data:`CUT_RATIO` times the median difference around."""
     out = []
     d = np.asarray(diffs, dtype=float)
@@ -146,7 +132,8 @@ def find_cuts(diffs: Sequence[float]) -> list[int]:
 
 
 def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: bool = True) -> Scan:
-    """Sample ``path`` (a short clip) at ``fps``: faces in each sample and the cuts between shots.
+    """Read ``path`` (a short clip) once: faces in :data:`DETECT_FPS` frames a second and the cuts
+    between shots (the time of each new shot's first frame).
 
     ``faces=False`` finds only the cuts (for a clip that is only fitted, never tracked).
     """
@@ -162,28 +149,34 @@ def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: b
     w = min(width, src_w) if src_w else width
     w -= w % 2
     out = Scan(width=src_w, height=src_h, fps=info.fps or 30.0, duration=info.duration)
-    tiny: list[np.ndarray] = []
+    rate = out.fps
+    step = max(1, int(round(rate / fps)))
     pending = []
-    # dlib lets go of the GIL while it searches, so frames are searched on every core while
-    # ffmpeg decodes the next ones
+    times: list[float] = []
+    diffs: list[float] = []
+    prev = None
+    # one pass at the clip's own rate: every frame for the cuts (a cut lands on its frame), every
+    # ``step``-th searched for faces; dlib lets go of the GIL while it searches, so frames are
+    # searched on every core while ffmpeg decodes the next ones
     with ThreadPoolExecutor(max(1, min(DETECT_THREADS, os.cpu_count() or 1)), thread_name_prefix="ace-faces") as pool:
-        # every frame decoded: with B-frames skipped a sample may show a frame a few before its
-        # time, and on real footage (friday.mp4) that loses faces the camera should keep
-        for t, frame in media.iter_frames(path, fps=fps, width=w, skip_bidir=False):
-            scale = src_w / frame.shape[1] if src_w else 1.0
-            pending.append((t, pool.submit(find_faces, frame, scale) if faces else None))
-            tiny.append(_tiny(frame))
+        for i, (t, frame) in enumerate(media.iter_frames(path, fps=rate, width=w, skip_bidir=False)):
+            if faces and i % step == 0:
+                scale = src_w / frame.shape[1] if src_w else 1.0
+                pending.append((t, pool.submit(find_faces, frame, scale)))
+            elif not faces and i % step == 0:
+                pending.append((t, None))
+            small = _tiny(frame)
+            if prev is not None:
+                diffs.append(float(np.mean(np.abs(small - prev))))
+            prev = small
+            times.append(t)
+            if not src_w and i == 0:
+                out.width, out.height = w, round(w * frame.shape[0] / frame.shape[1])
         out.samples = [Sample(t, fut.result() if fut is not None else ()) for t, fut in pending]
-    if not src_w and tiny:
-        out.width, out.height = w, round(w * tiny[0].shape[0] / tiny[0].shape[1])
-    diffs = [float(np.mean(np.abs(b - a))) for a, b in zip(tiny, tiny[1:])]
     for i in find_cuts(diffs):
-        a, b = out.samples[i].t, out.samples[i + 1].t
-        try:
-            out.cuts.append(round(_refine_cut(path, a, b, out.fps), 6))
-        except Exception as e:  # a clip that breaks off: the sample after the jump will do
-            log.info("could not read the cut between %.2f and %.2f s of %s: %s", a, b, path, e)
-            out.cuts.append(b)
+        # a flash is two jumps a frame apart: one cut, not a shot of one frame
+        if not out.cuts or times[i + 1] - out.cuts[-1] >= MIN_SHOT:
+            out.cuts.append(round(times[i + 1], 6))
     out.seconds = time.perf_counter() - began
     log.debug("scanned %s: %d samples, %d with faces, cuts %s in %.2fs", path, len(out.samples),
               sum(1 for s in out.samples if s.boxes), out.cuts, out.seconds)
