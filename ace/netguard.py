@@ -686,7 +686,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if addrs is None:
             return
         try:
-            upstream = _connect(addrs, port, guard.connect_timeout, guard.timeout)
+            upstream = connect_checked(addrs, port, guard.connect_timeout, guard.timeout)
         except OSError as e:
             guard._note_error()
             self.send_error(502, f"Cannot connect to {target}: {e.strerror or e}")
@@ -857,8 +857,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
 
 
-def _connect(addrs: Sequence[IPAddress], port: int, connect_timeout: float, timeout: float) -> socket.socket:
-    """A TCP connection to the first of ``addrs`` that answers (the checked addresses, never a name)."""
+def connect_checked(addrs: Sequence[IPAddress], port: int, connect_timeout: float, timeout: float) -> socket.socket:
+    """A TCP connection to the first of ``addrs`` that answers (the checked addresses, never a name),
+    ``connect_timeout`` to connect and ``timeout`` for each read and write after."""
     err: OSError | None = None
     for ip in addrs:
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET

@@ -43,12 +43,12 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ace.errors import InputError
-from ace.netguard import AddressPolicy, CheckedURL, IPAddress, check_url
+from ace.netguard import AddressPolicy, CheckedURL, check_url, connect_checked
 
 log = logging.getLogger("ace.publish")
 
@@ -298,22 +298,6 @@ class _Fail(Exception):
         self.status = status
 
 
-def _connect(addrs: Sequence[IPAddress], port: int, timeout: float) -> socket.socket:
-    """A TCP connection to the first checked address that answers (never the name again)."""
-    err: OSError | None = None
-    for ip in addrs:
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            s.settimeout(timeout)
-            s.connect((str(ip), port))
-            return s
-        except OSError as e:
-            err = e
-            s.close()
-    raise err or OSError("no address to connect to")
-
-
 class _PinnedHTTP(http.client.HTTPConnection):
     """http.client's connection, connected to the checked addresses instead of the host name."""
 
@@ -322,7 +306,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self._addrs = checked.addresses
 
     def connect(self) -> None:
-        self.sock = _connect(self._addrs, self.port, self.timeout)
+        self.sock = connect_checked(self._addrs, self.port, self.timeout, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -333,7 +317,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self._addrs = checked.addresses
 
     def connect(self) -> None:
-        sock = _connect(self._addrs, self.port, self.timeout)
+        sock = connect_checked(self._addrs, self.port, self.timeout, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
