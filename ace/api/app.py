@@ -54,7 +54,7 @@ TAGS = [
     {"name": "batch jobs", "description": "reprocessing of recorded shows"},
     {"name": "products", "description": "a stream's products: their segments (where the host explains each), the segments' "
                                         "clips and the ad-wording phrases heard"},
-    {"name": "settings", "description": "the tenant's own settings: its ad-wording list"},
+    {"name": "settings", "description": "the tenant's own settings: its ad-wording list and its publish webhook"},
 ]
 
 
