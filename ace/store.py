@@ -140,6 +140,9 @@ clips_table = sa.Table(
     sa.Column("thumb_path", sa.Text, nullable=False, server_default=""),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # the clip's shape (source, vertical, square) and whether captions are burned into it
+    sa.Column("format", sa.String(16), nullable=False, server_default="source"),
+    sa.Column("burned", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 ramp_table = sa.Table(
@@ -674,6 +677,8 @@ class Store:
                 "thumb_path": c.thumb_path or "",
                 "seconds": float(c.seconds),
                 "created_at": now,
+                "format": c.format or "source",
+                "burned": bool(c.burned),
             }
             for c in clip_by_moment.values()
         ]

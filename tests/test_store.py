@@ -518,3 +518,27 @@ def test_processes_upgrading_one_older_database_at_once_all_succeed(db_url):
     assert [(r["rank"], r["strong"]) for r in stores[1].list_moments("old")] == [(0, True)]
     for s in stores:
         s.close()
+
+
+def test_a_clip_keeps_its_shape_and_burned_captions(store, db_url):
+    """``format`` and ``burned`` are stored with the clip (and added to an older clips table)."""
+    import dataclasses
+
+    _show(store, "s1")
+    ms = [_moment("s1", 30.0, 0.9), _moment("s1", 100.0, 0.4)]
+    clips = [dataclasses.replace(_clip(ms[0]), format="vertical", burned=True), _clip(ms[1])]
+    store.save_results("s1", ms, clips, settings_hash="h1")
+    got = store.get_clip(ms[0].id)
+    assert (got["format"], got["burned"]) == ("vertical", True)
+    plain = store.get_clip(ms[1].id)
+    assert (plain["format"], plain["burned"]) == ("source", False)
+    if db_url.startswith("sqlite"):  # a database made before clips had a shape gets the columns
+        import sqlalchemy as sa
+
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE clips DROP COLUMN format")
+            conn.exec_driver_sql("ALTER TABLE clips DROP COLUMN burned")
+        again = Store(db_url)
+        again.create_all()
+        cols = {c["name"] for c in sa.inspect(again.engine).get_columns("clips")}
+        assert {"format", "burned"} <= cols and again.get_clip(ms[1].id)["format"] == "source"

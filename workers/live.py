@@ -754,7 +754,7 @@ def _moment_from_row(stream_id: str, row: dict) -> Moment:
 
 
 def _clip_from_row(row: dict) -> Clip:
-    keys = ("moment_id", "path", "start", "end", "mode", "srt_path", "thumb_path", "seconds")
+    keys = ("moment_id", "path", "start", "end", "mode", "srt_path", "thumb_path", "seconds", "format", "burned")
     return Clip(**{k: row[k] for k in keys if k in row})
 
 

@@ -512,6 +512,7 @@ def _publication_view(row: dict) -> dict:
 def _clip_view(c: dict) -> dict:
     mid = c["moment_id"]
     return {"moment_id": mid, "start": c["start"], "end": c["end"], "mode": c["mode"], "seconds": c.get("seconds"),
+            "format": c.get("format") or "source", "burned": bool(c.get("burned")),
             "video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions" if c.get("srt_path") else None,
             "thumbnail": f"/clips/{mid}/thumbnail" if c.get("thumb_path") else None, "ad_words": c.get("ad_words") or []}
 

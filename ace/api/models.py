@@ -241,6 +241,8 @@ class ClipView(_Out):
     end: Number
     mode: str | None = None
     seconds: Number | None = Field(None, description="how long cutting it took")
+    format: str | None = Field(None, description="the clip's shape: source, vertical or square")
+    burned: bool | None = Field(None, description="whether captions are burned into the picture")
     video: str = Field(description="the MP4's path on this server")
     captions: str | None = Field(None, description="the captions' path (WebVTT; ?format=srt), null without captions")
     thumbnail: str | None = Field(None, description="the thumbnail's path, null without one")
@@ -286,6 +288,8 @@ class ClipOut(_Out):
     end: Number | None = None
     mode: str | None = None
     seconds: Number | None = None
+    format: str | None = Field(None, description="the clip's shape: source, vertical or square")
+    burned: bool | None = Field(None, description="whether captions are burned into the picture")
     score: Number | None = None
     rank: int | None = None
     confidence: Number | None = None
