@@ -42,6 +42,8 @@ CUT_WIDTH = 64
 #: usual difference it must also exceed.
 CUT_DIFF = 28.0
 CUT_RATIO = 3.0
+#: Highest frame rate read for cuts (a faster source is read at this rate).
+MAX_RATE = 60.0
 #: Shortest shot (seconds): a jump this soon after a cut is not another one.
 MIN_SHOT = 0.4
 
@@ -149,7 +151,7 @@ def scan(path: str, fps: float = DETECT_FPS, width: int = DETECT_WIDTH, faces: b
     w = min(width, src_w) if src_w else width
     w -= w % 2
     out = Scan(width=src_w, height=src_h, fps=info.fps or 30.0, duration=info.duration)
-    rate = out.fps
+    rate = min(out.fps, MAX_RATE)  # a stream claiming 1000 fps (some FLV) is not read a thousand times a second
     step = max(1, int(round(rate / fps)))
     pending = []
     times: list[float] = []
