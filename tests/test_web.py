@@ -530,3 +530,55 @@ def test_product_rows_show_segments_their_clips_and_ad_word_flags(page, site):
         assert _http(site["base"], "GET", f"/streams/{show}/products", site["tokens"]["globex"])[0] == 404
     finally:
         store.save_products(show, [], {}, [], tenant="acme", products=[])
+
+
+def test_a_clip_is_published_from_its_card(page, site):
+    """The card's Publish button: without a webhook the page says so; with one (a real local HTTP
+    server) the clip is delivered once, signed, and the card shows the receiver's id."""
+    import http.server
+
+    from ace.publish import verify_signature
+
+    got: list[tuple[dict, bytes]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            answer = b'{"id": "post-1"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token, show = site["tokens"]["acme"], site["show"]
+    try:
+        target = next(m for m in _http(site["base"], "GET", f"/streams/{show}/moments", token)[1] if m["clip"])
+        _sign_in(page, site, "acme")
+        page.locator(f'[data-testid="job"][data-id="{site["job"]}"]').locator(
+            f'[data-testid="job-item"][data-show="{show}"]').get_by_test_id("open-show").click()
+        card = page.locator(f'#clips [data-testid="clip"][data-moment="{target["id"]}"]')
+        card.get_by_test_id("publish").click()
+        expect(card.get_by_test_id("publication")).to_have_text("no publish webhook is set (PUT /settings/publish)")
+        code, saved = _http(site["base"], "PUT", "/settings/publish", token,
+                            {"url": f"http://127.0.0.1:{server.server_address[1]}/hook"})
+        assert code == 200 and saved["secret"], saved
+        card.get_by_test_id("publish").click()
+        expect(card.get_by_test_id("publication")).to_have_text("published (post-1)")
+        assert len(got) == 1
+        headers, body = got[0]
+        assert verify_signature(saved["secret"], headers["X-ACE-Timestamp"], body, headers["X-ACE-Signature"])
+        assert json.loads(body)["clip_id"] == target["id"] and headers["Idempotency-Key"] == target["id"]
+        card.get_by_test_id("publish").click()  # published before: shown again, not sent again
+        expect(card.get_by_test_id("publication")).to_have_text("published (post-1)")
+        assert len(got) == 1
+    finally:
+        _http(site["base"], "DELETE", "/settings/publish", token)
+        server.shutdown()
+        server.server_close()

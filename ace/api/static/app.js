@@ -732,9 +732,11 @@
     const video = clip && localPath(clip.video);
     const thumb = clip && localPath(clip.thumbnail);
     const captions = clip && localPath(clip.captions);
+    // a vertical or square clip's thumbnail keeps its shape
+    const [tw, th] = clip && clip.format === "vertical" ? [68, 120] : clip && clip.format === "square" ? [100, 100] : [160, 90];
     const head = el("div", { class: "card-head" },
-      thumb ? el("img", { src: thumb, alt: `thumbnail at ${clock(m.start)}`, loading: "lazy", width: 160, height: 90,
-                          "data-testid": "thumbnail" }) : null,
+      thumb ? el("img", { src: thumb, alt: `thumbnail at ${clock(m.start)}`, loading: "lazy", width: tw, height: th,
+                          "data-testid": "thumbnail", "data-format": (clip && clip.format) || "source" }) : null,
       el("div", null,
         el("div", { class: "rank-line" },
            el("strong", { class: "rank", "data-testid": "clip-rank" }), " ",
@@ -755,9 +757,14 @@
                                      onclick: () => review(m.id, "approve", li) }, "Approve");
       const reject = el("button", { type: "button", class: "reject", "data-testid": "reject", "aria-pressed": "false",
                                     onclick: () => review(m.id, "reject", li) }, "Reject");
+      const publishBtn = el("button", { type: "button", class: "publish", "data-testid": "publish",
+                                        title: "send the clip to your publish webhook",
+                                        onclick: () => publish(m.id, li) }, "Publish");
       li.append(v, el("div", { class: "review" }, approve, reject, " ",
                       el("span", { class: "verdict", "data-testid": "verdict", role: "status" }),
-                      el("span", { class: "error small", "data-testid": "review-error", role: "alert" })));
+                      el("span", { class: "error small", "data-testid": "review-error", role: "alert" })),
+                el("div", { class: "review" }, publishBtn, " ",
+                   el("span", { class: "small", "data-testid": "publication", role: "status" })));
     } else {
       li.append(el("p", { class: "muted small", text: "No clip for this moment (yet)." }));
     }
@@ -813,6 +820,36 @@
       li.querySelector('[data-testid="review-error"]').textContent = e.message;
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  function publicationText(p) {
+    if (!p) return "";
+    if (p.status === "sent") return `published${p.remote_id ? ` (${p.remote_id})` : ""}`;
+    if (p.status === "failed") return `not published: ${p.last_error || "the webhook failed"}`;
+    return `publishing… (attempt ${p.attempts || 1})`;
+  }
+
+  async function publish(mid, li) {
+    const btn = li.querySelector('[data-testid="publish"]');
+    const out = li.querySelector('[data-testid="publication"]');
+    btn.disabled = true;
+    out.classList.remove("error");
+    try {
+      let p = await api("POST", `/clips/${enc(mid)}/publish`);
+      out.textContent = publicationText(p);
+      for (let i = 0; i < 60 && p.status === "pending"; i++) {  // delivery runs in the background
+        await new Promise((ok) => setTimeout(ok, 1000));
+        p = await api("GET", `/clips/${enc(mid)}/publication`);
+        out.textContent = publicationText(p);
+      }
+      out.dataset.status = p.status;
+    } catch (e) {
+      out.classList.add("error");
+      out.textContent = e.status === 409 ? "no publish webhook is set (PUT /settings/publish)" : e.message;
+      out.dataset.status = "error";
+    } finally {
+      btn.disabled = false;
     }
   }
 
