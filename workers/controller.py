@@ -321,13 +321,7 @@ class LiveController:
             raise Refused(f"unknown category {category!r}; expected one of: {', '.join(CATEGORIES)}")
         if budget is not None and not (float(budget) >= 0):
             raise Refused(f"budget must be a number >= 0, got {budget!r}")
-        if clip_format:
-            from ace.reframe import check_format
-
-            try:
-                clip_format = check_format(str(clip_format).strip().lower())
-            except ValueError as e:
-                raise Refused(str(e)) from None
+        clip_format = _checked_format(clip_format)
         spec = StreamSpec(sid, url, name or sid, tenant, events, list(products), category=category,
                           budget=None if budget is None else float(budget), clip_format=clip_format or "",
                           burn_captions=None if burn_captions is None else bool(burn_captions))
@@ -539,13 +533,7 @@ class LiveController:
         (kept with each item, so a resumed item keeps them)."""
         if not items:
             raise Refused("a job needs at least one item")
-        if clip_format:
-            from ace.reframe import check_format
-
-            try:
-                clip_format = check_format(str(clip_format).strip().lower())
-            except ValueError as e:
-                raise Refused(str(e)) from None
+        clip_format = _checked_format(clip_format)
         extra = {k: v for k, v in (("format", clip_format), ("burn_captions", burn_captions)) if v not in (None, "")}
         items = [dict(it) | extra for it in items]
         jid = new_stream_id(name or "job")
@@ -671,6 +659,18 @@ def _call(method, *args, wait_s: float = RESTART_WAIT_S):
 
 
 ControllerActor = ray.remote(LiveController)
+
+
+def _checked_format(clip_format: str | None) -> str | None:
+    """A stream's or job's clip shape, checked (:class:`Refused` naming the valid ones)."""
+    if not clip_format:
+        return None
+    from ace.reframe import check_format
+
+    try:
+        return check_format(str(clip_format).strip().lower())
+    except ValueError as e:
+        raise Refused(str(e)) from None
 
 
 def get_controller(create: bool = True, settings: dict | None = None):

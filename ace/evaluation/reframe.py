@@ -82,10 +82,11 @@ def _detector_truth(path: str, width: int) -> list[tuple[float, Box]]:
 
 
 def _measure(path: str, truth: list[tuple[float, Box]], still: list[tuple[float, float]] | None) -> dict[str, Any]:
+    """The figures of both formats; ``_plans`` holds the plans (taken out before the report)."""
     sc = scan(path)
-    out: dict[str, Any] = {"scan_s": round(sc.seconds, 2), "cuts": sc.cuts}
+    out: dict[str, Any] = {"scan_s": round(sc.seconds, 2), "cuts": sc.cuts, "_plans": {}}
     for fmt in ("vertical", "square"):
-        plan = plan_crop(sc, fmt)
+        plan = out["_plans"][fmt] = plan_crop(sc, fmt)
         fitted = sum(b - a for a, b in plan.fit)
         out[fmt] = {"crop": f"{plan.crop_w}x{plan.crop_h}", "output": f"{plan.out_w}x{plan.out_h}",
                     "inside": round(inside_share(plan, truth), 4), "frames": len(truth),
@@ -123,7 +124,7 @@ def evaluate_reframe(eval_data: Path | None, work_dir: Path, progress: Callable[
     row["cut_error_frames"] = max((min(abs(c - t) for c in sc_cuts) * truth.fps for t in truth.cuts), default=0.0) \
         if sc_cuts else None
     two = [(a, b) for a, b in truth.two_subjects]
-    plan = plan_crop(scan(str(test)), "vertical")
+    plan = row.pop("_plans")["vertical"]  # the scan measured above, not a second one
     n_two = sum(1 for i in range(len(truth.boxes)) if any(a <= i / truth.fps < b for a, b in two))
     row["two_subject_fitted"] = round(sum(1 for i in range(len(truth.boxes))
                                           if any(a <= i / truth.fps < b for a, b in two) and plan.fitted_at(i / truth.fps))
@@ -149,6 +150,7 @@ def evaluate_reframe(eval_data: Path | None, work_dir: Path, progress: Callable[
             row = {"video": name, "width": info.width, "height": info.height, "duration": round(info.duration, 2),
                    "subject": f"detector's faces at {TRUTH_FPS:g} fps"}
             row |= _measure(str(path), truth_r, None)
+            row.pop("_plans")
             if timing:
                 with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
                     row["timing"] = _timed_cuts(str(path), Path(tmp), 0.0, min(30.0, info.duration))
