@@ -24,7 +24,13 @@ def test_speech_bench_feeds_every_stream_through_the_pool(short_show, tmp_path):
     r = run_speech_bench(Settings(data_dir=tmp_path / "data"), streams=3, seconds=20, input_path=str(short_show.video),
                          num_cpus=2)
     assert r["device"] == "cpu" and r["pool"] == 2
-    assert [x["context_s"] for x in r["runs"]] == [15.0, None]  # tiny.en's live window, then Whisper's 30 s
+    assert [x["batch"] for x in r["runs"]] == [16, 1]  # batched, then one window at a time
+    assert [x["context_s"] for x in r["runs"]] == [15.0, 15.0]  # tiny.en's live window
     for run in r["runs"]:
         assert run["errors"] == [] and run["streams"] == 3 and run["decodes"] >= 6 and run["words"] > 30
         assert run["streams_real_time"] == pytest.approx(3 * 20 / run["wall_s"], rel=0.02)
+        assert 0 < run["sent"] + run["skipped"] <= run["decodes"]
+    batching = [g for g in r["runs"][0]["recognisers"] if g]
+    assert len(batching) == 2 and sum(g["generate"]["calls"] for g in batching) >= r["runs"][0]["sent"]
+    assert r["runs"][1]["recognisers"] == [None, None]
+    assert r["same_words"] is True and r["speedup"] > 0

@@ -8,8 +8,21 @@ sized to the machine: on a GPU, one actor per GPU (``num_gpus=1``, float16), on 
 single-threaded actor per core (Whisper uses a second thread poorly, see the batch pipeline). A
 stream's analyzer gets a :class:`PooledTranscriber`, which stands in for a
 :class:`~ace.signals.speech.Transcriber`: each audio window (8-20 s of 16 kHz float32, at most
-1.3 MB) goes to the next pool actor in turn, and Ray queues windows from all streams at each actor
-in arrival order, so every stream gets its turn. The degrade ladder's ``beam-1`` level lowers ``beam_size`` per stream, as before.
+1.3 MB) goes to the next pool actor in turn.
+
+**Batching** (setting ``speech_batch``, 16 windows on the CPU and 32 on a GPU unless set; 1 turns it
+off). A recogniser is a threaded actor: the windows of all streams that reach it are transcribed at
+once, each in a thread of its own, and their model calls run as batches
+(:class:`~ace.signals.batching.BatchedWhisper`); a window waits at most ``speech_batch_wait_ms`` for
+others to join it. Without batching a recogniser takes one window at a time, in arrival order.
+
+**Silence stays home** (setting ``speech_vad_skip``, on). Before a window is sent, the stream runs
+faster-whisper's own voice-activity filter on it (:func:`~ace.signals.speech.speech_chunks`, Silero
+VAD, a few milliseconds): a window without speech (music, silence, crowd noise) is not sent at all,
+and a window with speech is sent with its speech chunks, so the recogniser does not run the filter a
+second time. The words are the same either way.
+
+The degrade ladder's ``beam-1`` level lowers ``beam_size`` per stream, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
+import time
 from typing import Any
 
 import ray
@@ -35,10 +50,11 @@ SPEECH_NICE = 5
 
 
 class SpeechServer:
-    """One recogniser: loads the model once and transcribes audio windows for any stream."""
+    """One recogniser: loads the model once and transcribes audio windows for any stream; with
+    ``batch`` > 1, from several threads at once, their model calls batched."""
 
-    def __init__(self, settings: dict, threads: int = 1):
-        from ace.signals.speech import Transcriber
+    def __init__(self, settings: dict, threads: int = 1, batch: int = 1, max_wait_s: float = 0.05):
+        from ace.signals.batching import SharedTranscriber
         from models.registry import detect_device, load_whisper
 
         s = Settings(**settings)
@@ -52,23 +68,29 @@ class SpeechServer:
                 os.nice(SPEECH_NICE)
             except OSError:  # pragma: no cover - not allowed here
                 pass
-        self._t = Transcriber(model, beam_size=s.beam_size, language=s.language)
+        self._t = SharedTranscriber(model, beam_size=s.beam_size, language=s.language, batch=batch,
+                                    max_wait_s=max_wait_s)
+        self.batched = self._t.batched
+        self._lock = threading.Lock()
         self.windows = 0
         self.audio_s = 0.0
 
     def transcribe(self, audio, offset: float, beam_size: int, language: str | None = None,
-                   context_s: float | None = None) -> list:
-        self._t.beam_size = int(beam_size)
-        if language is not None:
-            self._t.language = language
-        self.windows += 1
-        self.audio_s += len(audio) / 16000.0
-        return self._t._transcribe_one(audio, offset, None, context_s=context_s)
+                   context_s: float | None = None, speech: list | None = None) -> list:
+        """The window's sentences (``speech``: its speech chunks, found by the stream)."""
+        with self._lock:
+            self.windows += 1
+            self.audio_s += len(audio) / 16000.0
+        return self._t._transcribe_one(audio, offset, None, context_s=context_s, speech=speech,
+                                       beam_size=beam_size, language=language)
 
     def stats(self) -> dict:
         gpus = ray.get_gpu_ids() if ray.is_initialized() else []
-        return {"device": self.device, "gpus": [str(g) for g in gpus], "windows": self.windows,
-                "audio_s": round(self.audio_s, 1), "pid": os.getpid()}
+        out = {"device": self.device, "gpus": [str(g) for g in gpus], "windows": self.windows,
+               "audio_s": round(self.audio_s, 1), "pid": os.getpid()}
+        if self.batched is not None:
+            out["batching"] = self.batched.stats()
+        return out
 
 
 SpeechActor = ray.remote(SpeechServer)
@@ -106,6 +128,16 @@ def recorded_pool_size(s: Settings, n: int, gpus: float) -> tuple[int, float]:
         return n, gpus
 
 
+def speech_batch(settings: Settings) -> int:
+    """Most windows a recogniser batches: the setting, else 16 on the CPU and 32 on a GPU."""
+    if settings.speech_batch:
+        return int(settings.speech_batch)
+    from models.registry import detect_device
+
+    device, _ = detect_device(settings.device, settings.compute_type)
+    return 32 if device == "cuda" else 16
+
+
 def get_speech_pool(settings: Settings | dict) -> list:
     """The cluster's recogniser actors (made, detached, the first time; found by name after)."""
     from workers.live import NAMESPACE
@@ -115,14 +147,17 @@ def get_speech_pool(settings: Settings | dict) -> list:
     keep = ("model", "device", "compute_type", "beam_size", "language", "data_dir")
     args = {k: getattr(s, k) for k in keep}
     args["data_dir"] = str(args["data_dir"])
+    batch = speech_batch(s)
     actors = []
     for i in range(n):
         opts: dict[str, Any] = {"name": f"{POOL_PREFIX}{i}", "namespace": NAMESPACE, "lifetime": "detached",
                                 "get_if_exists": True, "max_restarts": -1, "max_task_retries": 2,
-                                "num_cpus": SPEECH_ACTOR_CPUS}
+                                "num_cpus": SPEECH_ACTOR_CPUS,
+                                # a thread per window being transcribed: room for two batches
+                                "max_concurrency": 2 * batch + 2 if batch > 1 else 1}
         if gpus:
             opts["num_gpus"] = gpus
-        actors.append(SpeechActor.options(**opts).remote(args, 1))
+        actors.append(SpeechActor.options(**opts).remote(args, 1, batch, s.speech_batch_wait_ms / 1000.0))
     return actors
 
 
@@ -136,27 +171,41 @@ def kill_speech_pool() -> int:
             ray.kill(ray.get_actor(f"{POOL_PREFIX}{i}", namespace=NAMESPACE))
             n += 1
         except ValueError:
-            return n
+            break
+    # the names are released once the actors are dead: a pool made right after must not find them
+    deadline = time.monotonic() + 30.0
+    for i in range(n):
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(f"{POOL_PREFIX}{i}", namespace=NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.1)
+    return n
 
 
 class PooledTranscriber:
     """What a stream's analyzer calls instead of a local model: ``_transcribe_one`` sends the
-    window to the pool and waits for the words (the analyzer runs in the stream's own thread)."""
+    window to the pool and waits for the words (the analyzer runs in the stream's own thread).
+    With ``vad_skip`` a window without speech is not sent (see the module docstring)."""
 
-    def __init__(self, actors: list, beam_size: int = 1, language: str | None = None, timeout_s: float = 120.0):
+    def __init__(self, actors: list, beam_size: int = 1, language: str | None = None, timeout_s: float = 120.0,
+                 vad_skip: bool = True):
         if not actors:
             raise ValueError("the speech pool has no actors")
         self.actors = list(actors)
         self.beam_size = beam_size
         self.language = language
         self.timeout_s = timeout_s
+        self.vad_skip = vad_skip
         self._next = itertools.cycle(range(len(self.actors)))
-        self.windows = 0
+        self.windows = 0  #: windows sent to the pool
+        self.skipped = 0  #: windows without speech, not sent
+        self.skipped_s = 0.0  #: their seconds of audio
         self.lost = 0  #: windows no recogniser answered
 
     def __copy__(self):
-        out = PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s)
-        return out
+        return PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s, self.vad_skip)
 
     def _transcribe_one(self, audio, offset: float, progress=None, context_s: float | None = None) -> list:
         """The window's words from the next recogniser; one that is gone or restarting (its node
@@ -164,12 +213,21 @@ class PooledTranscriber:
         (logged and counted in ``lost``): a stream never fails for its speech."""
         if audio.size < 1600:
             return []
+        speech = None
+        if self.vad_skip:
+            from ace.signals.speech import speech_chunks
+
+            speech = speech_chunks(audio)
+            if not speech:
+                self.skipped += 1
+                self.skipped_s += audio.size / 16000
+                return []
         self.windows += 1
         ref = ray.put(audio)
         for _ in range(len(self.actors)):
             actor = self.actors[next(self._next)]
             try:
-                return ray.get(actor.transcribe.remote(ref, offset, self.beam_size, self.language, context_s),
+                return ray.get(actor.transcribe.remote(ref, offset, self.beam_size, self.language, context_s, speech),
                                timeout=self.timeout_s)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
                 log.warning("speech pool: a recogniser did not answer (%s); trying the next", type(e).__name__)
@@ -180,3 +238,7 @@ class PooledTranscriber:
 
     def transcribe(self, audio, offset: float = 0.0, progress=None) -> list:
         return self._transcribe_one(audio, offset, progress)
+
+    def stats(self) -> dict:
+        return {"windows": self.windows, "skipped": self.skipped, "skipped_s": round(self.skipped_s, 1),
+                "lost": self.lost}

@@ -12,6 +12,9 @@ clip set in the data folder that the model can speak:
 Each clip is transcribed twice: whole, as batch processing does, and the way the live pipeline hears
 a stream — fed in 2 s segments to :class:`~ace.signals.speech.LiveTranscriber` with its default
 windows — so the cost of live chunking shows as ``live_penalty`` (points of error rate; target ≤ 1).
+Then every clip of the set is heard live at once through one recogniser that batches the windows of
+all of them, as the live speech pool does (``live_batched``); ``batched_same_words`` says whether that
+gave the very same words and timings as one window at a time.
 Speed is the real-time multiple of the whole-clip pass (seconds of audio per second of work).
 """
 
@@ -103,6 +106,55 @@ def transcribe_live(transcriber: Transcriber, audio, segment_s: float = LIVE_SEG
     return words, {"decodes": live.decodes, "audio_decoded_s": live.audio_decoded}
 
 
+class _StreamWindows:
+    """A live stream's side of the speech pool: the voice filter runs here, and only windows with
+    speech go to the shared recogniser, with their speech chunks."""
+
+    def __init__(self, shared, beam_size: int):
+        self.shared, self.beam_size = shared, beam_size
+
+    def _transcribe_one(self, audio, offset: float, progress=None, context_s: float | None = None) -> list:
+        from ace.signals.speech import speech_chunks
+
+        chunks = speech_chunks(audio)
+        if not chunks:
+            return []
+        return self.shared._transcribe_one(audio, offset, None, context_s=context_s, speech=chunks,
+                                           beam_size=self.beam_size)
+
+
+def transcribe_live_batched(model, audios: Sequence, language: str | None, context_s: float | None,
+                            batch: int = 16, beam_size: int = 1) -> tuple[list[list[Word]], dict]:
+    """Every audio as a live stream at once, through one recogniser that batches the windows of all
+    of them (:class:`~ace.signals.batching.SharedTranscriber`), as the live speech pool does."""
+    import threading
+
+    from ace.signals.batching import SharedTranscriber
+
+    shared = SharedTranscriber(model, beam_size=beam_size, language=language, batch=batch)
+    out: list[list[Word]] = [[] for _ in audios]
+    failed: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            out[i] = transcribe_live(_StreamWindows(shared, beam_size), audios[i], context_s=context_s)[0]
+        except BaseException as e:  # noqa: BLE001 - raised below
+            failed.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(audios))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stats = shared.stats() or {}
+        shared.close()
+    if failed:
+        raise failed[0]
+    return out, stats
+
+
 def _text(words: Sequence[Word], language: str) -> str:
     sep = "" if language == "zh" else " "
     return sep.join(w.text for w in words)
@@ -131,7 +183,7 @@ def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Se
             continue
         tr = Transcriber(model, beam_size=s.beam_size, language=lang if multilingual else None)
         unit = "word" if lang == "en" else "char"
-        refs, whole, live, rows = [], [], [], []
+        refs, whole, live, rows, audios, live_words = [], [], [], [], [], []
         audio_s = whole_s = live_s = decoded_s = 0.0
         for path, ref in clips:
             audio = media.read_audio(path)
@@ -143,6 +195,8 @@ def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Se
             lw, stats = transcribe_live(tr, audio, context_s=live_context_s(model_name, s.live_speech_context_s))
             t_live = time.perf_counter() - t
             lv = _text(lw, lang)
+            audios.append(audio)
+            live_words.append(lw)
             r, w_n, l_n = norm(ref, lang), norm(w, lang), norm(lv, lang)
             refs.append(r)
             whole.append(w_n)
@@ -159,6 +213,12 @@ def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Se
                 "live_windows": stats["decodes"],
                 "text": w,
             })
+        # the same live windows, every clip at once through one batching recogniser
+        t = time.perf_counter()
+        ctx = live_context_s(model_name, s.live_speech_context_s)
+        bw, bstats = transcribe_live_batched(model, audios, tr.language, ctx, beam_size=s.beam_size)
+        t_batched = time.perf_counter() - t
+        batched = [norm(_text(w, lang), lang) for w in bw]
         e_whole, e_live = error_rate(refs, whole, unit), error_rate(refs, live, unit)
         out["sets"][lang] = {
             "metric": "wer" if unit == "word" else "cer",
@@ -167,6 +227,12 @@ def evaluate_model(model_name: str, data_dir: Path, settings=None, languages: Se
             "whole": round(e_whole, 4),
             "live": round(e_live, 4),
             "live_penalty": round(100 * (e_live - e_whole), 2),
+            "live_batched": round(error_rate(refs, batched, unit), 4),
+            # word for word, with the same timings, as one window at a time
+            "batched_same_words": [[(w.start, w.end, w.text) for w in x] for x in bw]
+            == [[(w.start, w.end, w.text) for w in x] for x in live_words],
+            "batched_realtime": round(audio_s / t_batched, 1) if t_batched else None,
+            "batched_mean_decoder_batch": (bstats.get("generate") or {}).get("mean_batch"),
             "realtime": round(audio_s / whole_s, 1) if whole_s else None,
             "live_realtime": round(audio_s / live_s, 1) if live_s else None,
             "live_audio_decoded": round(decoded_s / audio_s, 2) if audio_s else None,
@@ -190,11 +256,14 @@ def evaluate_speech(data_dir: Path, models: Sequence[str] | None = None, setting
             log.warning("speech evaluation of %s failed: %s", name, e)
             errors[name] = f"{type(e).__name__}: {e}"
     penalties = [st["live_penalty"] for r in results for st in r["sets"].values() if "live_penalty" in st]
+    batched = [st["batched_same_words"] for r in results for st in r["sets"].values() if "batched_same_words" in st]
     return {
         "models": results,
         "errors": errors,
         "summary": {
             "max_live_penalty": max(penalties) if penalties else None,
             "live_target_met": bool(penalties) and max(penalties) <= LIVE_PENALTY_MAX,
+            # sets whose words changed when their clips' windows were batched together (target 0)
+            "batched_differing_sets": sum(not same for same in batched) if batched else None,
         },
     }

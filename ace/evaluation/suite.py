@@ -42,6 +42,7 @@ def _get(report: dict, path: str) -> Any:
 #: list ``speech/models`` picks the model by name.
 TARGETS: list[tuple[str, str, float, str]] = [
     ("speech/summary/max_live_penalty", "<=", 1.0, "live chunking costs at most 1 point of WER/CER over whole clips"),
+    ("speech/summary/batched_differing_sets", "<=", 0, "batching live windows across streams changes no word"),
     ("scenes/summary/ace_f1_minus_best", ">=", 0.0, "ACE's cut F1 at least the best PySceneDetect detector's"),
     ("scenes/summary/ace_fps_over_best", ">", 1.0, "... at a higher frames-per-second"),
     ("boundaries/summary/inside_word", "<=", 0, "no clip starts or ends inside a spoken word"),
@@ -68,6 +69,7 @@ FLOORS: list[tuple[str, str, float, str]] = [
     # the target is 1 point; the same code measures 0.0-2.1 points on different CPUs (CTranslate2 runs
     # Intel MKL on Intel, oneDNN on AMD: one word more or less of ~120 is 0.9 points), so CI holds 3
     ("speech/summary/max_live_penalty", "<=", 3.0, "live chunking penalty, points (target 1; CPU backends differ by up to 2)"),
+    ("speech/summary/batched_differing_sets", "<=", 0, "clip sets whose words change when live windows are batched"),
     ("captions/summary/matched_share", ">=", 0.6, "friday.vtt cues found in the transcript (tiny.en: 3 of 5)"),
     ("captions/summary/start_mae_s", "<=", 0.3, "caption start error, mean seconds (measured 0.11)"),
     ("captions/summary/end_mae_s", "<=", 0.3, "caption end error, mean seconds (measured 0.13)"),
@@ -212,19 +214,22 @@ def tables(report: dict) -> list:
     sp = report.get("speech")
     if sp:
         t = Table(title="speech recognition (whole clip vs live 2 s segments)")
-        for col in ("model", "set", "metric", "clips", "whole", "live", "live penalty (pts)", "× real time"):
+        for col in ("model", "set", "metric", "clips", "whole", "live", "live penalty (pts)", "live batched",
+                    "same words", "× real time"):
             t.add_column(col)
         for m in sp.get("models", []):
             for lang, st in m["sets"].items():
                 if "skipped" in st:
-                    t.add_row(m["model"], lang, "-", "-", "-", "-", "-", st["skipped"])
+                    t.add_row(m["model"], lang, "-", "-", "-", "-", "-", "-", "-", st["skipped"])
                     continue
+                same = st.get("batched_same_words")
                 t.add_row(m["model"], lang, st["metric"], str(st["clips"]), _f(st["whole"]), _f(st["live"]),
-                          _f(st["live_penalty"], 2), _f(st["realtime"], 1))
+                          _f(st["live_penalty"], 2), _f(st.get("live_batched")),
+                          "-" if same is None else ("yes" if same else "NO"), _f(st["realtime"], 1))
         for name, e in sp.get("errors", {}).items():
-            t.add_row(name, "-", "-", "-", "-", "-", "-", f"error: {e}")
+            t.add_row(name, "-", "-", "-", "-", "-", "-", "-", "-", f"error: {e}")
         if "error" in sp:
-            t.add_row("error", sp["error"], *["-"] * 6)
+            t.add_row("error", sp["error"], *["-"] * 8)
         out.append(t)
     cap = report.get("captions")
     if cap:

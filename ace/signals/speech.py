@@ -178,6 +178,47 @@ def _install_context_hook() -> bool:
     return True
 
 
+# faster-whisper runs its voice-activity filter (Silero VAD) on each window it is given. A live
+# stream runs the same filter on its window before sending it to the speech pool (a window with no
+# speech is not sent at all); the pool then uses the chunks the stream found (``speech``) instead of
+# running the filter again: the same function on the same samples, so the same chunks.
+_VAD = threading.local()
+
+
+def speech_chunks(audio: np.ndarray) -> list[dict]:
+    """The speech in 16 kHz ``audio`` as faster-whisper's own filter finds it (Silero VAD with its
+    default options): ``[{"start": sample, "end": sample}, ...]``, empty when nothing is said."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if audio.size < 1600:
+        return []
+    return get_speech_timestamps(audio, VadOptions())
+
+
+def _install_vad_hook() -> bool:
+    """Wrap faster-whisper's ``get_speech_timestamps`` once, so that a call given the window's chunks
+    uses them; False when this faster-whisper has none (the filter then runs again)."""
+    try:
+        import faster_whisper.transcribe as fwt
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    orig = getattr(fwt, "get_speech_timestamps", None)
+    if orig is None:  # pragma: no cover - another faster-whisper
+        return False
+    if getattr(orig, "_ace_vad", False):
+        return True
+
+    def get_speech_timestamps(audio, vad_options=None, *args, **kwargs):
+        known = getattr(_VAD, "chunks", None)
+        if known is not None and getattr(_VAD, "size", -1) == audio.shape[0]:
+            return [dict(c) for c in known]
+        return orig(audio, vad_options, *args, **kwargs)
+
+    get_speech_timestamps._ace_vad = True  # type: ignore[attr-defined]
+    fwt.get_speech_timestamps = get_speech_timestamps
+    return True
+
+
 class Transcriber:
     """faster-whisper with ACE's defaults: word timestamps, VAD filtering, no conditioning on the
     previous window (fewer repetition loops), results shifted into show time.
@@ -237,12 +278,26 @@ class Transcriber:
         return [sentence for part_sentences in results for sentence in part_sentences]
 
     def _transcribe_one(self, audio: np.ndarray, offset: float,
-                        progress: Callable[[float], None] | None, context_s: float | None = None) -> list[Sentence]:
+                        progress: Callable[[float], None] | None, context_s: float | None = None,
+                        speech: Sequence[dict] | None = None) -> list[Sentence]:
         """Transcribe one window. ``context_s`` (under 30) pads it to that many seconds for the
         encoder instead of Whisper's 30 (see ``_install_context_hook``) when the model runs on the
-        CPU; longer windows keep their length."""
+        CPU; longer windows keep their length. ``speech``: the window's speech chunks as
+        :func:`speech_chunks` found them (none: nothing is said, and the model is not run)."""
         if audio.size < 1600:
             return []
+        if speech is not None and self.vad:
+            if not speech:
+                return []
+            if _install_vad_hook():
+                _VAD.chunks, _VAD.size = [dict(c) for c in speech], audio.shape[0]
+        try:
+            return self._transcribe_padded(audio, offset, progress, context_s)
+        finally:
+            _VAD.chunks = None
+
+    def _transcribe_padded(self, audio: np.ndarray, offset: float, progress: Callable[[float], None] | None,
+                           context_s: float | None) -> list[Sentence]:
         frames = None
         # on a GPU the encoder's 30 s cost little and one shape for every window runs faster
         # (measured on an H200: 77 streams' speech in real time with 30 s, 66 with 15 s)
