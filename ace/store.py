@@ -13,7 +13,9 @@ Tables (every row has a ``tenant``, ``"default"`` unless given, and every read c
              strong (reached the threshold on its own; weak ones are only the show's best few),
              created_at
     clips    moment_id PK FK moments, show_id FK shows, tenant, path, start, end, mode, srt_path,
-             thumb_path, seconds, created_at
+             thumb_path, seconds, created_at, format, burned, state (provisional | final: a live clip
+             published before its moment was final; replaced or confirmed in place later), revision
+             (how often it was cut again in place)
     ramp_decisions  id PK, show_id FK shows, tenant, t, level, share, reason
     reviews  moment_id PK FK moments, tenant, verdict (approve | reject), note, updated_at
     api_tokens  id PK, tenant, name, hash (SHA-256 of the secret; the secret itself is never
@@ -71,7 +73,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ace.errors import StoreError
-from ace.types import AdWordHit, Clip, Moment, Product, ProductSegment, to_dict
+from ace.types import (
+    CLIP_STATES,
+    AdWordHit,
+    Clip,
+    Moment,
+    Product,
+    ProductSegment,
+    to_dict,
+)
 
 logger = logging.getLogger("ace.store")
 
@@ -143,6 +153,10 @@ clips_table = sa.Table(
     # the clip's shape (source, vertical, square) and whether captions are burned into it
     sa.Column("format", sa.String(16), nullable=False, server_default="source"),
     sa.Column("burned", sa.Boolean, nullable=False, server_default=sa.false()),
+    # a live clip published before its moment was final (provisional), or final; how often it was
+    # cut again in place (create_all adds both to an older database: final, 0)
+    sa.Column("state", sa.String(16), nullable=False, server_default="final"),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
 )
 
 ramp_table = sa.Table(
@@ -642,6 +656,8 @@ class Store:
         for c in clips:
             if c.moment_id not in by_id:
                 raise ValueError(f"clip {c.path!r} is for moment {c.moment_id!r}, which is not among the moments given")
+            if getattr(c, "state", "final") not in CLIP_STATES:
+                raise ValueError(f"clip {c.path!r} has an unknown state {c.state!r}; expected one of: {', '.join(CLIP_STATES)}")
             clip_by_moment[c.moment_id] = c
 
         now = _now()
@@ -679,6 +695,8 @@ class Store:
                 "created_at": now,
                 "format": c.format or "source",
                 "burned": bool(c.burned),
+                "state": getattr(c, "state", "final"),
+                "revision": max(0, int(getattr(c, "revision", 0))),
             }
             for c in clip_by_moment.values()
         ]

@@ -13,6 +13,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+#: A clip's states: published before its moment was final (``provisional``), or final.
+CLIP_STATES: tuple[str, ...] = ("provisional", "final")
+
 #: Interaction kinds ACE understands. ``viewers`` carries the concurrent viewer count in ``value``.
 EVENT_KINDS: tuple[str, ...] = (
     "chat",
@@ -186,11 +189,15 @@ class Moment:
     confidence: float = 0.0
     #: at or above the confidence a moment needs on its own; weaker ones are the show's best few
     strong: bool = True
+    #: the id a live moment keeps when its edges moved after it was first published (a provisional
+    #: clip replaced in place, see :mod:`ace.live.analyzer`); "" derives it from show and interval
+    fixed_id: str = ""
 
     @property
     def id(self) -> str:
-        """Stable id: the same show, interval and settings give the same id on every run."""
-        return moment_id(self.show_id, self.start, self.end)
+        """Stable id: the same show, interval and settings give the same id on every run (a live
+        moment whose edges moved once it was published keeps its first id, ``fixed_id``)."""
+        return self.fixed_id or moment_id(self.show_id, self.start, self.end)
 
     @property
     def duration(self) -> float:
@@ -227,6 +234,11 @@ class Clip:
     #: the clip's shape (``source``, ``vertical`` or ``square``) and whether captions are burned in
     format: str = "source"
     burned: bool = False
+    #: ``final``, or ``provisional``: a live clip cut before its moment was final with respect to the
+    #: audience (it is confirmed or replaced in place, under the same names, once it is)
+    state: str = "final"
+    #: how often the clip was cut again in place (0: as first cut)
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +283,8 @@ def to_dict(obj: Any) -> Any:
         out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         if isinstance(obj, (Moment, ProductSegment)):
             out["id"] = obj.id
+        if isinstance(obj, Moment):
+            del out["fixed_id"]  # the id says it
         return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(x) for x in obj]

@@ -247,8 +247,9 @@ def test_moments_clips_review_and_ramp_are_the_backends_answers(office, tmp_path
 
     one = client.get(f"/clips/{mids[0]}", headers=acme).json()
     row = asyncio.run(backend.clip("acme", mids[0]))
-    keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "score", "rank", "confidence", "strong", "transcript",
-            "reasons", "created_at")
+    keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "state", "revision", "score", "rank", "confidence",
+            "strong", "transcript", "reasons", "created_at")
+    assert (one["state"], one["revision"]) == ("final", 0)  # a clip of a recorded show is final as cut
     _same(one, _as_sent({k: row.get(k) for k in keep} | {"video": f"/clips/{mids[0]}/video",
                                                           "captions": f"/clips/{mids[0]}/captions",
                                                           "thumbnail": f"/clips/{mids[0]}/thumbnail", "ad_words": []}))

@@ -4,6 +4,7 @@ speech never reach the recogniser."""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -210,6 +211,7 @@ def test_a_window_without_speech_never_reaches_the_recogniser():
     pooled = PooledTranscriber([_NoActor()])
     assert pooled._transcribe_one(quiet, 0.0) == [] and pooled._transcribe_one(tone, 8.0) == []
     assert pooled.stats() == {"windows": 0, "skipped": 2, "skipped_s": 16.0, "lost": 0}
+    assert copy.copy(pooled).stats() == pooled.stats()  # the analyzer's copy counts for the stream
 
 
 def test_chunks_found_by_the_stream_replace_the_recognisers_own_filter(short_show):

@@ -271,7 +271,7 @@ class LiveController:
                 final = ray.get(actor.status.remote(), timeout=CALL_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - try again next round
                 return False
-        final = {k: v for k, v in final.items() if k != "clip_latencies"}
+        final = _without_latency_lists(final)
         with self._lock:
             if self._streams.pop(sid, None) is None:  # retired meanwhile
                 return False
@@ -402,7 +402,7 @@ class LiveController:
             try:
                 st = ray.get(ref, timeout=timeout)
                 if not suspend:
-                    self.cp.finish(sid, {k: v for k, v in st.items() if k != "clip_latencies"})
+                    self.cp.finish(sid, _without_latency_lists(st))
             except Exception as e:  # noqa: BLE001 - shutting down anyway
                 log.warning("stream %s did not stop cleanly: %s", sid, type(e).__name__)
             ray.kill(actor, no_restart=True)
@@ -635,6 +635,14 @@ class LiveController:
 
     def jobs(self, tenant: str = "default") -> list[dict]:
         return [self._job_view(r) for r in self.cp.list_jobs(tenant)]
+
+
+#: a stream's status keys too long to keep in its row once it has ended (every clip's latency)
+_LATENCY_LISTS = ("clip_latencies", "final_clip_latencies")
+
+
+def _without_latency_lists(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k not in _LATENCY_LISTS}
 
 
 def _call(method, *args, wait_s: float = RESTART_WAIT_S):

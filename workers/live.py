@@ -6,7 +6,11 @@
 in a thread that lives as long as it does — ffmpeg is tied to the thread that started it — and
 keeps what it found in the store (rows of the ``shows`` table with the stream id, its moments and
 clips) and a small state file beside the buffer, so a restarted actor resumes without repeating a
-moment. :class:`LiveController` owns the streams: submit, stop, status, push_events, moments,
+moment. A clip the analysis lets out *provisional* (:mod:`ace.live.analyzer`: final with respect to
+everything but the audience) is stored with ``state="provisional"`` and later confirmed or replaced
+in place: the same store row and the same files, ``revision`` + 1 when cut again; one still
+provisional when its worker restarts, or when the stream stops for good, is final as it is.
+:class:`LiveController` owns the streams: submit, stop, status, push_events, moments,
 clips — the protocol the HTTP back office calls. The Ray actors are made here and only here:
 :data:`StreamActor` (``ace:stream:<id>``, fractional CPU, restarted by Ray when it dies) and
 :data:`ControllerActor` (``ace:controller`` in namespace ``ace``, detached).
@@ -242,7 +246,9 @@ class StreamWorker:
         self._segments: dict[str, ProductSegment] = {}  # product pitches, by segment id
         self._product_clips: dict[str, Clip] = {}
         self._hits: list[AdWordHit] = []  # ad-wording phrases heard
-        self._latencies: deque[float] = deque(maxlen=1000)
+        self._latencies: deque[float] = deque(maxlen=1000)  # to each moment's first clip (provisional or final)
+        self._final_latencies: deque[float] = deque(maxlen=1000)  # to its final clip
+        self._clip_counts = {"provisional": 0, "confirmed": 0, "replaced": 0}
         self.tally = RoomTally()
         #: (wall time found, moment on the wall clock) for the ramp policy, newest last
         self._found: deque[tuple[float, Moment]] = deque(maxlen=1000)
@@ -300,6 +306,7 @@ class StreamWorker:
         # at the crash can be cut and the detectors warmed from it; the new ingest starts afresh
         self._previous: list[Segment] = self._adopt_previous(saved.get("segments") or [])
 
+        self._pooled = None  # the speech pool's side of this stream, when it has one
         transcriber = self._transcriber() if with_speech else None
         from models.scorer import model_for
 
@@ -313,6 +320,8 @@ class StreamWorker:
                 self.analyzer.restore(saved["analyzer"])
             except (ValueError, RuntimeError) as e:
                 log.warning("stream %s: cannot resume the analysis (%s); starting afresh", self.spec.stream_id, e)
+        # clips provisional at the crash are final as they were: the restored analysis never settles them
+        self._finalise_provisional()
         # the stream clock goes on where the last worker stopped, plus the outage (set in the ingest only)
         self.ingest = Ingest(self.spec.stream_id, self.spec.url, self.folder / "buffer", opts, origin=self._offset)
         self._save_show()
@@ -329,7 +338,9 @@ class StreamWorker:
         if s.speech_pool and ray.is_initialized():
             from workers.speech_pool import PooledTranscriber, get_speech_pool
 
-            return PooledTranscriber(get_speech_pool(s), beam_size=s.beam_size, language=s.language)
+            self._pooled = PooledTranscriber(get_speech_pool(s), beam_size=s.beam_size, language=s.language,
+                                             vad_skip=s.speech_vad_skip)
+            return self._pooled
         device, compute = detect_device(s.device, s.compute_type)
         # one thread per stream: streams run side by side, and Whisper uses a second thread poorly
         model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=s.cpu_threads or 1,
@@ -505,7 +516,7 @@ class StreamWorker:
 
     def step(self) -> list[Moment]:
         """One round: take pushed and tailed events, new segments, analyse them; at the stream's
-        end, flush. Returns the moments that became final."""
+        end, flush. Returns the moments let out for the first time (final or provisional)."""
         events = self._take_events()
         if events:
             self.analyzer.push_events(events)
@@ -541,7 +552,20 @@ class StreamWorker:
             self._save_state()
         return found
 
+    def _finalise_provisional(self) -> None:
+        """Mark every provisional clip final as it is and save (after a restart, or when the stream
+        stops for good before its moments were settled): no clip stays unpublishable."""
+        with self._lock:
+            left = [mid for mid, c in self._clips.items() if c.state == "provisional"]
+            for mid in left:
+                self._clips[mid] = replace(self._clips[mid], state="final")
+        if left:
+            log.info("stream %s: %d provisional clips are final as they are", self.spec.stream_id, len(left))
+            self._save_results()
+
     def _finish(self, status: str) -> None:
+        if status != "suspended":  # a suspended stream resumes, and its next worker finalises them
+            self._finalise_provisional()
         with self._lock:
             self._status = status
         if isinstance(self._tail, UrlEventTail):
@@ -551,38 +575,71 @@ class StreamWorker:
         self._save_state()
         self._save_show()
 
-    def _take(self, update) -> list[Moment]:
+    def _publish(self, update) -> dict[str, Clip]:
+        """The update's clips, published to the clip storage. A confirmed clip keeps its published
+        video and thumbnail (only its captions were written again); a replaced one is put under the
+        same keys, over the provisional files."""
         from ace.clipstore import publish_clip
 
-        clips = {c.moment_id: publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id) for c in update.clips}
+        confirmed = getattr(update, "confirmed", set())
+        out = {}
+        for c in update.clips:
+            with self._lock:
+                before = self._clips.get(c.moment_id)
+            if c.moment_id in confirmed and before is not None:
+                # the captions written again, when they were (else the ones published stand)
+                srt = c.srt_path if c.srt_path and os.path.isfile(c.srt_path) else before.srt_path
+                c = replace(before, srt_path=srt, state=c.state, revision=c.revision)
+            out[c.moment_id] = publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id)
+        return out
+
+    def _take(self, update) -> list[Moment]:
+        """Keep and save what the analysis let out: new moments (final or provisional) and the final
+        versions of provisional ones (the same id; their clip confirmed or replaced in place).
+        Returns the moments new in this update."""
+        from ace.clipstore import publish_clip
+
+        clips = self._publish(update)
         pitch_clips = {sid: publish_clip(self._storage, c, self.spec.tenant, self.spec.stream_id)
                        for sid, c in getattr(update, "product_clips", {}).items()}
+        confirmed, replaced = getattr(update, "confirmed", set()), getattr(update, "replaced", set())
+        settled = confirmed | replaced
+        new = [m for m in update.moments if m.id not in settled]
         now = time.time()
         # stream time -> wall time, taking the analysed edge as now (the analysis keeps close to it)
         edge = self.analyzer.analysed_until
         with self._lock:
             for m in update.moments:
                 self._moments[m.id] = m
+            for m in new:  # the ramp policy hears of a moment once, when it is first let out
                 to_wall = now - (edge if math.isfinite(edge) else m.end)
                 self._found.append((now, replace(m, start=m.start + to_wall, end=m.end + to_wall,
                                                  peak=m.peak + to_wall)))
+            had = {mid for mid in clips if mid in self._clips}  # clips confirmed or replaced in place
             self._clips.update(clips)
+            self._clip_counts["provisional"] += len(getattr(update, "provisional", set()) & set(clips))
+            self._clip_counts["confirmed"] += len(confirmed & had)
+            self._clip_counts["replaced"] += len(replaced & had)
             for seg in getattr(update, "segments", []):
                 self._segments[seg.id] = seg
             self._product_clips.update(pitch_clips)
             self._hits.extend(getattr(update, "ad_words", []))
             for lat in update.latency_s.values():
                 self._latencies.append(lat)
-        self.metrics.count("moments", len(update.moments))
-        self.metrics.count("clips", len(clips))
+            for lat in getattr(update, "final_latency_s", {}).values():
+                self._final_latencies.append(lat)
+        self.metrics.count("moments", len(new))
+        self.metrics.count("clips", len(set(clips) - had))
         for lat in update.latency_s.values():
             self.metrics.observe_latency(lat)
         self.metrics.count("product_segments", len(getattr(update, "segments", [])))
         if update.moments or clips or getattr(update, "segments", None) or getattr(update, "ad_words", None):
             self._save_results()
             for m in update.moments:
-                log.info("stream %s: moment %s %.1f-%.1f (%.2f)", self.spec.stream_id, m.id, m.start, m.end, m.score)
-        return list(update.moments)
+                state = clips[m.id].state if m.id in clips else "no clip"
+                log.info("stream %s: moment %s %.1f-%.1f (%.2f), %s", self.spec.stream_id, m.id, m.start, m.end, m.score,
+                         state if m.id not in settled else f"{state}, {'replaced' if m.id in replaced else 'confirmed'}")
+        return new
 
     def _covering(self, t0: float, t1: float) -> list[Segment]:
         kept = [sg for sg in self._previous if sg.end > t0 and sg.start < t1]
@@ -666,6 +723,7 @@ class StreamWorker:
         an = self.analyzer.stats()
         with self._lock:
             lat = sorted(self._latencies)
+            final_lat = sorted(self._final_latencies)
             return {
                 "id": self.spec.stream_id,
                 "name": self.spec.name or self.spec.stream_id,
@@ -685,6 +743,16 @@ class StreamWorker:
                 "clip_latency_p50_s": percentile(lat, 50),
                 "clip_latency_p95_s": percentile(lat, 95),
                 "clip_latencies": [round(x, 3) for x in self._latencies],
+                "final_clip_latency_p50_s": percentile(final_lat, 50),
+                "final_clip_latency_p95_s": percentile(final_lat, 95),
+                "final_clip_latencies": [round(x, 3) for x in self._final_latencies],
+                "provisional_clips": self._clip_counts["provisional"],
+                "confirmed_clips": self._clip_counts["confirmed"],
+                "replaced_clips": self._clip_counts["replaced"],
+                "horizon_s": an.get("horizon_s"),
+                "provisional_horizon_s": an.get("provisional_horizon_s"),
+                "audience": an.get("audience"),
+                "event_delay_s": an.get("event_delay_s"),
                 "restarts": self._restarts,
                 "outages": list(self._outages),
                 "node": self._node,
@@ -692,6 +760,8 @@ class StreamWorker:
                 "realtime": an.get("realtime"),
                 "busy_p95_s": an.get("busy_p95_s"),
                 "speech_lag_s": an.get("speech_lag_s"),
+                # windows sent to the speech pool, and those without speech that were not
+                "speech_windows": self._pooled.stats() if self._pooled is not None else None,
                 "cut_mean_s": an.get("cut_mean_s"),
                 "cuts_ahead_used": an.get("cuts_ahead_used"),
                 "cuts_ahead_wasted": an.get("cuts_ahead_wasted"),
@@ -748,13 +818,16 @@ def _moment_from_row(stream_id: str, row: dict) -> Moment:
 
     reasons = tuple(Reason(**r) if isinstance(r, dict) else r for r in (row.get("reasons") or ()))
     strong = row.get("strong")
-    return Moment(stream_id, float(row["start"]), float(row["end"]), float(row["score"]), float(row.get("peak") or row["start"]),
-                  reasons, row.get("transcript") or "", int(row.get("rank") or 0), float(row.get("confidence") or 0.0),
-                  True if strong is None else bool(strong))
+    m = Moment(stream_id, float(row["start"]), float(row["end"]), float(row["score"]), float(row.get("peak") or row["start"]),
+               reasons, row.get("transcript") or "", int(row.get("rank") or 0), float(row.get("confidence") or 0.0),
+               True if strong is None else bool(strong))
+    # a moment whose edges moved after it was first published keeps its first id
+    return m if not row.get("id") or row["id"] == m.id else replace(m, fixed_id=str(row["id"]))
 
 
 def _clip_from_row(row: dict) -> Clip:
-    keys = ("moment_id", "path", "start", "end", "mode", "srt_path", "thumb_path", "seconds", "format", "burned")
+    keys = ("moment_id", "path", "start", "end", "mode", "srt_path", "thumb_path", "seconds", "format", "burned", "state",
+            "revision")
     return Clip(**{k: row[k] for k in keys if k in row})
 
 

@@ -161,17 +161,26 @@ def get_speech_pool(settings: Settings | dict) -> list:
     return actors
 
 
+def pool_actors() -> list:
+    """The pool's actors that exist now (found by name; none made)."""
+    from workers.live import NAMESPACE
+
+    found = []
+    for i in itertools.count():
+        try:
+            found.append(ray.get_actor(f"{POOL_PREFIX}{i}", namespace=NAMESPACE))
+        except ValueError:
+            return found
+
+
 def kill_speech_pool() -> int:
     """Kill the pool's actors (``ace serve --shutdown``); returns how many there were."""
     from workers.live import NAMESPACE
 
     n = 0
-    for i in itertools.count():
-        try:
-            ray.kill(ray.get_actor(f"{POOL_PREFIX}{i}", namespace=NAMESPACE))
-            n += 1
-        except ValueError:
-            break
+    for actor in pool_actors():
+        ray.kill(actor)
+        n += 1
     # the names are released once the actors are dead: a pool made right after must not find them
     deadline = time.monotonic() + 30.0
     for i in range(n):
@@ -199,13 +208,26 @@ class PooledTranscriber:
         self.timeout_s = timeout_s
         self.vad_skip = vad_skip
         self._next = itertools.cycle(range(len(self.actors)))
-        self.windows = 0  #: windows sent to the pool
-        self.skipped = 0  #: windows without speech, not sent
-        self.skipped_s = 0.0  #: their seconds of audio
-        self.lost = 0  #: windows no recogniser answered
+        #: windows sent to the pool, windows without speech not sent and their seconds, windows no
+        #: recogniser answered; shared by copies (the analyzer copies its transcriber)
+        self.counts = {"windows": 0, "skipped": 0, "skipped_s": 0.0, "lost": 0}
 
     def __copy__(self):
-        return PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s, self.vad_skip)
+        out = PooledTranscriber(self.actors, self.beam_size, self.language, self.timeout_s, self.vad_skip)
+        out.counts = self.counts
+        return out
+
+    @property
+    def windows(self) -> int:
+        return self.counts["windows"]
+
+    @property
+    def skipped(self) -> int:
+        return self.counts["skipped"]
+
+    @property
+    def lost(self) -> int:
+        return self.counts["lost"]
 
     def _transcribe_one(self, audio, offset: float, progress=None, context_s: float | None = None) -> list:
         """The window's words from the next recogniser; one that is gone or restarting (its node
@@ -219,10 +241,10 @@ class PooledTranscriber:
 
             speech = speech_chunks(audio)
             if not speech:
-                self.skipped += 1
-                self.skipped_s += audio.size / 16000
+                self.counts["skipped"] += 1
+                self.counts["skipped_s"] += audio.size / 16000
                 return []
-        self.windows += 1
+        self.counts["windows"] += 1
         ref = ray.put(audio)
         for _ in range(len(self.actors)):
             actor = self.actors[next(self._next)]
@@ -231,7 +253,7 @@ class PooledTranscriber:
                                timeout=self.timeout_s)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
                 log.warning("speech pool: a recogniser did not answer (%s); trying the next", type(e).__name__)
-        self.lost += 1
+        self.counts["lost"] += 1
         log.warning("speech pool: no recogniser answered; %.1f s of audio at %.1f s heard as silence",
                     audio.size / 16000, offset)
         return []
@@ -240,5 +262,4 @@ class PooledTranscriber:
         return self._transcribe_one(audio, offset, progress)
 
     def stats(self) -> dict:
-        return {"windows": self.windows, "skipped": self.skipped, "skipped_s": round(self.skipped_s, 1),
-                "lost": self.lost}
+        return {**self.counts, "skipped_s": round(self.counts["skipped_s"], 1)}

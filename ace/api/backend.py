@@ -300,11 +300,15 @@ class Backend:
         (``pending`` while it is delivered). A clip published before is not sent again (its record
         answers as it is) unless ``force``, and never while a delivery of it is under way.
         :class:`NotFound` for a clip the tenant does not have; :class:`Refused` ``no_webhook``
-        when the tenant keeps no webhook; :class:`Busy` when too many deliveries wait."""
+        when the tenant keeps no webhook; :class:`NotFinal` for a provisional clip (its moment is
+        not final yet: it may still be cut again); :class:`Busy` when too many deliveries wait."""
         from ace.publish import plain_url
         from ace.store import PUBLISH_KEY
 
         clip = await self.clip(tenant, clip_id)
+        if clip_state(clip)["state"] != "final":
+            raise NotFinal(f"clip {clip_id!r} is provisional: its moment is not final yet and the clip may still be cut "
+                           "again; publish it once its state is final (seconds from now)")
         conf = await self._db(self.store.get_tenant_setting, tenant, PUBLISH_KEY)
         if not isinstance(conf, dict) or not conf.get("url") or not conf.get("secret"):
             raise NoWebhook("no publish webhook is set for this tenant: PUT /settings/publish first")
@@ -501,6 +505,10 @@ class NoWebhook(Refused):
     """The tenant keeps no publish webhook (the API answers 409)."""
 
 
+class NotFinal(Refused):
+    """The clip is provisional: it may still be cut again, so it is published once final (409)."""
+
+
 def _publication_view(row: dict) -> dict:
     """A publication as the API shows it (no internal id, no tenant)."""
     return {"clip_id": row["clip_id"], "stream_id": row["show_id"], "status": row["status"], "attempts": int(row["attempts"]),
@@ -512,9 +520,14 @@ def _publication_view(row: dict) -> dict:
 def _clip_view(c: dict) -> dict:
     mid = c["moment_id"]
     return {"moment_id": mid, "start": c["start"], "end": c["end"], "mode": c["mode"], "seconds": c.get("seconds"),
-            "format": c.get("format") or "source", "burned": bool(c.get("burned")),
+            "format": c.get("format") or "source", "burned": bool(c.get("burned")), **clip_state(c),
             "video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions" if c.get("srt_path") else None,
             "thumbnail": f"/clips/{mid}/thumbnail" if c.get("thumb_path") else None, "ad_words": c.get("ad_words") or []}
+
+
+def clip_state(c: dict) -> dict:
+    """A clip's ``state`` (``provisional`` or ``final``) and ``revision`` as the API shows them."""
+    return {"state": c.get("state") or "final", "revision": int(c.get("revision") or 0)}
 
 
 def _product_clip_view(g: dict) -> dict:

@@ -169,8 +169,11 @@ class StreamStatus(_Out):
     """A stream's status: the fields below, and more by kind. A live stream's (and a finished one's,
     as it was when it ended) also has ``lag_s`` (analysis lag), ``level`` (degrade level),
     ``seconds_behind_live``, ``reconnects``, ``gaps``, ``segments``, ``moments`` and ``clips``
-    (counts so far), clip latencies, ``restarts``, ``outages``, ``node``, ``epoch``,
-    ``events_received`` and the analyser's timings; a stream run by another controller has
+    (counts so far), clip latencies (``clip_latency_p50_s`` / ``_p95_s`` to a moment's first clip,
+    provisional or final; ``final_clip_latency_p50_s`` / ``_p95_s`` to its final clip),
+    ``provisional_clips``, ``confirmed_clips`` and ``replaced_clips``, the finality horizon in effect
+    (``horizon_s``, ``provisional_horizon_s``, ``audience``, ``event_delay_s``), ``restarts``,
+    ``outages``, ``node``, ``epoch``, ``events_received`` and the analyser's timings; a stream run by another controller has
     ``restarts``, ``outages`` and ``node``; a recorded show (a batch job's item) has
     ``kind: "recorded"`` and ``duration``. Every key is kept, in the order the backend gives it."""
 
@@ -243,6 +246,10 @@ class ClipView(_Out):
     seconds: Number | None = Field(None, description="how long cutting it took")
     format: str | None = Field(None, description="the clip's shape: source, vertical or square")
     burned: bool | None = Field(None, description="whether captions are burned into the picture")
+    state: str | None = Field(None, description="final, or provisional: a live clip published before its moment was final "
+                                                "with respect to the audience; it is confirmed or cut again in place (same "
+                                                "id and files) seconds later, and cannot be published until it is final")
+    revision: int | None = Field(None, description="how often the clip was cut again in place (0: as first cut)")
     video: str = Field(description="the MP4's path on this server")
     captions: str | None = Field(None, description="the captions' path (WebVTT; ?format=srt), null without captions")
     thumbnail: str | None = Field(None, description="the thumbnail's path, null without one")
@@ -290,6 +297,10 @@ class ClipOut(_Out):
     seconds: Number | None = None
     format: str | None = Field(None, description="the clip's shape: source, vertical or square")
     burned: bool | None = Field(None, description="whether captions are burned into the picture")
+    state: str | None = Field(None, description="final, or provisional: a live clip published before its moment was final "
+                                                "with respect to the audience; it is confirmed or cut again in place (same "
+                                                "id and files) seconds later, and cannot be published until it is final")
+    revision: int | None = Field(None, description="how often the clip was cut again in place (0: as first cut)")
     score: Number | None = None
     rank: int | None = None
     confidence: Number | None = None

@@ -16,56 +16,90 @@ A :class:`LiveAnalyzer` is fed the stream's :class:`~ace.types.Segment` files in
    sentences (:func:`~ace.signals.speech.split_sentences`) for the
    :class:`~ace.signals.SpeechDetector` and for clip edges;
 3. fuses the evidence of the last ``look_behind_s`` seconds (:func:`fuse_window`, the batch
-   :func:`~ace.fusion.find_moments` on a sliding window) and emits each moment once it is final
-   (:class:`MomentGate`);
-4. cuts each emitted moment's clip from the rolling buffer: the segments covering it are
+   :func:`~ace.fusion.find_moments` on a sliding window) and lets each moment out once, when it
+   is final or, in a room with an audience, provisionally before (:class:`MomentGate`);
+4. cuts each moment's clip from the rolling buffer: the segments covering it are
    joined into one MPEG-TS file and cut like a recorded show (:func:`ace.clipper.render_clip`:
    frame-accurate ``exact`` cut, ``.srt`` captions, ``.jpg`` thumbnail), into
    ``clip_dir/<moment id>.*``, with clip times on the stream clock.
 
-**Cutting ahead.** A moment's edges usually settle a few seconds before its end is final, and a cut
-takes 1-4 s (more under load). So a moment whose end is within ``cut_ahead_s`` (4 s) of the finality
-line is cut at once in the background, by one thread per stream, into a private folder under
-``clip_dir``. When the moment becomes final with the same edges and peak, that clip is moved into
-place (captions are written again from the transcript as it is then, which may have grown); a
-moment that changed or went away is dropped and cut anew once final. Nothing is published before
-it is final. The thread and its ffmpeg processes run at ``nice`` +10 (:data:`CUT_AHEAD_NICE`),
-behind analysis and speech, which have no time to spare; while analysis is degraded nothing is cut
-ahead. ``stats()`` counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``. On the sample show every
-moment's edges were already final one segment before its end was.
-
 **Finality.** A moment is final when nothing the stream can still bring would change it. Its end
-``E`` must be at least :func:`finality_horizon` behind the analysed time ``T`` (10.5 s with the
-default options)::
+``E`` must be at least :func:`finality_horizon` behind the analysed time ``T``, a horizon chosen per
+room from what its evidence needs::
 
     horizon = 2 * spread_s + settle
     settle  = max(1 s                                          audio: a second is scored when complete,
                   visual look-ahead + 1 s                      cut decisions wait for later frames,
-                  interaction_lag + window_s / 2 + event_delay_s)  the audience reacts late
+                  interaction_lag + window_s / 2 + event_delay)  the audience reacts late
 
 A moment's end lies at most ``spread_s`` before the end of the evidence region behind it (snapping
 may pull it back that far), and the region is known to have ended once the fused score one second
-later is final, which needs every source's evidence up to ``spread_s`` beyond that second. Speech is
-checked against what the transcriber has actually committed rather than a fixed delay (its commit
-delay runs from ``guard`` to ``window`` seconds, up to ``max_window`` in talk without pauses): the
-end must also lie ``speech_reach`` (``max(snap_window, 2 * spread_s)``, 4 s) before the first
-uncommitted word, so sentence edges used for snapping and speech evidence there are final and no
-edge lands inside a word that is still to come. Together with the transcriber's commit delay (4.4 s
-on average, 8 s at most on the sample show with 8 s windows) a moment is emitted about 10-12 s after
-its end on average.
+later is final, which needs every source's evidence up to ``spread_s`` beyond that second. The
+audience's term counts only while the room has an audience feed (:class:`AudienceFeed`): an event
+of any kind whose stream time lies within ``look_behind_s`` of ``T``. A room without one (no chat
+connected, or chat gone quiet) does not wait for chat that is not coming. ``event_delay`` is the
+room's own: for each event pushed, how far ``T`` had already passed its stream time (0 when it had
+not), over the last 200 events; the horizon uses ``max(event_delay_s, min(p90, max_event_delay_s))``
+(``max_event_delay_s`` is 10 s), and the interaction detector scores a second that long after it. With
+the default options the horizon is 10.5 s in a room with an audience whose events come on time,
+6 s in a room without; ``LiveOptions.horizon_s`` overrides it all (and there is no provisional step
+then). Speech is checked against what the transcriber has actually committed rather than a fixed
+delay (its commit delay runs from ``guard`` to ``window`` seconds, up to ``max_window`` in talk
+without pauses): the end must also lie ``speech_reach`` (``max(snap_window, 2 * spread_s)``, 4 s)
+before the first uncommitted word, so sentence edges used for snapping and speech evidence there
+are final and no edge lands inside a word that is still to come.
+
+**Provisional moments.** The audience is the slowest source, so it alone need not hold a clip
+back: a moment whose end is final with respect to every other source (``E <= min(T - provisional horizon,
+speech frontier - speech_reach)``, the provisional horizon being the horizon without the audience's
+term, 6 s by default) is let out at once, *provisional*: its clip is cut and published with
+``state="provisional"`` (``LiveUpdate.provisional``). Once the full horizon has passed its end,
+the final candidate that is the same moment (:class:`MomentGate`'s rule) settles it, under the same
+id: with the same edges and peak, its clip is *confirmed* (``state="final"``, captions written again
+from the transcript as it is then, the video untouched; ``LiveUpdate.confirmed``); with other edges
+or peak, the clip is *replaced*: cut again under the same file names, ``revision`` + 1
+(``LiveUpdate.replaced``). A provisional moment no final candidate matches any more becomes final
+as it was (confirmed); it is never withdrawn, and never emitted twice. While only candidates that
+are not final yet match it, it waits for them. In a room without an audience feed the two lines
+are one: moments are final at once. The chat tier and product pitches are final only.
+
+**Cutting ahead.** A moment's edges usually settle a few seconds before it is let out, and a cut
+takes 1-4 s (more under load). So a moment whose end is within ``cut_ahead_s`` (4 s) of the line
+that lets it out (the provisional line; the chat tier's line for that tier) is cut at once in the
+background, by one thread per stream, into a private folder under ``clip_dir``, and so is the final
+version of a provisional moment whose edges changed, ``cut_ahead_s`` before the final line. When
+the moment is let out with the same edges and peak, that clip is moved into place (captions are
+written again from the transcript as it is then, which may have grown); a moment that changed or
+went away is dropped and cut anew when let out. Nothing is published before it is let out. The
+thread and its ffmpeg processes run at ``nice`` +10 (:data:`CUT_AHEAD_NICE`), behind analysis and
+speech, which have no time to spare; while analysis is degraded nothing is cut ahead. ``stats()``
+counts ``cuts_ahead_used`` and ``cuts_ahead_wasted``.
+
+**Latency.** ``LiveUpdate.latency_s`` is the wall time from the stream reaching a moment's end to
+its first clip (the provisional one, when there is one) being ready, ``final_latency_s`` to its
+final clip; ``stats()`` gives ``latency_p50_s`` / ``latency_p95_s`` and ``final_latency_p50_s`` /
+``final_latency_p95_s``, the horizons in effect (``horizon_s``, ``provisional_horizon_s``), whether
+the room has an audience feed (``audience``) and its ``event_delay_s``, and how many clips were
+published provisional, confirmed and replaced. Before provisional moments (a fixed 10.5 s horizon)
+a clip came out about 10-12 s after its moment's end (p95 about 12 s), the transcriber's commit
+delay included (4.4 s on average, 8 s at most on the sample show with 8 s windows).
 
 **Chat finality: a second tier.** A room's chat also goes to the highlight model, as in batch
 (:class:`~ace.live.chat.RoomChat`: a per-second chat series bounded to ``look_behind_s`` plus twice
 the model's baseline, 780 s). The model reads, for second ``t``, the chat up to ``t + lag +
 max(offsets) + window``, so what the chat makes strong waits longer than what is seen and heard; it
 must not hold the rest back. Moments strong on the media evidence (the fusion above, the
-interaction detector with its fixed ``interaction_lag`` included) are emitted exactly as before, at
-the media horizon. In addition, with ``MIN_CHAT`` messages or more in the window, fusion runs again
-with the chat's probability (noisy-OR with the media evidence; the rest of the interaction from a
-detector without chat) and the gate lets out what became strong with it once its end lies
+interaction detector with its fixed ``interaction_lag`` included) are let out at the media horizon
+(provisionally before, as above). In addition, with ``MIN_CHAT`` messages or more in the window,
+fusion runs again with the chat's probability (noisy-OR with the media evidence; the rest of the
+interaction from a detector without chat) and the gate lets out what became strong with it once its
+end lies
 :func:`~ace.live.chat.chat_horizon` behind ``T``::
 
     chat_horizon = max(horizon, 2 * spread_s + lag + max(offsets) + window + event_delay_s)
+
+(``event_delay_s`` here is ``LiveOptions.event_delay_s``: the chat tier does not follow the room's
+measured event delay.)
 
 ``lag`` is the room's own delay: its chat rate cross-correlated with its fused media evidence
 (:func:`ace.lag.estimate_lag`) every 30 s of analysed time once the room has two minutes of both, the
@@ -77,7 +111,7 @@ ended before then come out at that first step.
 
 What it costs: with the shipped model (offsets up to +20 s, 10 s windows) a chat-tier moment is
 emitted ``35 s + lag`` after its end, plus up to a segment: 39 s on the 360 s sample show (its delay
-measures 2-4 s), 62 s with the prior, against 10-12 s for the media tier, whose moments are not
+measures 2-4 s), 62 s with the prior, against the media tier's horizon, whose moments are not
 delayed at all (the same latency with and without the chat tier). The copy-paste counts of the last
 15 s the model reads may still grow after the chat horizon (waiting for them too would add 15 s). The
 chat tier takes 3-16 ms of CPU per 2 s segment at 1-20 messages a second. A chat-tier moment with no
@@ -104,10 +138,13 @@ decoded outlives its segment. The room's chat is a per-second series of 780 s (9
 and the messages of the last half minute or so.
 
 **Restart.** :meth:`LiveAnalyzer.state` is a small JSON-able dict (analysed time, decided time of
-each tier, emitted moments' ids and spans, degrade level, the room's delay); a fresh analyzer given it with
-:meth:`LiveAnalyzer.restore` re-analyses up to ``warmup_s`` seconds before the analysed time from the
-buffer (when ``segments_for`` is given) to warm its detectors, then continues without emitting any
-moment the earlier run had already decided.
+each tier, emitted moments' ids and spans, the ids still provisional, degrade level, the room's
+delay and audience feed); a fresh analyzer given it with :meth:`LiveAnalyzer.restore` re-analyses up
+to ``warmup_s`` seconds before the analysed time from the buffer (when ``segments_for`` is given)
+to warm its detectors, then continues without emitting any moment the earlier run had already
+decided. Moments that were provisional then are final as they were: never emitted, confirmed or
+replaced again. Events pushed again before the warm-up do not count towards the room's event delay.
+A state of version 1 (before provisional moments) is read too.
 
 Stream time: ``Segment.start`` is the stream time of the segment's first video frame (a segment
 muxer cuts at keyframes and lists that time). A segment's own timestamps may be anything (continuous
@@ -147,9 +184,10 @@ from ace import media
 from ace.clipper import render_clip, write_srt
 from ace.config import Settings
 from ace.errors import AceError, InputError, MediaError
-from ace.fusion import FusionOptions, find_moments, join_words
+from ace.fusion import FusionOptions, find_moments
 from ace.live.chat import RoomChat, echoes
 from ace.live.decode import SegmentTimes, decode_segment, segment_times
+from ace.live.finality import AudienceFeed, MomentGate, finality_horizon, same_edges, speech_reach
 from ace.pipeline import fusion_options, product_clip_name
 from ace.products.adwords import AdWordChecker
 from ace.products.segments import PitchTracker
@@ -165,6 +203,7 @@ log = logging.getLogger("ace.live.analyzer")
 __all__ = [
     "DEGRADE_LEVELS",
     "STATE_VERSION",
+    "AudienceFeed",
     "Backpressure",
     "LiveAnalyzer",
     "LiveOptions",
@@ -172,6 +211,7 @@ __all__ = [
     "MomentGate",
     "finality_horizon",
     "fuse_window",
+    "speech_reach",
 ]
 
 #: Degrade levels, in the order analysis steps down when it falls behind (and back up in reverse):
@@ -179,8 +219,10 @@ __all__ = [
 #: picture); 3 speech recognition with beam size 1 as well (a no-op when the beam already is 1).
 DEGRADE_LEVELS: tuple[str, ...] = ("full", "fewer-frames", "keyframes-only", "beam-1")
 
-#: Version of :meth:`LiveAnalyzer.state`'s layout.
-STATE_VERSION = 1
+#: Version of :meth:`LiveAnalyzer.state`'s layout (2: the room's audience feed and the ids of the
+#: moments still provisional; :meth:`LiveAnalyzer.restore` reads version 1 too).
+STATE_VERSION = 2
+_STATE_VERSIONS = (1, 2)
 
 #: Word endings that end a sentence (as :func:`~ace.signals.speech.split_sentences` splits).
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", "…")
@@ -201,14 +243,19 @@ class LiveOptions:
 
     #: signals, words and cuts kept for fusion; must cover a longest clip plus the horizon
     look_behind_s: float = 180.0
-    #: how far behind the analysed time a moment's end must be before it is emitted; None derives it
-    #: from the fusion, interaction and visual settings (:func:`finality_horizon`, 10.5 s by default)
+    #: how far behind the analysed time a moment's end must be before it is emitted, final at once
+    #: (no provisional step); None derives it per room from the fusion, interaction and visual
+    #: settings and the room's audience feed (:func:`finality_horizon`: 10.5 s by default with an
+    #: audience, 6 s without)
     horizon_s: float | None = None
-    #: how long after stream time ``t`` the events for ``t`` may still arrive (chat usually arrives
-    #: before the video it reacts to; later events are counted in the next second)
+    #: how long after stream time ``t`` the events for ``t`` may still arrive, at least (chat usually
+    #: arrives before the video it reacts to; later events are counted in the next second); a room
+    #: whose events arrive later waits for its own delay (:class:`~ace.live.finality.AudienceFeed`)
     event_delay_s: float = 1.0
-    #: start cutting a moment's clip in the background once its end is this close to final (seconds
-    #: of analysed time), so the clip is ready when the moment is; 0 cuts only final moments
+    #: ... up to this much
+    max_event_delay_s: float = 10.0
+    #: start cutting a moment's clip in the background once its end is this close to being let out
+    #: (seconds of analysed time), so the clip is ready when the moment is; 0 cuts only at once
     cut_ahead_s: float = 4.0
     #: the live transcriber's window, guard band, pause that makes a safe break, and longest window
     #: (:class:`~ace.signals.speech.LiveTranscriber`)
@@ -250,32 +297,13 @@ class LiveOptions:
             raise ValueError(f"horizon_s must be >= 0, not {self.horizon_s}")
         if self.cut_ahead_s < 0:
             raise ValueError(f"cut_ahead_s must be >= 0, not {self.cut_ahead_s}")
+        if not 0 <= self.event_delay_s <= self.max_event_delay_s:
+            raise ValueError(f"need 0 <= event_delay_s <= max_event_delay_s, not {self.event_delay_s} and "
+                             f"{self.max_event_delay_s}")
         if self.degrade_after < 1 or self.recover_after < 1:
             raise ValueError("degrade_after and recover_after must be >= 1")
         if not 0 < self.load_alpha <= 1:
             raise ValueError("load_alpha must be in (0, 1]")
-
-
-def finality_horizon(fusion: FusionOptions, interaction: InteractionOptions | None = None,
-                     visual_look_ahead: float = 1.0, event_delay_s: float = 1.0) -> float:
-    """How far behind the analysed time a moment's end must lie before the moment is final (seconds).
-
-    ``2 * spread_s`` (the end may sit ``spread_s`` before its region's end; the second after the
-    region is final once evidence ``spread_s`` beyond it is) plus the slowest source's settling time:
-    audio 1 s, visual ``look_ahead + 1`` s, interaction ``interaction_lag + window_s / 2 +
-    event_delay_s`` (the audience's reaction is moved back by the lag, and a spike is placed in the
-    middle of the window it was counted over). Speech is checked separately against what the
-    transcriber has committed (see the module docstring). Defaults: ``4 + max(1, 2, 3 + 2.5 + 1)``
-    = 10.5 s."""
-    inter = interaction or InteractionOptions()
-    settle = max(1.0, visual_look_ahead + 1.0, fusion.interaction_lag + inter.window_s / 2.0 + event_delay_s)
-    return 2.0 * fusion.spread_s + settle
-
-
-def speech_reach(fusion: FusionOptions) -> float:
-    """How far past a moment's end the committed transcript must reach before the moment is final:
-    far enough to snap its end to a sentence edge and to know the speech evidence there."""
-    return max(fusion.snap_window, 2.0 * fusion.spread_s)
 
 
 # ------------------------------------------------------------------------------------------- fusion
@@ -309,134 +337,6 @@ def fuse_window(stream_id: str, signals: Iterable[Signal], sentences: Sequence[S
 def _shift_sentence(s: Sentence, dt: float) -> Sentence:
     return Sentence(s.start + dt, s.end + dt, s.text,
                     tuple(Word(w.start + dt, w.end + dt, w.text, w.probability) for w in s.words))
-
-
-# --------------------------------------------------------------------------------------------- gate
-
-
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
-
-
-class MomentGate:
-    """Lets each moment out once, when it is final, however often fusion finds it again.
-
-    :meth:`admit` takes the moments fusion finds now and the latest end that is final now; it
-    returns the new moments to emit and remembers their spans. A candidate is *the same moment* as
-    an emitted one when its peak lies inside it or they overlap by half the shorter; one that only
-    overlaps an emitted moment's edge is trimmed to start (or end) where that one ends (starts) —
-    an emitted moment's edges lie in pauses, so the trimmed edge does too — and dropped if that
-    leaves less than ``min_length`` seconds. Candidates ending at or before ``floor`` (what a run
-    before a restart had already decided) are never emitted. Spans are forgotten ``keep_s`` seconds
-    after their end, so the gate stays small. The chat tier (``tier="chat"``) has its own finality
-    line (``chat_decided_until``, ``chat_floor``), further behind; the emitted spans are shared.
-    """
-
-    def __init__(self, stream_id: str, min_length: float = 4.0, keep_s: float = 300.0):
-        self.stream_id = stream_id
-        self.min_length = min_length
-        self.keep_s = keep_s
-        self.emitted: list[tuple[str, float, float]] = []  # (id, start, end), by start
-        self.decided_until = -math.inf  #: latest end that was final at some step
-        self.floor = -math.inf  #: decided by a run before a restart
-        self.total = 0  #: moments emitted over the gate's life (restarts included)
-        self.suppressed = 0  #: candidates recognised as an emitted moment again
-        self.trimmed = 0  #: candidates trimmed against an emitted neighbour
-        self.late = 0  #: moments emitted although their end had already passed the finality line
-        self.chat_decided_until = -math.inf  #: the same for the chat tier
-        self.chat_floor = -math.inf
-        self.chat_total = 0  #: moments the chat tier emitted
-
-    def admit(self, candidates: Iterable[Moment], final_until: float, words: Sequence[Word] = (),
-              tier: str = "media") -> list[Moment]:
-        """The candidates to emit now, in time order: final (end <= ``final_until``), new, trimmed
-        clear of emitted moments. ``words`` recomputes a trimmed moment's transcript. ``tier``:
-        whose finality line ``final_until`` is ("media" or "chat")."""
-        out: list[Moment] = []
-        chat = tier == "chat"
-        previous, floor = (self.chat_decided_until, self.chat_floor) if chat else (self.decided_until, self.floor)
-        for m in sorted(candidates, key=lambda m: (m.start, m.end)):
-            if m.end > final_until + 1e-9 or m.end <= floor + 1e-9:
-                continue
-            m2 = self._clear(m, words)
-            if m2 is None:
-                continue
-            if m2.end <= previous:
-                self.late += 1
-            out.append(m2)
-            self.emitted.append((m2.id, m2.start, m2.end))
-            self.emitted.sort(key=lambda e: e[1])
-            self.total += 1
-            self.chat_total += chat
-        if chat:
-            self.chat_decided_until = max(self.chat_decided_until, final_until)
-            return out
-        self.decided_until = max(self.decided_until, final_until)
-        horizon = self.decided_until - self.keep_s
-        if math.isfinite(horizon):
-            self.emitted = [e for e in self.emitted if e[2] >= horizon]
-        return out
-
-    def preview(self, candidates: Iterable[Moment], final_until: float, ahead_until: float,
-                words: Sequence[Word] = (), tier: str = "media") -> list[Moment]:
-        """The candidates that would be emitted if the final line were ``ahead_until`` but are not
-        final yet (``final_until < end <= ahead_until``), as :meth:`admit` would emit them; changes
-        nothing."""
-        out = []
-        counts = self.suppressed, self.trimmed
-        floor = self.chat_floor if tier == "chat" else self.floor
-        try:
-            for m in sorted(candidates, key=lambda m: (m.start, m.end)):
-                if final_until + 1e-9 < m.end <= ahead_until + 1e-9 and m.end > floor + 1e-9:
-                    m2 = self._clear(m, words)
-                    if m2 is not None:
-                        out.append(m2)
-        finally:
-            self.suppressed, self.trimmed = counts
-        return out
-
-    def _clear(self, m: Moment, words: Sequence[Word]) -> Moment | None:
-        start, end = m.start, m.end
-        for _id, es, ee in self.emitted:
-            ov = _overlap(start, end, es, ee)
-            if ov <= 0:
-                continue
-            if es <= m.peak <= ee or ov >= 0.5 * min(end - start, ee - es):
-                self.suppressed += 1
-                return None
-            if es <= start < ee:
-                start = ee
-            elif es < end <= ee:
-                end = es
-            else:  # an emitted moment inside this one: the same moment, grown
-                self.suppressed += 1
-                return None
-        if (start, end) == (m.start, m.end):
-            return m
-        if end - start < self.min_length - 1e-9:  # little of it is left clear of its neighbours
-            self.suppressed += 1
-            return None
-        self.trimmed += 1
-        text = join_words([w for w in words if w.start >= start - 0.01 and w.end <= end + 0.01]) if words else m.transcript
-        return dataclasses.replace(m, start=round(start, 3), end=round(end, 3), transcript=text)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "decided_until": self.decided_until if math.isfinite(self.decided_until) else None,
-            "emitted": [[i, s, e] for i, s, e in self.emitted],
-            "emitted_total": self.total,
-            "chat_decided_until": self.chat_decided_until if math.isfinite(self.chat_decided_until) else None,
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        d = state.get("decided_until")
-        self.decided_until = float(d) if d is not None else -math.inf
-        self.floor = self.decided_until
-        self.emitted = sorted(((str(i), float(s), float(e)) for i, s, e in state.get("emitted", [])), key=lambda x: x[1])
-        self.total = int(state.get("emitted_total", len(self.emitted)))
-        c = state.get("chat_decided_until")  # none: the chat tier had decided nothing the media tier had not
-        self.chat_decided_until = float(c) if c is not None else self.decided_until
-        self.chat_floor = self.chat_decided_until
 
 
 # -------------------------------------------------------------------------------------- backpressure
@@ -493,16 +393,35 @@ class Backpressure:
 
 @dataclass
 class LiveUpdate:
-    """What one step of a :class:`LiveAnalyzer` produced."""
+    """What one step of a :class:`LiveAnalyzer` produced.
 
-    moments: list[Moment] = field(default_factory=list)  #: newly final moments, in time order
+    ``moments`` holds the moments let out in this step — new ones, final or provisional (ids in
+    ``provisional``) — and the final version of earlier provisional ones that became final (ids in
+    ``confirmed`` or ``replaced``; the same id as before, whatever their edges now). ``clips`` holds
+    their clips, each with its ``state`` and ``revision``. A moment id is in at most one of the three
+    sets; one in none of them is final at once."""
+
+    moments: list[Moment] = field(default_factory=list)  #: moments let out in this step, in time order
     clips: list[Clip] = field(default_factory=list)  #: their clips (a failed cut is logged and missing)
     words: list[Word] = field(default_factory=list)  #: words the transcriber committed in this step
     analysed_until: float = 0.0  #: stream time analysed so far
     lag_s: float = 0.0  #: wall seconds the analysis trails the live edge
     level: int = 0  #: degrade level (index into DEGRADE_LEVELS)
-    #: moment id -> wall seconds from the stream reaching the moment's end to its clip being ready
+    #: ids of new moments let out *provisional*: final with respect to every source but the audience;
+    #: their clips have ``state="provisional"`` and are confirmed or replaced in a later step
+    provisional: set[str] = field(default_factory=set)
+    #: ids of provisional moments that are final now with the same edges and peak (or that no final
+    #: candidate matched any more): their clip is the provisional one, captions written again from the
+    #: transcript as it is now, ``state="final"``, same ``revision`` (also when cutting it again failed)
+    confirmed: set[str] = field(default_factory=set)
+    #: ids of provisional moments that are final now with other edges or peak: the moment is given
+    #: with its first id; its clip was cut again under the same file names, ``revision`` + 1, ``state="final"``
+    replaced: set[str] = field(default_factory=set)
+    #: moment id -> wall seconds from the stream reaching the moment's end to its first clip (the
+    #: provisional one, when there is one) being ready; only in the step that cut that first clip
     latency_s: dict[str, float] = field(default_factory=dict)
+    #: moment id -> the same for its final clip (equal to ``latency_s`` for a moment final at once)
+    final_latency_s: dict[str, float] = field(default_factory=dict)
     #: moment id -> the finality line that let it out: "media" or "chat"
     tiers: dict[str, str] = field(default_factory=dict)
     #: product pitches whose end became certain in this step, and their clips by segment id
@@ -582,7 +501,11 @@ class LiveAnalyzer:
         # the room's chat, its delay and the chat tier; its series reaches back the model's causal baseline
         self.chat = RoomChat(scorer, self.fusion, event_delay_s=self.o.event_delay_s, interaction=self._interaction_options,
                              history_s=self.o.look_behind_s + 2 * scorer.baseline_s)
-        min_look = self.fusion.clip_max + 2 * self.fusion.snap_window + self.horizon_s + self.o.speech_max_window_s
+        # whether the room has an audience to wait for, and how late its events come
+        self._feed = AudienceFeed(self.o.event_delay_s, self.o.max_event_delay_s, recent_s=self.o.look_behind_s)
+        longest = self.o.horizon_s if self.o.horizon_s is not None else finality_horizon(
+            self.fusion, self._interaction_options, self._look_ahead(), self.o.max_event_delay_s)
+        min_look = self.fusion.clip_max + 2 * self.fusion.snap_window + longest + self.o.speech_max_window_s
         if self.o.look_behind_s < min_look:
             raise ValueError(f"look_behind_s ({self.o.look_behind_s}) must cover a longest clip, the horizon and the "
                              f"transcriber's longest window: at least {min_look:.1f} s with these settings")
@@ -598,7 +521,10 @@ class LiveAnalyzer:
         self._lag = 0.0
         # statistics
         self._busy: deque[tuple[float, float]] = deque(maxlen=512)  # (busy seconds, segment seconds)
-        self._latencies: deque[float] = deque(maxlen=512)
+        self._latencies: deque[float] = deque(maxlen=512)  # to each moment's first clip
+        self._final_latencies: deque[float] = deque(maxlen=512)  # to its final clip
+        self._provisional_clips: dict[str, Clip | None] = {}  # the clip of each provisional moment (None: its cut failed)
+        self._n_provisional = self._n_confirmed = self._n_replaced = 0  # clips published provisional, confirmed, cut again
         self._n_segments = 0
         self._n_clips = 0
         self._clip_errors = 0
@@ -667,16 +593,41 @@ class LiveAnalyzer:
 
     # -- public API -----------------------------------------------------------------------------
 
+    def _look_ahead(self) -> float:
+        """The visual detector's look-ahead (it follows the degrade level's frame rate)."""
+        if self._visual is not None:
+            return self._visual.look_ahead
+        return VisualOptions().cut_window / float(self.settings.analysis_fps)
+
+    @property
+    def audience(self) -> bool:
+        """Whether the room has an audience feed now (an event within ``look_behind_s`` of the
+        analysed time): only then does the horizon wait for the audience."""
+        return self._feed.active(self._analysed)
+
+    @property
+    def event_delay_s(self) -> float:
+        """How late the room's events may arrive: ``event_delay_s``, or the 90th percentile of how
+        late they did arrive when that is more, up to ``max_event_delay_s``."""
+        return self._feed.delay_s
+
     @property
     def horizon_s(self) -> float:
-        """The finality horizon in effect (its visual part follows the degrade level's frame rate)."""
+        """The finality horizon in effect: with the audience's term while the room has an audience
+        feed (:attr:`audience`, with the room's :attr:`event_delay_s`), without it otherwise."""
         if self.o.horizon_s is not None:
             return float(self.o.horizon_s)
-        if self._visual is not None:
-            look = self._visual.look_ahead
-        else:
-            look = VisualOptions().cut_window / float(self.settings.analysis_fps)
-        return finality_horizon(self.fusion, self._interaction_options, look, self.o.event_delay_s)
+        return finality_horizon(self.fusion, self._interaction_options, self._look_ahead(), self.event_delay_s,
+                                audience=self.audience)
+
+    @property
+    def provisional_horizon_s(self) -> float:
+        """The horizon without the audience's term: a moment this far behind (and clear of the speech
+        frontier) is let out provisional. Equal to :attr:`horizon_s` in a room without an audience
+        feed, and when ``LiveOptions.horizon_s`` is set (no provisional step then)."""
+        if self.o.horizon_s is not None:
+            return float(self.o.horizon_s)
+        return finality_horizon(self.fusion, self._interaction_options, self._look_ahead(), audience=False)
 
     @property
     def chat_horizon_s(self) -> float:
@@ -710,6 +661,8 @@ class LiveAnalyzer:
         an event for a second already scored counts in the next one."""
         before = self._inter.late
         events = list(events)
+        # events pushed again after a restore (before the warm-up) say nothing about how late the room's come
+        self._feed.push(events, self._analysed, measure=self._warm_from is None)
         if self._pitches is not None:
             self._pitches.add_events(events)
         self._inter.process_events(events)
@@ -785,6 +738,7 @@ class LiveAnalyzer:
             "analysed_until": self._analysed if math.isfinite(self._analysed) else None,
             "level": self.level,
             **self.gate.state(),
+            "audience": self._feed.state(),
             "audience_lag": self.chat.state(),
             "pitches": dict(self._pitches.counts) if self._pitches is not None else {},
         }
@@ -798,11 +752,15 @@ class LiveAnalyzer:
         ``segments_for`` (when given) so the detectors have their baselines again."""
         if self._started:
             raise RuntimeError("restore() must come before the first segment")
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in _STATE_VERSIONS:
             raise ValueError(f"unknown live analyzer state version {state.get('version')!r} (expected {STATE_VERSION})")
         if state.get("stream_id") != self.stream_id:
             raise ValueError(f"state of stream {state.get('stream_id')!r} given to stream {self.stream_id!r}")
         self.gate.restore(state)
+        if state.get("provisional"):  # their clips stand as they were cut: final now
+            log.info("%s: %d moments provisional before the restart are final as they were", self.stream_id,
+                     len(state["provisional"]))
+        self._feed.restore(state.get("audience"))
         self.chat.restore(state.get("audience_lag"))
         if self._pitches is not None and isinstance(state.get("pitches"), dict):
             self._pitches.counts.update({str(k): int(v) for k, v in state["pitches"].items()})
@@ -820,6 +778,7 @@ class LiveAnalyzer:
         busy = np.array([b for b, _ in self._busy]) if self._busy else np.zeros(0)
         seg = np.array([s for _, s in self._busy]) if self._busy else np.zeros(0)
         lat = np.array(self._latencies) if self._latencies else np.zeros(0)
+        final_lat = np.array(self._final_latencies) if self._final_latencies else np.zeros(0)
         return {
             "stream_id": self.stream_id,
             "analysed_until": self._analysed if math.isfinite(self._analysed) else None,
@@ -834,6 +793,9 @@ class LiveAnalyzer:
             "segment_mean_s": round(float(seg.mean()), 3) if seg.size else 0.0,
             "realtime": round(float(seg.sum() / busy.sum()), 2) if busy.size and busy.sum() > 0 else 0.0,
             "horizon_s": round(self.horizon_s, 3),
+            "provisional_horizon_s": round(self.provisional_horizon_s, 3),
+            "audience": self.audience,
+            "event_delay_s": round(self.event_delay_s, 3),
             "chat_horizon_s": round(self.chat_horizon_s, 3),
             **self.chat.stats(),
             "speech_lag_s": round(self._analysed - self.speech_frontier, 3) if self._started and math.isfinite(self._analysed) else 0.0,
@@ -848,9 +810,12 @@ class LiveAnalyzer:
             "cut_max_s": round(float(max(self._cut_s)), 3) if self._cut_s else None,
             "cuts_ahead_used": self._ahead_used,
             "cuts_ahead_wasted": self._ahead_wasted,
-            "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
-            "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat.size else None,
-            "latency_max_s": round(float(lat.max()), 3) if lat.size else None,
+            "provisional_clips": self._n_provisional,
+            "confirmed_clips": self._n_confirmed,
+            "replaced_clips": self._n_replaced,
+            "provisional_pending": len(self.gate.provisional),
+            **_latency_stats("latency", lat),
+            **_latency_stats("final_latency", final_lat),
             "bad_segments": self._bad_segments,
             "gaps": self._gaps,
             "late_events": self._late_events,
@@ -915,12 +880,11 @@ class LiveAnalyzer:
             self._bad_segments += 1
             log.warning("%s: segment %d (%s) could not be analysed: %s", self.stream_id, seg.seq, seg.path, exc)
         self._analysed = max(self._analysed, seg.end)
-        now = self._analysed - self.o.event_delay_s
+        now = self._analysed - self.event_delay_s
         before = self._inter.late
         self._signals.extend(self._inter.process_events((), now=now))
         self._late_events += self._inter.late - before
-        self.chat.advance(self._analysed, self._signals,
-                          min(self._analysed - self.horizon_s, self.speech_frontier - speech_reach(self.fusion)))
+        self.chat.advance(self._analysed, self._signals, self._lines(final=False)[0])
         self._segments.append((seg, arrived))
         self._prune()
         return words
@@ -1044,6 +1008,18 @@ class LiveAnalyzer:
         cuts = list(self._visual.cuts) if self._visual is not None else list(self._cuts)
         return list(self._signals), sents, cuts, words
 
+    def _lines(self, final: bool) -> tuple[float, float, float]:
+        """This step's lines: the latest end that is final, the latest that is final with respect to
+        every source but the audience (moments up to it are let out provisional), and the chat
+        tier's final line. Each lies ``speech_reach`` before the speech frontier at least; at the
+        end of the stream (``final``) all three are the analysed time."""
+        T = self._analysed
+        if final:
+            return T, T, T
+        speech = self.speech_frontier - speech_reach(self.fusion)
+        until = min(T - self.horizon_s, speech)
+        return until, min(T - self.provisional_horizon_s, speech), min(T - self.chat_horizon_s, until)
+
     def _emit(self, final: bool) -> LiveUpdate:
         T = self._analysed
         update = LiveUpdate(analysed_until=T, lag_s=self._lag, level=self.level)
@@ -1052,12 +1028,10 @@ class LiveAnalyzer:
         signals, sents, cuts, words = self._fusion_inputs()
         t0 = max(0.0, T - self.o.look_behind_s)
         candidates = fuse_window(self.stream_id, signals, sents, cuts, t0, T, self.fusion)
-        if final:
-            until = chat_until = T
-        else:
-            until = min(T - self.horizon_s, self.speech_frontier - speech_reach(self.fusion))
-            chat_until = min(T - self.chat_horizon_s, until)
-        moments = self.gate.admit(candidates, until, words)
+        until, early, chat_until = self._lines(final)
+        settled = self.gate.settle(candidates, until, words)  # provisional moments that are final now
+        moments = self.gate.admit(candidates, until, words, provisional_until=early)
+        update.provisional = {m.id for m in moments if m.id in self.gate.provisional}
         update.tiers = {m.id: "media" for m in moments}
         # the chat tier: what becomes strong with the room's chat, once that chat is all there
         chat_candidates = self.chat.candidates(self.stream_id, signals, sents, cuts, t0, T)
@@ -1066,19 +1040,12 @@ class LiveAnalyzer:
         if chat_candidates:
             more = self.gate.admit(chat_candidates, chat_until, words, tier="chat")
             update.tiers.update((m.id, "chat") for m in more)
-            moments = sorted(moments + more, key=lambda m: (m.start, m.end))
-        update.moments = moments
-        for m in moments:
-            clip = self._cut(m, sents)
-            if clip is not None:
-                update.clips.append(clip)
-                ready = self._clock()
-                latency = max(0.0, ready - self._reached(m.end, ready))
-                update.latency_s[m.id] = round(latency, 3)
-                self._latencies.append(latency)
-            note = f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else ""
-            log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted at %.2f by the %s tier%s", self.stream_id, m.id,
-                     m.start, m.end, m.score, T, update.tiers[m.id], note)
+            moments = moments + more
+        for m in sorted(moments, key=lambda m: (m.start, m.end)):
+            self._let_out(m, sents, update)
+        for p, m in settled:
+            self._settle(p, m, sents, update)
+        update.moments = sorted(moments + [m for _p, m in settled], key=lambda m: (m.start, m.end))
         update.ad_words, self._new_hits = self._new_hits, []
         if self._pitches is not None:
             self._pitches.cuts = sorted(cuts)
@@ -1093,10 +1060,76 @@ class LiveAnalyzer:
                          seg.product, seg.n, seg.start, seg.end, seg.confidence, T)
         if not final and self.o.cut_ahead_s > 0 and self.level == 0:
             ahead = self.o.cut_ahead_s
-            upcoming = self.gate.preview(candidates, until, until + ahead, words)
+            upcoming = self.gate.preview(candidates, early, early + ahead, words)
+            upcoming += self.gate.preview_settle(candidates, until + ahead, words)  # those that will be cut again
             upcoming += self.gate.preview(chat_candidates, chat_until, chat_until + ahead, words, tier="chat")
             self._cut_ahead(upcoming, sents)
         return update
+
+    def _let_out(self, m: Moment, sentences: Sequence[Sentence], update: LiveUpdate) -> None:
+        """Cut a new moment's clip (provisional when the moment is) into ``update``."""
+        provisional = m.id in update.provisional
+        clip = self._cut(m, sentences)
+        if provisional:
+            clip = dataclasses.replace(clip, state="provisional") if clip is not None else None
+            self._provisional_clips[m.id] = clip
+        if clip is not None:
+            update.clips.append(clip)
+            latency = self._latency(m.end)
+            update.latency_s[m.id] = latency
+            self._latencies.append(latency)
+            if provisional:
+                self._n_provisional += 1
+            else:
+                update.final_latency_s[m.id] = latency
+                self._final_latencies.append(latency)
+        note = f", clip ready after {update.latency_s[m.id]:.1f} s" if m.id in update.latency_s else ""
+        log.info("%s: moment %s %.2f-%.2f (score %.2f) emitted%s at %.2f by the %s tier%s", self.stream_id, m.id,
+                 m.start, m.end, m.score, " provisional" if provisional else "", self._analysed, update.tiers[m.id], note)
+
+    def _settle(self, p: Moment, m: Moment, sentences: Sequence[Sentence], update: LiveUpdate) -> None:
+        """Provisional moment ``p`` is final now as ``m`` (the same id): confirm its clip when its
+        edges and peak stayed (captions written again), else cut it again in place (``revision`` + 1;
+        should that fail, the provisional clip is confirmed as it is)."""
+        old = self._provisional_clips.pop(p.id, None)
+        update.tiers[m.id] = "media"
+        clip = None if same_edges(m, p) else self._cut(m, sentences)
+        if clip is not None or (old is None and not same_edges(m, p)):
+            update.replaced.add(m.id)
+            if clip is not None and old is not None:
+                clip = dataclasses.replace(clip, revision=old.revision + 1)
+                self._n_replaced += 1
+        else:
+            update.confirmed.add(m.id)
+            clip = self._confirm(old, sentences) if old is not None else self._cut(m, sentences)
+            self._n_confirmed += old is not None
+        log.info("%s: moment %s %.2f-%.2f is final (%s; provisional %.2f-%.2f) at %.2f", self.stream_id, m.id, m.start,
+                 m.end, "replaced" if m.id in update.replaced else "confirmed", p.start, p.end, self._analysed)
+        if clip is None:
+            return
+        update.clips.append(dataclasses.replace(clip, state="final"))
+        latency = self._latency(m.end)
+        update.final_latency_s[m.id] = latency
+        self._final_latencies.append(latency)
+        if old is None:  # its first clip
+            update.latency_s[m.id] = latency
+            self._latencies.append(latency)
+
+    def _confirm(self, clip: Clip, sentences: Sequence[Sentence]) -> Clip:
+        """A provisional clip, final: the same video and thumbnail, captions written again from the
+        transcript as it is now (``clip_dir/<moment id>.srt``)."""
+        srt = self.clip_dir / f"{clip.moment_id}.srt"
+        try:
+            write_srt(sentences, clip.start, clip.end, srt)
+        except OSError as exc:
+            log.warning("%s: writing the captions of clip %s again failed: %s", self.stream_id, clip.moment_id, exc)
+            return dataclasses.replace(clip, state="final")
+        return dataclasses.replace(clip, srt_path=str(srt), state="final")
+
+    def _latency(self, end: float) -> float:
+        """Wall seconds from the stream reaching stream time ``end`` until now."""
+        ready = self._clock()
+        return round(max(0.0, ready - self._reached(end, ready)), 3)
 
     def _reached(self, t: float, default: float) -> float:
         """Wall time at which the stream reached stream time ``t``: the arrival of the segment holding it."""
@@ -1289,6 +1322,14 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + CUT_AHEAD_NICE))
     except (AttributeError, OSError):  # not Linux, or not allowed: cut at the same priority
         pass
+
+
+def _latency_stats(name: str, lat: np.ndarray) -> dict[str, float | None]:
+    """``<name>_p50_s``, ``<name>_p95_s`` and ``<name>_max_s`` of the latencies (None without any)."""
+    if not lat.size:
+        return {f"{name}_p50_s": None, f"{name}_p95_s": None, f"{name}_max_s": None}
+    return {f"{name}_p50_s": round(float(np.percentile(lat, 50)), 3), f"{name}_p95_s": round(float(np.percentile(lat, 95)), 3),
+            f"{name}_max_s": round(float(lat.max()), 3)}
 
 
 #: a pause between two segments that still counts as one unbroken run (ffmpeg's segment edges)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ace.api.backend import Backend
+from ace.api.backend import Backend, NotFinal, clip_state
 from ace.api.backend import NoWebhook
 from ace.api.deps import ApiError, BackendDep, Tenant, _mid, _sid, errors
 from ace.api.models import ClipOut, MomentOut, PublicationOut, ReviewIn, ReviewOut, StreamClip
@@ -58,8 +58,9 @@ async def clip(mid: str, who: Tenant, backend: BackendDep) -> dict:
     row = await backend.clip(who, _mid(mid))
     keep = ("moment_id", "show_id", "start", "end", "mode", "seconds", "score", "rank", "confidence", "strong", "transcript",
             "reasons", "created_at")
-    return {k: row.get(k) for k in keep} | {"video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions",
-                                             "thumbnail": f"/clips/{mid}/thumbnail", "ad_words": row.get("ad_words") or []}
+    return {k: row.get(k) for k in keep} | clip_state(row) | {
+        "video": f"/clips/{mid}/video", "captions": f"/clips/{mid}/captions", "thumbnail": f"/clips/{mid}/thumbnail",
+        "ad_words": row.get("ad_words") or []}
 
 
 @router.get("/clips/{mid}/video", response_class=Response, responses=_media("video/mp4", ranges=True))
@@ -98,10 +99,12 @@ async def publish(mid: str, who: Tenant, backend: BackendDep,
     Delivery goes on in the background with retries; the answer (202) is the publication record,
     ``pending`` until it is ``sent`` or ``failed`` (``GET /clips/{id}/publication``). A clip
     published before is not sent again: its record answers as it is, unless ``force=true`` (never
-    while a delivery of it is under way). 409 when no webhook is set."""
+    while a delivery of it is under way). 409 when no webhook is set, and for a provisional clip
+    (``state: provisional``: its moment is not final yet and the clip may still be cut again; it is
+    final seconds later)."""
     try:
         return await backend.publish(who, _mid(mid), force)
-    except NoWebhook as e:
+    except (NoWebhook, NotFinal) as e:
         raise ApiError(409, str(e)) from None
 
 

@@ -704,7 +704,8 @@
     for (const m of listOrder()) {
       seen.add(m.id);
       const video = m.clip && localPath(m.clip.video);
-      const key = video ? `clip:${video}` : "none";  // a card is rebuilt only when its clip appears
+      // a card is rebuilt only when its clip appears, or is cut again in place (a provisional clip replaced)
+      const key = video ? `clip:${video}:${m.clip.revision || 0}` : "none";
       let card = state.cards.get(m.id);
       if (!card || card.key !== key) {
         const li = buildCard(m);
@@ -729,8 +730,9 @@
     const li = el("li", { class: "card", "data-testid": "clip", "data-moment": m.id,
                           onclick: (ev) => { if (ev.target === li || ev.target.classList.contains("when")) selectMoment(m.id, false); } });
     const clip = m.clip;
-    const video = clip && localPath(clip.video);
-    const thumb = clip && localPath(clip.thumbnail);
+    const again = clip && clip.revision ? `?revision=${clip.revision}` : "";  // cut again: not the cached file
+    const video = clip && localPath(clip.video) && localPath(clip.video) + again;
+    const thumb = clip && localPath(clip.thumbnail) && localPath(clip.thumbnail) + again;
     const captions = clip && localPath(clip.captions);
     // a vertical or square clip's thumbnail keeps its shape
     const [tw, th] = clip && clip.format === "vertical" ? [68, 120] : clip && clip.format === "square" ? [100, 100] : [160, 90];
@@ -741,7 +743,9 @@
         el("div", { class: "rank-line" },
            el("strong", { class: "rank", "data-testid": "clip-rank" }), " ",
            el("span", { class: "confidence", "data-testid": "clip-confidence" }), " ",
-           el("span", { class: "tag weak-tag", "data-testid": "weak-tag", title: WEAK_TITLE, text: "top few", hidden: true })),
+           el("span", { class: "tag weak-tag", "data-testid": "weak-tag", title: WEAK_TITLE, text: "top few", hidden: true }), " ",
+           el("span", { class: "tag", "data-testid": "provisional-tag", text: "provisional", hidden: true,
+                        title: "cut before the moment was final: it is confirmed or cut again in a few seconds" })),
         el("div", { class: "when" }, el("span", { "data-testid": "clip-time", text: `${clock(m.start)} – ${clock(m.end)}` }),
            " · score ", el("strong", { "data-testid": "clip-score", class: "score" })),
         el("ul", { class: "reasons", "data-testid": "reasons" }),
@@ -793,6 +797,11 @@
     if (box.dataset.sig !== hsig) { box.replaceWith(adWordList(hits, "clip-ad-words")); }
     li.querySelector('[data-testid="clip-ad-words"]').dataset.sig = hsig;
     li.dataset.adWords = String(hits.length);
+    const provisional = !!(m.clip && m.clip.state === "provisional");
+    li.querySelector('[data-testid="provisional-tag"]').hidden = !provisional;
+    li.dataset.state = m.clip ? m.clip.state || "final" : "";
+    const pub = li.querySelector('[data-testid="publish"]');
+    if (pub && !pub.dataset.busy) pub.disabled = provisional;  // published once final
     showVerdict(li, m.review);
   }
 
@@ -834,6 +843,7 @@
     const btn = li.querySelector('[data-testid="publish"]');
     const out = li.querySelector('[data-testid="publication"]');
     btn.disabled = true;
+    btn.dataset.busy = "1";
     out.classList.remove("error");
     try {
       let p = await api("POST", `/clips/${enc(mid)}/publish`);
@@ -846,10 +856,12 @@
       out.dataset.status = p.status;
     } catch (e) {
       out.classList.add("error");
-      out.textContent = e.status === 409 ? "no publish webhook is set (PUT /settings/publish)" : e.message;
+      const provisional = e.status === 409 && /provisional/.test(e.message || "");
+      out.textContent = e.status === 409 && !provisional ? "no publish webhook is set (PUT /settings/publish)" : e.message;
       out.dataset.status = "error";
     } finally {
-      btn.disabled = false;
+      delete btn.dataset.busy;
+      btn.disabled = li.dataset.state === "provisional";
     }
   }
 
