@@ -20,6 +20,11 @@ def test_live_bench_reports_every_stream(short_show, tmp_path):
     assert all("batching" in p for p in r["speech_pool"])
     rows = {row["category"]: row for row in r["cpu_profile"]["rows"]}
     assert rows["stream actors"]["cpu_s"] > 0 and rows["speech pool"]["cpu_s"] > 0
+    from ace.live.analyzer import STAGES
+
+    stages = r["analysis_stages"]  # the streams' analysis threads, stage by stage
+    assert set(stages) == set(STAGES) and stages["decode"]["cpu_s"] > 0
+    assert stages["audio and speech"]["wall_s"] >= stages["audio and speech"]["cpu_s"] > 0  # waits for the pool
 
 
 def test_speech_bench_feeds_every_stream_through_the_pool(short_show, tmp_path):

@@ -93,6 +93,31 @@ def test_live_windows_commit_every_word_once_in_order(chunk):
     assert live.audio_decoded < 1.6 * 95.0
 
 
+def test_hurrying_commits_words_before_the_full_window_and_loses_none():
+    script = _script(60.0, seed=3)
+    tr = Transcriber(model=None)
+    tr._transcribe_one = _Scripted(script)
+    live = LiveTranscriber(tr, window=8.0, guard=1.0)
+    audio = np.zeros(int(60.0 * SAMPLE_RATE), np.float32)
+    step = 2 * SAMPLE_RATE
+    got: list[Word] = []
+    got.extend(live.feed(audio[:step]))
+    assert live.hurry() == []  # 2 s buffered: under guard + 2 s, nothing to gain yet
+    got.extend(live.feed(audio[step : 2 * step]))
+    assert got == [] and live.decodes == 0  # a full window is 8 s away
+    early = live.hurry()
+    assert early and live.decodes == 1 and early[-1].end <= 4.0 - 1.0  # clear of the guard band
+    got.extend(early)
+    lag_after_hurry = live.buffered
+    assert lag_after_hurry < 4.0 - early[-1].end + 0.5  # the uncommitted tail only
+    for i in range(2 * step, audio.size, step):
+        got.extend(live.feed(audio[i : i + step]))
+        if i % (5 * step) == 0:
+            got.extend(live.hurry())
+    got.extend(live.flush())
+    assert [w.text for w in got] == [w.text for w in script]  # every word once, in order
+
+
 def test_live_window_options_are_checked():
     with pytest.raises(ValueError):
         LiveTranscriber(Transcriber(model=None), window=4.0, guard=5.0)

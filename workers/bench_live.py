@@ -181,6 +181,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
     final_lat: list[float] = []  # to its final clip
     clip_counts = {"provisional_clips": 0, "confirmed_clips": 0, "replaced_clips": 0}
     speech_windows: dict[str, float] = {}
+    stages: dict[str, dict[str, float]] = {}  # the stream actors' analysis threads, summed over streams
     for sid, st in sorted(final.items()):
         lags = samples.get(sid, [])
         tail = [lag for t, lag in lags if t >= seconds * 2 / 3]
@@ -192,6 +193,10 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
         final_lat.extend(st.get("final_clip_latencies") or [])
         for k in clip_counts:
             clip_counts[k] += int(st.get(k) or 0)
+        for k, v in (st.get("stages") or {}).items():
+            acc = stages.setdefault(k, {"cpu_s": 0.0, "wall_s": 0.0})
+            acc["cpu_s"] = round(acc["cpu_s"] + v["cpu_s"], 2)
+            acc["wall_s"] = round(acc["wall_s"] + v["wall_s"], 2)
         for k, v in (st.get("speech_windows") or {}).items():
             speech_windows[k] = round(speech_windows.get(k, 0) + v, 1)
         rows.append({"id": sid, "status": st.get("status"), "keeps_up": keeps_up,
@@ -218,6 +223,7 @@ def run_live_bench(settings: Settings, streams: int = 8, seconds: float = 180.0,
         "final_clip_latency_p95_s": percentile(final_lat, 95),
         **clip_counts,
         "speech_windows": speech_windows,
+        "analysis_stages": stages,
         "cpu_mean_percent": round(sum(cpu) / len(cpu), 1) if cpu else None,
         # clips cut while their moment settled and taken as they were / cut ahead for nothing
         "cuts_ahead_used": sum(r["cuts_ahead"][0] or 0 for r in rows),
@@ -259,6 +265,9 @@ def print_live_report(r: dict, console) -> None:
         console.print(f"speech pool: {len(pool)} recogniser(s), {windows} windows, batches of up to "
                       f"{r.get('speech_batch')}: mean decoder batch {mean:.2f}")
     print_cpu_profile(r.get("cpu_profile"), console)
+    if r.get("analysis_stages"):
+        console.print("stream analysis threads, all streams (CPU s / wall s): " + ", ".join(
+            f"{k} {v['cpu_s']:.1f} / {v['wall_s']:.1f}" for k, v in r["analysis_stages"].items()))
     console.print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
     console.print(json.dumps({k: r[k] for k in ("keeping_up", "clip_latency_p95_s", "peak_memory_mb")}))
 

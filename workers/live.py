@@ -760,6 +760,7 @@ class StreamWorker:
                 "realtime": an.get("realtime"),
                 "busy_p95_s": an.get("busy_p95_s"),
                 "speech_lag_s": an.get("speech_lag_s"),
+                "stages": an.get("stages"),
                 # windows sent to the speech pool, and those without speech that were not
                 "speech_windows": self._pooled.stats() if self._pooled is not None else None,
                 "cut_mean_s": an.get("cut_mean_s"),

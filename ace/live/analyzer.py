@@ -172,8 +172,9 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,9 @@ __all__ = [
 #: picture); 3 speech recognition with beam size 1 as well (a no-op when the beam already is 1).
 DEGRADE_LEVELS: tuple[str, ...] = ("full", "fewer-frames", "keyframes-only", "beam-1")
 
+#: The stages of a segment's analysis whose time :meth:`LiveAnalyzer.stats` reports.
+STAGES: tuple[str, ...] = ("decode", "audio and speech", "visual", "fusion and clips")
+
 #: Version of :meth:`LiveAnalyzer.state`'s layout (2: the room's audience feed and the ids of the
 #: moments still provisional; :meth:`LiveAnalyzer.restore` reads version 1 too).
 STATE_VERSION = 2
@@ -257,6 +261,9 @@ class LiveOptions:
     #: start cutting a moment's clip in the background once its end is this close to being let out
     #: (seconds of analysed time), so the clip is ready when the moment is; 0 cuts only at once
     cut_ahead_s: float = 4.0
+    #: when a moment is settled on every source but speech, decode the transcriber's buffer at once
+    #: instead of at its next full window (:meth:`~ace.signals.speech.LiveTranscriber.hurry`)
+    hurry_speech: bool = True
     #: the live transcriber's window, guard band, pause that makes a safe break, and longest window
     #: (:class:`~ace.signals.speech.LiveTranscriber`)
     speech_window_s: float = 8.0
@@ -521,6 +528,10 @@ class LiveAnalyzer:
         self._lag = 0.0
         # statistics
         self._busy: deque[tuple[float, float]] = deque(maxlen=512)  # (busy seconds, segment seconds)
+        self._candidates: list[Moment] = []  # what the last fusion found
+        self._hurries = 0  # early speech decodes for moments waiting on their words
+        #: where the analysis thread's time goes, per stage: [CPU seconds, wall seconds] (:meth:`stats`)
+        self._stages: dict[str, list[float]] = {name: [0.0, 0.0] for name in STAGES}
         self._latencies: deque[float] = deque(maxlen=512)  # to each moment's first clip
         self._final_latencies: deque[float] = deque(maxlen=512)  # to its final clip
         self._provisional_clips: dict[str, Clip | None] = {}  # the clip of each provisional moment (None: its cut failed)
@@ -687,7 +698,8 @@ class LiveAnalyzer:
         if self._warm_from is not None:
             words.extend(self._warm_up(seg.start))
         words.extend(self._analyse(seg, arrived))
-        update = self._emit(final=False)
+        with self._timed("fusion and clips"):
+            update = self._emit(final=False)
         update.words = words
         busy = time.perf_counter() - busy0
         self._lag = max(0.0, self._clock() - arrived)
@@ -773,6 +785,17 @@ class LiveAnalyzer:
         self._warm_from = max(0.0, self._analysed - self.o.warmup_s)
         return self._warm_from
 
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Adds the analysis thread's CPU and wall time in the block to ``stage``."""
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            acc = self._stages[stage]
+            acc[0] += time.thread_time() - cpu
+            acc[1] += time.perf_counter() - wall
+
     def stats(self) -> dict[str, Any]:
         """Figures for metrics and dashboards."""
         busy = np.array([b for b, _ in self._busy]) if self._busy else np.zeros(0)
@@ -816,6 +839,10 @@ class LiveAnalyzer:
             "provisional_pending": len(self.gate.provisional),
             **_latency_stats("latency", lat),
             **_latency_stats("final_latency", final_lat),
+            # the analysis thread's time per stage since the start; the wall time of "audio and
+            # speech" includes waiting for the speech pool, its CPU time does not
+            "speech_hurries": self._hurries,
+            "stages": {k: {"cpu_s": round(c, 3), "wall_s": round(w, 3)} for k, (c, w) in self._stages.items()},
             "bad_segments": self._bad_segments,
             "gaps": self._gaps,
             "late_events": self._late_events,
@@ -871,15 +898,22 @@ class LiveAnalyzer:
         try:
             # one pass over the file in this process: clock, audio and analysis frames
             fps, skip, _mode = self._frame_settings(self.level)
-            got = decode_segment(seg.path, fps=fps, width=self.settings.analysis_width, skip=skip)
+            with self._timed("decode"):
+                got = decode_segment(seg.path, fps=fps, width=self.settings.analysis_width, skip=skip)
             clock = _clock_of(got.times)
-            words = self._tap_audio(seg, clock, got.audio)
+            with self._timed("audio and speech"):
+                words = self._tap_audio(seg, clock, got.audio)
             if got.times.video is not None:
-                self._tap_frames(seg, clock, got.frames)
+                with self._timed("visual"):
+                    self._tap_frames(seg, clock, got.frames)
         except AceError as exc:  # a broken segment is a gap, not the end of the stream
             self._bad_segments += 1
             log.warning("%s: segment %d (%s) could not be analysed: %s", self.stream_id, seg.seq, seg.path, exc)
         self._analysed = max(self._analysed, seg.end)
+        if self._hurry_wanted():
+            with self._timed("audio and speech"):
+                words.extend(self._take_words(self._live.hurry()))
+            self._hurries += 1
         now = self._analysed - self.event_delay_s
         before = self._inter.late
         self._signals.extend(self._inter.process_events((), now=now))
@@ -1008,6 +1042,19 @@ class LiveAnalyzer:
         cuts = list(self._visual.cuts) if self._visual is not None else list(self._cuts)
         return list(self._signals), sents, cuts, words
 
+    def _hurry_wanted(self) -> bool:
+        """Whether a moment the last fusion found is settled on every source but speech: its end lies
+        behind the media part of the provisional line but beyond the speech line. Then the
+        transcriber decodes what it holds now instead of at its next full window (one decode more,
+        for a moment that would otherwise wait up to a window for its words)."""
+        if not self.o.hurry_speech or self._live is None or not self._candidates:
+            return False
+        media = self._analysed - self.provisional_horizon_s
+        speech = self.speech_frontier - speech_reach(self.fusion)
+        emitted = self.gate.emitted
+        return any(speech < m.end <= media and not any(s <= m.peak <= e for _i, s, e in emitted)
+                   for m in self._candidates)
+
     def _lines(self, final: bool) -> tuple[float, float, float]:
         """This step's lines: the latest end that is final, the latest that is final with respect to
         every source but the audience (moments up to it are let out provisional), and the chat
@@ -1028,6 +1075,7 @@ class LiveAnalyzer:
         signals, sents, cuts, words = self._fusion_inputs()
         t0 = max(0.0, T - self.o.look_behind_s)
         candidates = fuse_window(self.stream_id, signals, sents, cuts, t0, T, self.fusion)
+        self._candidates = candidates
         until, early, chat_until = self._lines(final)
         settled = self.gate.settle(candidates, until, words)  # provisional moments that are final now
         moments = self.gate.admit(candidates, until, words, provisional_until=early)
@@ -1060,7 +1108,10 @@ class LiveAnalyzer:
                          seg.product, seg.n, seg.start, seg.end, seg.confidence, T)
         if not final and self.o.cut_ahead_s > 0 and self.level == 0:
             ahead = self.o.cut_ahead_s
-            upcoming = self.gate.preview(candidates, early, early + ahead, words)
+            # only moments whose words are in: edges snapped to sentences still to come move, and
+            # their clips would be cut for nothing (a cut is a tenth of a stream's CPU)
+            heard = self.speech_frontier - speech_reach(self.fusion)
+            upcoming = [m for m in self.gate.preview(candidates, early, early + ahead, words) if m.end <= heard]
             upcoming += self.gate.preview_settle(candidates, until + ahead, words)  # those that will be cut again
             upcoming += self.gate.preview(chat_candidates, chat_until, chat_until + ahead, words, tier="chat")
             self._cut_ahead(upcoming, sents)

@@ -394,6 +394,16 @@ class LiveTranscriber:
             self._need = self.window
         return out
 
+    def hurry(self, min_s: float = 2.0) -> list[Word]:
+        """Decode what is buffered now rather than at the next full window, and commit what can be
+        committed (someone is waiting for these words); nothing when under ``guard + min_s``
+        seconds are buffered. The next window is due a full ``window`` later, as after any decode."""
+        if self.buffered < self.guard + min_s:
+            return []
+        words, _progressed = self._decode(final=False)
+        self._need = self.window
+        return words
+
     def flush(self) -> list[Word]:
         """Commit everything still buffered (the stream ended)."""
         words, _ = self._decode(final=True) if self._size else ([], True)
