@@ -154,28 +154,37 @@ _CONTEXT = threading.local()
 _FRAMES_PER_S = 100
 
 
-def _install_context_hook() -> bool:
-    """Wrap faster-whisper's ``pad_or_trim`` once; False when this faster-whisper has none
-    (then every window is padded to 30 s, as before)."""
+def _wrap_once(name: str, make: Callable) -> bool:
+    """Replace faster-whisper's module-level function ``name`` by ``make(original)``, once; False
+    when this faster-whisper has no such function."""
     try:
         import faster_whisper.transcribe as fwt
     except ImportError:  # pragma: no cover - a dependency
         return False
-    orig = getattr(fwt, "pad_or_trim", None)
+    orig = getattr(fwt, name, None)
     if orig is None:  # pragma: no cover - another faster-whisper
         return False
-    if getattr(orig, "_ace_context", False):
-        return True
-
-    def pad_or_trim(array, length: int = 3000, *, axis: int = -1):
-        frames = getattr(_CONTEXT, "frames", None)
-        if frames and length == 3000:
-            length = min(length, max(frames, array.shape[axis]))
-        return orig(array, length, axis=axis)
-
-    pad_or_trim._ace_context = True  # type: ignore[attr-defined]
-    fwt.pad_or_trim = pad_or_trim
+    if not getattr(orig, "_ace_wrapped", False):
+        wrapped = make(orig)
+        wrapped._ace_wrapped = True
+        setattr(fwt, name, wrapped)
     return True
+
+
+def _install_context_hook() -> bool:
+    """Wrap faster-whisper's ``pad_or_trim`` once; False when this faster-whisper has none
+    (then every window is padded to 30 s, as before)."""
+
+    def make(orig):
+        def pad_or_trim(array, length: int = 3000, *, axis: int = -1):
+            frames = getattr(_CONTEXT, "frames", None)
+            if frames and length == 3000:
+                length = min(length, max(frames, array.shape[axis]))
+            return orig(array, length, axis=axis)
+
+        return pad_or_trim
+
+    return _wrap_once("pad_or_trim", make)
 
 
 # faster-whisper runs its voice-activity filter (Silero VAD) on each window it is given. A live
@@ -198,25 +207,17 @@ def speech_chunks(audio: np.ndarray) -> list[dict]:
 def _install_vad_hook() -> bool:
     """Wrap faster-whisper's ``get_speech_timestamps`` once, so that a call given the window's chunks
     uses them; False when this faster-whisper has none (the filter then runs again)."""
-    try:
-        import faster_whisper.transcribe as fwt
-    except ImportError:  # pragma: no cover - a dependency
-        return False
-    orig = getattr(fwt, "get_speech_timestamps", None)
-    if orig is None:  # pragma: no cover - another faster-whisper
-        return False
-    if getattr(orig, "_ace_vad", False):
-        return True
 
-    def get_speech_timestamps(audio, vad_options=None, *args, **kwargs):
-        known = getattr(_VAD, "chunks", None)
-        if known is not None and getattr(_VAD, "size", -1) == audio.shape[0]:
-            return [dict(c) for c in known]
-        return orig(audio, vad_options, *args, **kwargs)
+    def make(orig):
+        def get_speech_timestamps(audio, vad_options=None, *args, **kwargs):
+            known = getattr(_VAD, "chunks", None)
+            if known is not None and getattr(_VAD, "size", -1) == audio.shape[0]:
+                return [dict(c) for c in known]
+            return orig(audio, vad_options, *args, **kwargs)
 
-    get_speech_timestamps._ace_vad = True  # type: ignore[attr-defined]
-    fwt.get_speech_timestamps = get_speech_timestamps
-    return True
+        return get_speech_timestamps
+
+    return _wrap_once("get_speech_timestamps", make)
 
 
 class Transcriber:
