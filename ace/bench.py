@@ -26,26 +26,45 @@ from ace.config import Settings
 
 class PeakMemory:
     """Samples RSS of this process and its children in a thread; ``peak`` in bytes. Processes in
-    ``exclude`` (Popen objects or pids, a list that may grow while sampling) are not counted."""
+    ``exclude`` (Popen objects or pids, a list that may grow while sampling) are not counted.
 
-    def __init__(self, interval: float = 0.05, exclude: list | None = None):
+    RSS counts a shared page (a library many processes map) once in every process that maps it.
+    With ``pss_every`` (seconds) the proportional set size is summed too, every so often (reading it
+    costs more), into ``peak_pss``: each shared page split among its processes, so the machine's
+    memory counts once."""
+
+    def __init__(self, interval: float = 0.05, exclude: list | None = None, pss_every: float | None = None):
         self.interval = interval
         self.exclude = exclude if exclude is not None else []
+        self.pss_every = pss_every
         self.peak = 0
+        self.peak_pss = 0
+        self._pss_at = -float("inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _processes(self) -> list:
         me = psutil.Process()
-        total = me.memory_info().rss
         skip = {getattr(p, "pid", p) for p in self.exclude}
-        for c in me.children(recursive=True):
-            if c.pid in skip:
-                continue
+        return [me] + [c for c in me.children(recursive=True) if c.pid not in skip]
+
+    def _sample(self) -> int:
+        procs = self._processes()
+        total = 0
+        for c in procs:
             try:
                 total += c.memory_info().rss
             except psutil.Error:
                 pass
+        if self.pss_every is not None and time.monotonic() - self._pss_at >= self.pss_every:
+            self._pss_at = time.monotonic()
+            pss = 0
+            for c in procs:
+                try:
+                    pss += getattr(c.memory_full_info(), "pss", 0)
+                except psutil.Error:
+                    pass
+            self.peak_pss = max(self.peak_pss, pss)
         return total
 
     def _run(self) -> None:

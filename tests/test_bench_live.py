@@ -15,6 +15,7 @@ def test_live_bench_reports_every_stream(short_show, tmp_path):
     assert [s["status"] for s in r["per_stream"]] == ["live", "live"]
     assert all(s["segments"] >= 4 for s in r["per_stream"])  # about 10 segments of 2 s each
     assert r["peak_memory_mb"] > 100 and r["cpu_mean_percent"] is not None
+    assert 50 < r["peak_memory_pss_mb"] <= r["peak_memory_mb"]  # shared pages counted once
     assert set(r["targets"]) == {"all_streams_keep_up", "clip_p95<=10s", "memory<=8GB"}
     assert r["speech_batch"] == 16 and len(r["speech_pool"]) == 2  # the recognisers batched, and said how
     assert all("batching" in p for p in r["speech_pool"])

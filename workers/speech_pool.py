@@ -45,8 +45,10 @@ POOL_PREFIX = "ace:speech:"
 #: kept small so that the pool is placed however many stream actors came first (with 0.25, 16
 #: streams on 2 cores left the second recogniser unplaced, and the windows sent to it waited)
 SPEECH_ACTOR_CPUS = 0.05
-#: scheduling priority of a CPU recogniser (``nice`` increment)
-SPEECH_NICE = 5
+#: scheduling priority of a CPU recogniser (``nice`` increment over the Ray worker's own 15): 0, the
+#: streams' own. At +5 (nice 19) 16 streams on 2 cores starved it: its model calls took twice their
+#: CPU time in wall time while clip cuts ran, every stream waited for its words and fell behind
+SPEECH_NICE = 0
 
 
 class SpeechServer:
@@ -61,9 +63,7 @@ class SpeechServer:
         device, compute = detect_device(s.device, s.compute_type)
         model = load_whisper(s.model, device=device, compute_type=compute, cpu_threads=threads, cache_dir=s.cache_dir)
         self.device = device
-        if device == "cpu" and hasattr(os, "nice"):
-            # behind the streams' own work: a clip being cut waits for nothing, while a speech window
-            # has seconds to spare before the moments that need it are final
+        if device == "cpu" and SPEECH_NICE and hasattr(os, "nice"):
             try:
                 os.nice(SPEECH_NICE)
             except OSError:  # pragma: no cover - not allowed here

@@ -1300,7 +1300,11 @@ class LiveAnalyzer:
             self._clip_errors += 1
             return None
         try:
-            clip, seconds = self._render(m, *held, sentences, self.clip_dir)
+            if self.level > 0:  # behind analysis and speech while they cannot keep up (see _cut_thread)
+                clip, seconds = self._cut_thread().submit(self._render, m, *held, list(sentences),
+                                                          self.clip_dir).result()
+            else:
+                clip, seconds = self._render(m, *held, sentences, self.clip_dir)
         except (AceError, OSError, ValueError) as exc:
             self._clip_errors += 1
             log.warning("%s: cutting moment %s (%.2f-%.2f) failed: %s", self.stream_id, m.id, m.start, m.end, exc)
@@ -1310,6 +1314,16 @@ class LiveAnalyzer:
         return clip
 
     # -- cutting ahead ------------------------------------------------------------------------------
+
+    def _cut_thread(self) -> ThreadPoolExecutor:
+        """The stream's cutting thread, at ``nice`` +10 (:data:`CUT_AHEAD_NICE`), as are the ffmpeg
+        processes it starts: it cuts ahead, and while the analysis is degraded it also makes the
+        clips the analysis waits for, so that on a saturated machine (16 streams on 2 cores: cuts
+        took a fifth of the CPU) the cuts, not the speech recognition every stream waits on, wait."""
+        if self._cutter is None:
+            self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}",
+                                              initializer=_lower_priority)
+        return self._cutter
 
     def _cut_ahead(self, upcoming: Sequence[Moment], sentences: Sequence[Sentence]) -> None:
         """Cut the clips of moments about to become final in the background (one thread per
@@ -1326,10 +1340,7 @@ class LiveAnalyzer:
                 continue
             self.clip_dir.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix=".ace-ahead-", dir=self.clip_dir))
-            if self._cutter is None:
-                self._cutter = ThreadPoolExecutor(1, thread_name_prefix=f"ace-cut-{self.stream_id}",
-                                                  initializer=_lower_priority)
-            future = self._cutter.submit(self._render, m, *held, list(sentences), folder)
+            future = self._cut_thread().submit(self._render, m, *held, list(sentences), folder)
             self._ahead[m.id] = _CutAhead(_ahead_key(m), future, folder)
             log.debug("%s: cutting moment %s (%.2f-%.2f) ahead", self.stream_id, m.id, m.start, m.end)
 
