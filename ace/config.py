@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(0, ge=0, description="Threads per speech-recognition worker on the CPU; 0 means cores / workers.")
     speech_workers: int = Field(0, ge=0, le=64, description="Parts of a show transcribed at once; 0 means one per core on the CPU, 1 on a GPU.")
     speech_pool: bool = Field(True, description="Live streams on Ray share a pool of speech recognisers (one per core, or one per GPU) instead of loading a model each.")
-    speech_batch: int | None = Field(None, ge=1, le=256, description="Most live audio windows a speech recogniser of the pool decodes together (windows of several streams in one batch); 1: one window at a time; unset: 16 on the CPU (whose encoder batches at most 2), 32 on a GPU.")
+    speech_batch: int | None = Field(None, ge=1, le=256, description="Most live audio windows a speech recogniser of the pool decodes together (windows of several streams in one batch); 1: one window at a time; unset: 32 on a GPU, 1 on the CPU (where batches of 16 measured 0.8x the throughput; its encoder batches at most 2).")
     speech_batch_wait_ms: float = Field(50.0, ge=0, le=5000, description="Longest a live audio window waits at the speech pool for others to join its batch (milliseconds).")
     speech_vad_skip: bool = Field(True, description="Live streams run the voice-activity filter on each audio window themselves and send only windows with speech to the speech pool (music, silence and crowd noise never reach the recogniser).")
     live_speech_context_s: float | None = Field(None, gt=0, le=30, description="Seconds of audio Whisper's encoder sees per live window, padding included; unset: the model's measured value (15 for tiny.en, which halves its work at the same accuracy), else 30.")

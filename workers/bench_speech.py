@@ -6,7 +6,7 @@ N streams' audio (the show's, each copy from another point) is fed to N live tra
 (:class:`~workers.speech_pool.PooledTranscriber`), the way the stream actors do. The pool hears
 ``N * seconds`` of audio in ``wall`` seconds: ``streams_real_time = N * seconds / wall`` is how many
 streams it could serve live. The same streams are run twice, with the pool made afresh each time:
-with batching (``speech_batch``, 16 windows on the CPU unless set) and without (one window at a
+with batching (``speech_batch``, else 16 windows on the CPU and 32 on a GPU) and without (one window at a
 time), both with the live encoder window the model gets (``context_s``, 15 s for tiny.en) and the
 streams' own voice-activity filter. Each run says how many windows were sent and skipped as
 silence, how the recognisers batched them, and whether the words were the same in both runs.
@@ -87,7 +87,7 @@ def run_speech_bench(settings: Settings, streams: int = 8, seconds: float = 60.0
 
     from models.registry import live_context_s
     from workers.cluster import init_ray, shutdown_ray
-    from workers.speech_pool import get_speech_pool, kill_speech_pool, pool_size, speech_batch
+    from workers.speech_pool import WIDE_BATCH, get_speech_pool, kill_speech_pool, pool_size, speech_batch
 
     say = progress or (lambda msg: None)
     if audio is None:
@@ -98,7 +98,7 @@ def run_speech_bench(settings: Settings, streams: int = 8, seconds: float = 60.0
 
             input_path = str(make_sample_show(settings.data_dir / "samples").video)
         audio = media.read_audio(input_path)
-    batched = speech_batch(settings)
+    batched = speech_batch(settings, WIDE_BATCH)
     shutdown_ray()
     init_ray(num_cpus=num_cpus, data_dir=settings.data_dir)
     try:

@@ -10,8 +10,8 @@ stream's analyzer gets a :class:`PooledTranscriber`, which stands in for a
 :class:`~ace.signals.speech.Transcriber`: each audio window (8-20 s of 16 kHz float32, at most
 1.3 MB) goes to the next pool actor in turn.
 
-**Batching** (setting ``speech_batch``, 16 windows on the CPU and 32 on a GPU unless set; 1 turns it
-off). A recogniser is a threaded actor: the windows of all streams that reach it are transcribed at
+**Batching** (setting ``speech_batch``: 32 windows on a GPU unless set; off on the CPU, where it
+measured slower, see :data:`DEFAULT_BATCH`; 1 turns it off). A recogniser is a threaded actor: the windows of all streams that reach it are transcribed at
 once, each in a thread of its own, and their model calls run as batches
 (:class:`~ace.signals.batching.BatchedWhisper`); a window waits at most ``speech_batch_wait_ms`` for
 others to join it. Without batching a recogniser takes one window at a time, in arrival order.
@@ -128,14 +128,24 @@ def recorded_pool_size(s: Settings, n: int, gpus: float) -> tuple[int, float]:
         return n, gpus
 
 
-def speech_batch(settings: Settings) -> int:
-    """Most windows a recogniser batches: the setting, else 16 on the CPU and 32 on a GPU."""
+#: windows a recogniser batches by default, per device. On the CPU batching is off: on the 2-core
+#: reference machine the pool alone served 0.8x the streams with batches of up to 16 (35 against 44
+#: streams' speech in real time, 16 streams, after a warm-up; an earlier run gave 1.2x): the decoder
+#: gains, but the windows' own Python work (features, word timings) then waits on the model thread's
+#: batches. On a GPU every kind of call batches wide (not measured here).
+DEFAULT_BATCH = {"cpu": 1, "cuda": 32}
+#: what ``ace bench speech`` compares with one window at a time when the setting says nothing
+WIDE_BATCH = {"cpu": 16, "cuda": 32}
+
+
+def speech_batch(settings: Settings, default: dict[str, int] = DEFAULT_BATCH) -> int:
+    """Most windows a recogniser batches: the setting, else ``default`` for the device."""
     if settings.speech_batch:
         return int(settings.speech_batch)
     from models.registry import detect_device
 
     device, _ = detect_device(settings.device, settings.compute_type)
-    return 32 if device == "cuda" else 16
+    return default.get(device, 1)
 
 
 def get_speech_pool(settings: Settings | dict) -> list:
