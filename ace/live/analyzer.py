@@ -200,7 +200,7 @@ from ace.errors import AceError, InputError, MediaError
 from ace.fusion import FusionOptions, find_moments
 from ace.live.chat import RoomChat, echoes
 from ace.live.decode import SegmentTimes, decode_segment, segment_times
-from ace.live.finality import AudienceFeed, MomentGate, finality_horizon, same_edges, speech_reach
+from ace.live.finality import AudienceFeed, MomentGate, finality_horizon, same_edges, same_moment, speech_reach
 from ace.pipeline import fusion_options, product_clip_name
 from ace.products.adwords import AdWordChecker
 from ace.products.segments import PitchTracker
@@ -1070,12 +1070,15 @@ class LiveAnalyzer:
         # as soon as a decode can bring the words a moment needs (up to ``speech_reach`` past its end,
         # clear of the guard band): often a step before the moment is settled on the media, so its
         # clip is cut ahead and ready when it is
-        reach = speech_reach(self.fusion)
-        media = self._analysed - min(self.provisional_horizon_s, reach + self.o.speech_guard_s + 0.5)
-        speech = self.speech_frontier - reach
+        media = self._analysed - min(self.provisional_horizon_s, speech_reach(self.fusion) + self.o.speech_guard_s + 0.5)
+        speech = self._speech_line()
         emitted = self.gate.emitted
-        return any(speech < m.end <= media and not any(s <= m.peak <= e for _i, s, e in emitted)
+        return any(speech < m.end <= media and not any(same_moment(m, s, e) for _i, s, e in emitted)
                    for m in self._candidates)
+
+    def _speech_line(self) -> float:
+        """The latest moment end whose words are all in: ``speech_reach`` before the speech frontier."""
+        return self.speech_frontier - speech_reach(self.fusion)
 
     def _lines(self, final: bool) -> tuple[float, float, float]:
         """This step's lines: the latest end that is final, the latest that is final with respect to
@@ -1085,7 +1088,7 @@ class LiveAnalyzer:
         T = self._analysed
         if final:
             return T, T, T
-        speech = self.speech_frontier - speech_reach(self.fusion)
+        speech = self._speech_line()
         until = min(T - self.horizon_s, speech)
         return until, min(T - self.provisional_horizon_s, speech), min(T - self.chat_horizon_s, until)
 
@@ -1132,7 +1135,7 @@ class LiveAnalyzer:
             ahead = self.o.cut_ahead_s
             # only moments whose words are in: edges snapped to sentences still to come move, and
             # their clips would be cut for nothing (a cut is a tenth of a stream's CPU)
-            heard = self.speech_frontier - speech_reach(self.fusion)
+            heard = self._speech_line()
             upcoming = [m for m in self.gate.preview(candidates, early, early + ahead, words) if m.end <= heard]
             upcoming += self.gate.preview_settle(candidates, until + ahead, words)  # those that will be cut again
             upcoming += self.gate.preview(chat_candidates, chat_until, chat_until + ahead, words, tier="chat")
@@ -1166,8 +1169,9 @@ class LiveAnalyzer:
         should that fail, the provisional clip is confirmed as it is)."""
         old = self._provisional_clips.pop(p.id, None)
         update.tiers[m.id] = "media"
-        clip = None if same_edges(m, p) else self._cut(m, sentences)
-        if clip is not None or (old is None and not same_edges(m, p)):
+        moved = not same_edges(m, p)
+        clip = self._cut(m, sentences) if moved else None
+        if clip is not None or (old is None and moved):
             update.replaced.add(m.id)
             if clip is not None and old is not None:
                 clip = dataclasses.replace(clip, revision=old.revision + 1)
