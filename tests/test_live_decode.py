@@ -113,3 +113,20 @@ def test_times_are_remembered_per_file(seg, monkeypatch):
 
     monkeypatch.setattr(decode, "_open", fail)
     assert segment_times(seg).video is not None  # from memory
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "nv12", "rgb24"])
+def test_grey_is_swscales_area_grey(fmt):
+    """The luma-plane shortcut gives swscale's full-range grey within 2 levels, for limited- and
+    full-range YUV; other formats go through swscale itself."""
+    import av
+
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0, 255, 320, dtype=np.float32)[None, :, None]
+    rgb = np.clip(ramp + rng.normal(0, 20, (180, 320, 3)), 0, 255).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
+    got = decode.grey(frame, 80, 45)
+    ref = frame.reformat(width=80, height=45, format="gray", interpolation="AREA").to_ndarray()[:45, :80]
+    assert got.shape == (45, 80) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 2
+    assert got.max() - got.min() > 150, "the range is kept, not squeezed"
