@@ -215,6 +215,24 @@ def test_render_exact_clip_writes_mp4_srt_and_thumbnail(src, tmp_path):
     assert mf.read_counter(thumb) == int((clip.start + clip.end) / 2 * FPS)
 
 
+def test_an_exact_clip_probes_its_source_once(src, tmp_path, monkeypatch):
+    """The thumbnail reuses what the cut's packet probe learnt about the file (a live stream cuts a
+    clip for every moment; each ffprobe run costs a process start)."""
+    fresh = tmp_path / "fresh.mp4"  # a file no earlier test has probed
+    fresh.write_bytes(src.read_bytes())
+    calls = []
+    real = media._ffprobe_json
+
+    def counted(path, *args, **kwargs):
+        calls.append(args)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(media, "_ffprobe_json", counted)
+    clip = render_clip(str(fresh), ClipPlan("once", 0.55, 2.5, "exact"), tmp_path / "clips")
+    assert len(calls) == 1, calls
+    assert mf.read_counter(cv2.imread(clip.thumb_path)) == int((clip.start + clip.end) / 2 * FPS)
+
+
 def test_render_fast_clip_starts_at_a_keyframe_and_thumb_at(src, tmp_path):
     plan = plan_clip(moment(1.5, 3.0), "fast")
     clip = render_clip(str(src), plan, tmp_path, (), thumb_at=2.0)
