@@ -104,6 +104,17 @@ def _wait(fn, timeout: float, every: float = 0.5):
     return fn()
 
 
+def _runs(sid: str) -> bool:
+    """Whether an actor runs the stream now (its name is taken)."""
+    import ray
+
+    try:
+        ray.get_actor(f"ace:stream:{sid}", namespace="ace")
+        return True
+    except ValueError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def clip_show(short_show, tmp_path_factory):
     """40 s of the sample show, for streams (played at real speed) and a batch job."""
@@ -130,6 +141,10 @@ def test_a_restarted_controller_resumes_streams_and_jobs_from_the_store(db_url, 
         before = ray.get(controller.status.remote(sid, tenant="acme"))
         # what `ace serve --shutdown` does: the streams are suspended, the controller ends
         assert ray.get(controller.shutdown_streams.remote(), timeout=120) == 1
+        # the controller's background round comes after the shutdown: the suspended stream is the
+        # next controller's to resume, not this one's (it used to take it back at once)
+        ray.get(controller.reap.remote())
+        assert _wait(lambda: not _runs(sid), 30), "a suspended stream is run again by the controller that suspended it"
         ray.kill(controller, no_restart=True)
         time.sleep(2.0)  # the outage
 

@@ -89,6 +89,9 @@ class LiveController:
         self._adopt = adopt
         self._resume = adopt if resume is None else resume
         self._durable = adopt if durable is None else durable
+        #: set by :meth:`shutdown_streams`: the streams it suspended are the next controller's to
+        #: resume, not this one's (its background round would otherwise take them back at once)
+        self._closing = False
         self.lease_s = float(lease_s)
         self.owner = owner or self._default_owner()
         self.cp = ControlPlane(self._store())
@@ -252,7 +255,7 @@ class LiveController:
                     continue
                 if done and self._retire(sid):
                     ended += 1
-        if self._resume:
+        if self._resume and not self._closing:
             self._take_orphans()
         for job in jobs:
             self._collect(job)
@@ -394,6 +397,8 @@ class LiveController:
         cluster's controller *suspends* them: their rows stay live and the next controller resumes
         them; a controller of its own (``suspend=False``) stops them for good."""
         suspend = self._adopt if suspend is None else suspend
+        with self._submit_lock:  # a round taking up streams finishes first; no round takes any after
+            self._closing = True
         with self._lock:
             items = list(self._streams.items())
         refs = [(sid, actor, actor.stop.remote(timeout=min(15.0, timeout), final=not suspend))
