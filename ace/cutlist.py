@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ace import media
+from ace import jsontext, media
 from ace.errors import InputError
 from ace.fusion import FusionOptions, Timeline, snap_end, snap_start
 from ace.types import MediaInfo, Moment, Reason, Sentence
@@ -34,7 +34,7 @@ def load_moments(path: str | os.PathLike, show_id: str) -> list[Moment]:
     """The moments of a moments file, for ``show_id``, in the file's order."""
     p = Path(path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = jsontext.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise InputError(f"no moments file at {p}") from e
     except json.JSONDecodeError as e:

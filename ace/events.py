@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from xml.parsers import expat
 
+from ace import jsontext
 from ace.errors import EventFormatError, InputError
 from ace.types import EVENT_KINDS, Event
 
@@ -250,7 +251,7 @@ def _parse_jsonl_line(raw: str | bytes, n: int) -> tuple[JsonlLine | None, bool]
     if not s or s.startswith("#"):
         return None, False
     try:
-        obj = json.loads(s)
+        obj = jsontext.loads(s)
     except (ValueError, RecursionError) as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         return JsonlLine(n, None, f"line {n}: not valid JSON ({msg})"), False
@@ -508,7 +509,7 @@ def _load_ace_json_array(doc: list, name: str) -> EventLoad:
 
 def _load_json_document(data: bytes, name: str) -> EventLoad:
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = jsontext.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise EventFormatError(f"{name}: not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
@@ -750,7 +751,7 @@ def load_events(path: str | os.PathLike) -> EventLoad:
 
 def _looks_like_event_record(line: str) -> bool:
     try:
-        obj = json.loads(line)
+        obj = jsontext.loads(line)
     except (ValueError, RecursionError):
         return False
     return isinstance(obj, dict) and ("t" in obj or "kind" in obj)
@@ -765,7 +766,7 @@ def _is_jsonl_after_all(data: bytes) -> bool:
     """A file whose first line is a broken or foreign object but which is not one JSON document:
     JSONL with a bad first line (reported as a warning rather than refusing the file)."""
     try:
-        json.loads(data.decode("utf-8-sig"))
+        jsontext.loads(data.decode("utf-8-sig"))
         return False
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # one object per line: JSON Lines, whatever the objects are

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ace import jsontext
 from ace.errors import InputError
 
 MAX_T = 1e7
@@ -39,7 +40,7 @@ def load_highlights(path: str | os.PathLike) -> list[tuple[float, float]]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            doc = json.loads(text)
+            doc = jsontext.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{p}: line {e.lineno}: not valid JSON ({e.msg})") from e
         items = doc.get("highlights") if isinstance(doc, dict) else doc

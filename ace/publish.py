@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ace import jsontext
 from ace.errors import InputError
 from ace.netguard import AddressPolicy, CheckedURL, check_url, connect_checked
 
@@ -336,7 +337,7 @@ def _remote_id(body: bytes, content_type: str) -> str | None:
     if not body or "json" not in (content_type or "").lower():
         return None
     try:
-        doc = json.loads(body.decode("utf-8"))
+        doc = jsontext.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     rid = doc.get("id") if isinstance(doc, dict) else None

@@ -129,10 +129,15 @@ def test_a_restarted_controller_resumes_streams_and_jobs_from_the_store(db_url, 
         job = ray.get(controller.submit_job.remote([{"path": str(clip_show)}], tenant="acme", name="replay"))
         before = ray.get(controller.status.remote(sid, tenant="acme"))
         # what `ace serve --shutdown` does: the streams are suspended, the controller ends
-        assert ray.get(controller.shutdown_streams.remote(), timeout=120) == 1
-        # the controller's background round comes after the shutdown: the suspended stream is the
-        # next controller's to resume, not this one's (it used to take it back at once)
-        ray.get(controller.reap.remote())
+        shutdown = controller.shutdown_streams.remote()
+        # rounds of the controller run during the shutdown and after it: the suspended stream is the
+        # next controller's to resume, not this one's (a round after it used to take it back at
+        # once, and one during it took the killed actor for a failed stream)
+        rounds = []
+        while not ray.wait([shutdown], timeout=0.1)[0]:
+            rounds.append(controller.reap.remote())
+        assert ray.get(shutdown, timeout=120) == 1
+        ray.get(rounds + [controller.reap.remote()], timeout=120)
         st = ray.get(controller.status.remote(sid, tenant="acme"))
         assert st["status"] == "resuming", f"the controller that suspended the stream runs it again: {st}"
         ray.kill(controller, no_restart=True)

@@ -31,7 +31,7 @@ import ray
 
 from ace.config import Settings, clip_settings
 from ace.controlplane import LEASE_S, ControlPlane
-from ace.errors import InputError, NotFound, Refused, StreamFinished, TooManyStreams
+from ace.errors import Busy, InputError, NotFound, Refused, StreamFinished, TooManyStreams
 from ace.netguard import CheckedURL
 from ace.live.ingest import FINAL_STATUSES, IngestOptions, redact, source_kind
 from ace.policy.state import RoomAggregate
@@ -329,6 +329,8 @@ class LiveController:
                           budget=None if budget is None else float(budget), clip_format=clip_format or "",
                           burn_captions=None if burn_captions is None else bool(burn_captions))
         with self._submit_lock:
+            if self._closing:  # its streams are being handed on: the next controller takes new ones
+                raise Busy("the controller is shutting down; submit again once it is back", retry_after=10.0)
             if max_live is not None:
                 live = self._live_count(tenant)
                 if live >= max_live:
@@ -399,8 +401,9 @@ class LiveController:
         suspend = self._adopt if suspend is None else suspend
         with self._submit_lock:  # a round taking up streams finishes first; no round takes any after
             self._closing = True
-        with self._lock:
-            items = list(self._streams.items())
+        with self._lock:  # taken out first: a round running meanwhile no longer sees them (it took
+            items = list(self._streams.items())  # the killed actors for failed streams)
+            self._streams.clear()
         refs = [(sid, actor, actor.stop.remote(timeout=min(15.0, timeout), final=not suspend))
                 for sid, (_spec, actor) in items]
         for sid, actor, ref in refs:
@@ -413,9 +416,6 @@ class LiveController:
             ray.kill(actor, no_restart=True)
             if suspend:
                 self.cp.release(sid, self.owner)
-        with self._lock:
-            for sid, _a, _r in refs:
-                self._streams.pop(sid, None)
         return len(refs)
 
     def status(self, stream_id: str | None = None, tenant: str = "default") -> dict | list[dict]:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ace import jsontext
 from ace.errors import InputError
 from ace.types import Event, Product
 
@@ -128,9 +129,12 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
     def line_at(pos: int) -> int:
         return text.count("\n", 0, pos) + 1
 
+    deep = jsontext.too_deep_at(text)
+    if deep is not None:  # before any parser recurses that deep
+        raise ProductError(f"{name} line {line_at(deep)}: not valid JSON (nested more than {jsontext.MAX_DEPTH} levels deep)")
     if stripped.startswith("{") and '"products"' in stripped[:2000]:
         try:
-            doc = json.loads(text)
+            doc = jsontext.loads(text)
         except json.JSONDecodeError as e:
             raise ProductError(f"{name} line {e.lineno}: not valid JSON ({e.msg})") from None
         if isinstance(doc, dict) and "products" in doc:
@@ -147,7 +151,7 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            yield n, json.loads(line)
+            yield n, jsontext.loads(line)
         except json.JSONDecodeError as e:
             raise ProductError(f"{name} line {n}: not valid JSON ({e.msg}); expected a JSON list or one product per line") from None
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from ace import jsontext
 from ace.api.deps import ApiError, BackendDep, Tenant, _sid, errors
 from ace.api.models import (
     EventsAccepted,
@@ -110,12 +110,12 @@ def _parse_events(body: bytes, content_type: str, limit: int) -> list:
             if len(items) >= limit:
                 raise ApiError(413, f"more than {limit} events in one request")
             try:
-                items.append(json.loads(line))
+                items.append(jsontext.loads(line))
             except (ValueError, RecursionError) as e:
                 raise ApiError(400, f"line {n}: not valid JSON ({_json_problem(e)})") from None
     else:
         try:
-            items = json.loads(text) if stripped else []
+            items = jsontext.loads(text) if stripped else []
         except (ValueError, RecursionError) as e:
             raise ApiError(400, f"not valid JSON ({_json_problem(e)})") from None
         if not isinstance(items, list):
