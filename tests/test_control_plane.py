@@ -138,6 +138,8 @@ def test_a_restarted_controller_resumes_streams_and_jobs_from_the_store(db_url, 
             rounds.append(controller.reap.remote())
         assert ray.get(shutdown, timeout=120) == 1
         ray.get(rounds + [controller.reap.remote()], timeout=120)
+        with pytest.raises(Exception, match="shutting down"):  # Busy (503): for the next controller
+            ray.get(controller.submit.remote(str(clip_show), name="late", tenant="acme"))
         st = ray.get(controller.status.remote(sid, tenant="acme"))
         assert st["status"] == "resuming", f"the controller that suspended the stream runs it again: {st}"
         ray.kill(controller, no_restart=True)
