@@ -34,7 +34,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ace.errors import Refused
-from ace.store import DEFAULT_TENANT, Store, _converted, metadata
+from ace.schema import DEFAULT_TENANT, metadata
+from ace.store import Store, _converted
 
 #: seconds a lease lasts unless renewed (a controller renews every couple of seconds)
 LEASE_S = 15.0

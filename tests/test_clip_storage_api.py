@@ -73,7 +73,7 @@ def test_a_shows_clips_go_to_clip_storage_and_are_served_from_it(stored_settings
     # a row naming a file outside the storage and the data folder is not served
     import sqlalchemy as sa
 
-    from ace.store import clips_table
+    from ace.schema import clips_table
 
     with store.engine.begin() as conn:
         conn.execute(sa.update(clips_table).where(clips_table.c.moment_id == mid).values(path="/etc/passwd"))

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from ace.errors import StoreError
-from ace.store import Store, metadata, moments_table, normalize_url, shows_table
+from ace.schema import metadata, moments_table, shows_table
+from ace.store import Store, normalize_url
 from ace.types import Clip, Moment, Reason
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 import sqlalchemy as sa
 
-from ace.store import Store, clips_table, metadata
+from ace.schema import clips_table, metadata
+from ace.store import Store
 from tests.test_store import _clip, _moment, _show, store  # noqa: F401 - the store fixture
 
 

@@ -233,7 +233,7 @@ class Backend:
 
     async def ad_words(self, tenant: str) -> dict:
         """The tenant's ad-wording list (``source: "tenant"``), or the server's (``"default"``)."""
-        from ace.store import AD_WORDS_KEY
+        from ace.schema import AD_WORDS_KEY
 
         own = await self._db(self.store.get_tenant_setting, tenant, AD_WORDS_KEY)
         if isinstance(own, list):
@@ -244,7 +244,7 @@ class Backend:
         """Keep the tenant's own ad-wording list (checked: :class:`Refused` naming the bad phrase), or
         with None go back to the server's."""
         from ace.products.adwords import parse_ad_words
-        from ace.store import AD_WORDS_KEY
+        from ace.schema import AD_WORDS_KEY
 
         value = None
         if phrases is not None:
@@ -259,7 +259,7 @@ class Backend:
 
     async def publish_settings(self, tenant: str) -> dict:
         """The tenant's publish webhook: ``url`` (None when none is set) and ``secret_set``; never the secret."""
-        from ace.store import PUBLISH_KEY
+        from ace.schema import PUBLISH_KEY
 
         own = await self._db(self.store.get_tenant_setting, tenant, PUBLISH_KEY)
         if not isinstance(own, dict) or not own.get("url"):
@@ -273,7 +273,7 @@ class Backend:
         one, the secret kept before stays, or a new one is made (also with ``rotate_secret``), and
         the answer carries it, once. With ``url`` None the webhook is forgotten."""
         from ace.publish import check_webhook, new_secret
-        from ace.store import PUBLISH_KEY
+        from ace.schema import PUBLISH_KEY
 
         if url is None:
             await self._db(self.store.set_tenant_setting, tenant, PUBLISH_KEY, None)
@@ -303,7 +303,7 @@ class Backend:
         when the tenant keeps no webhook; :class:`NotFinal` for a provisional clip (its moment is
         not final yet: it may still be cut again); :class:`Busy` when too many deliveries wait."""
         from ace.publish import plain_url
-        from ace.store import PUBLISH_KEY
+        from ace.schema import PUBLISH_KEY
 
         clip = await self.clip(tenant, clip_id)
         if clip_state(clip)["state"] != "final":

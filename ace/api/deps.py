@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 
 from ace.api.backend import Backend
 from ace.errors import NotFound
-from ace.store import TOKEN_PREFIX
+from ace.schema import TOKEN_PREFIX
 
 #: the web page's session cookie: a session secret (see ``Store.create_session``), never an API token
 COOKIE = "ace_session"
