@@ -34,6 +34,7 @@ _docs = st.recursive(st.none() | st.booleans() | st.integers() | _brackety,
 @given(doc=_docs, limit=st.integers(min_value=1, max_value=12))
 def test_the_depth_is_measured_as_the_parser_sees_it(doc, limit):
     text = json.dumps(doc)
+    assert jsontext.max_depth_of(text) == _depth(doc)
     if _depth(doc) <= limit:
         assert jsontext.too_deep_at(text, limit) is None
         assert jsontext.loads(text, limit) == doc
@@ -53,6 +54,11 @@ def test_a_hostile_nesting_is_refused_where_it_goes_too_deep():
     s = '["\\"' + "[" * 5000 + '"]'
     assert jsontext.loads(s) == ['"' + "[" * 5000]
     assert jsontext.loads("[" * jsontext.MAX_DEPTH + "]" * jsontext.MAX_DEPTH) is not None
+    # a long, shallow document (a chat export) is passed without the token-by-token scan, and an
+    # unclosed string's brackets never make a text "too deep" that is not
+    shallow = json.dumps([{"a": [i, {"b": "[[{"}]} for i in range(20_000)])
+    assert jsontext.too_deep_at(shallow) is None and jsontext.max_depth_of(shallow) == 4
+    assert jsontext.too_deep_at('["' + "[" * 500) is None
 
 
 def test_event_files_and_product_lists_refuse_deep_nesting_with_where(tmp_path):
