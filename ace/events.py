@@ -507,12 +507,18 @@ def _load_ace_json_array(doc: list, name: str) -> EventLoad:
     return _finish(events, warns, FORMAT_JSON, name)
 
 
-def _load_json_document(data: bytes, name: str) -> EventLoad:
+def _load_json_document(data: bytes, name: str, jsonl_fallback: bool = False) -> EventLoad:
+    """One JSON document of events; with ``jsonl_fallback``, a file that is not one after all but
+    JSON Lines with a bad first line (:func:`_is_jsonl_after_all`) is read as JSON Lines."""
     try:
         doc = jsontext.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if jsonl_fallback and _is_jsonl_after_all(data, exc):
+            return _load_jsonl(io.BytesIO(data), name)
         raise EventFormatError(f"{name}: not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
+        if jsonl_fallback and _is_jsonl_after_all(data, exc):
+            return _load_jsonl(io.BytesIO(data), name)
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise EventFormatError(f"{name}: looks like JSON but is not valid JSON{where}: {exc}") from None
     if isinstance(doc, dict):
@@ -741,9 +747,7 @@ def load_events(path: str | os.PathLike) -> EventLoad:
                 data = stream.read(MAX_DOCUMENT_BYTES + 1)
                 if len(data) > MAX_DOCUMENT_BYTES:
                     raise EventFormatError(f"{name}: JSON document larger than {MAX_DOCUMENT_BYTES} bytes is refused")
-                if text.startswith("{") and _is_jsonl_after_all(data):
-                    return _load_jsonl(io.BytesIO(data), name)
-                return _load_json_document(data, name)
+                return _load_json_document(data, name, jsonl_fallback=text.startswith("{"))
             return _load_jsonl(stream, name)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"cannot read events file {name}: {exc}") from exc
@@ -762,17 +766,12 @@ def _first_line_is_record(text: str) -> bool:
     return _looks_like_event_record(first)
 
 
-def _is_jsonl_after_all(data: bytes) -> bool:
-    """A file whose first line is a broken or foreign object but which is not one JSON document:
-    JSONL with a bad first line (reported as a warning rather than refusing the file)."""
-    try:
-        jsontext.loads(data.decode("utf-8-sig"))
-        return False
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # one object per line: JSON Lines, whatever the objects are
-            return True
-    except (ValueError, RecursionError):
-        pass
+def _is_jsonl_after_all(data: bytes, exc: Exception) -> bool:
+    """A file whose first line is a broken or foreign object and that failed to parse as one JSON
+    document (``exc``): JSONL with a bad first line (reported as a warning rather than refusing
+    the file)."""
+    if isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data":  # one object per line
+        return True
     lines = data.split(b"\n", 50)[:50]
     return any(_looks_like_event_record(ln.decode("utf-8", "ignore").strip()) for ln in lines[1:])
 
