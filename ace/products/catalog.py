@@ -130,11 +130,11 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
         return text.count("\n", 0, pos) + 1
 
     deep = jsontext.too_deep_at(text)
-    if deep is not None:  # before any parser recurses that deep
+    if deep is not None:  # once for the whole text, before any parser below recurses that deep
         raise ProductError(f"{name} line {line_at(deep)}: not valid JSON (nested more than {jsontext.MAX_DEPTH} levels deep)")
     if stripped.startswith("{") and '"products"' in stripped[:2000]:
         try:
-            doc = jsontext.loads(text)
+            doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise ProductError(f"{name} line {e.lineno}: not valid JSON ({e.msg})") from None
         if isinstance(doc, dict) and "products" in doc:
@@ -151,7 +151,7 @@ def _json_items(text: str, name: str) -> Iterable[tuple[int, Any]]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            yield n, jsontext.loads(line)
+            yield n, json.loads(line)
         except json.JSONDecodeError as e:
             raise ProductError(f"{name} line {n}: not valid JSON ({e.msg}); expected a JSON list or one product per line") from None
 
